@@ -1,0 +1,128 @@
+//! Effects: what the engine asks the world to do, as plain data.
+//!
+//! The shell executes effects. Runtime effects carry an [`EffectId`]; the
+//! shell reports each one's outcome with `Engine::handle_effect_result`,
+//! failures included. Store and forward effects carry no id: a store write
+//! that fails is fatal for the process (it restarts and recovers from what was
+//! flushed), and forwarding is the forwarder outbox's job to retry.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::operation::{Operation, OperationId};
+use crate::room::{Address, HostPort, PingStatus, RemovalReason, RoomId};
+use crate::scheduler::Scheduler;
+use crate::version::Version;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EffectId(pub u64);
+
+impl fmt::Display for EffectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "effect#{}", self.0)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Runtime: create the scheduler's namespace and disruption budget.
+    CreateSchedulerResources { id: EffectId, scheduler: String },
+    /// Runtime: delete the scheduler's namespace (and with it every pod).
+    DeleteSchedulerResources { id: EffectId, scheduler: String },
+    /// Runtime: create the room's pod from `spec`.
+    CreateRoom {
+        id: EffectId,
+        scheduler: String,
+        room: RoomId,
+        version: Version,
+        spec: Arc<Scheduler>,
+        host_ports: Vec<HostPort>,
+        is_validation_room: bool,
+    },
+    /// Runtime: delete the room's pod, recording `reason` as an event on it.
+    DeleteRoom {
+        id: EffectId,
+        scheduler: String,
+        room: RoomId,
+        reason: RemovalReason,
+    },
+    /// Store: write this version of the scheduler; `active` says whether it
+    /// is now the active one. Flushed before any reply that depends on it.
+    PersistScheduler {
+        scheduler: Arc<Scheduler>,
+        active: bool,
+    },
+    /// Store: forget the scheduler, its versions and its operations.
+    DeleteSchedulerData { scheduler: String },
+    /// Store: write the operation as it is now.
+    PersistOperation(Box<Operation>),
+    /// Store: drop expired finished operations.
+    DeleteOperations {
+        scheduler: String,
+        ids: Vec<OperationId>,
+    },
+    /// Forwarders: tell the scheduler's forwarders about a room.
+    Forward(Box<ForwardEvent>),
+}
+
+impl Effect {
+    /// The id of a runtime effect, which expects a result.
+    pub fn id(&self) -> Option<EffectId> {
+        match self {
+            Effect::CreateSchedulerResources { id, .. }
+            | Effect::DeleteSchedulerResources { id, .. }
+            | Effect::CreateRoom { id, .. }
+            | Effect::DeleteRoom { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+}
+
+/// A room event for the forwarders (upstream's `SendRoomResync` /
+/// `SendRoomStatus`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardEvent {
+    pub scheduler: String,
+    pub game: String,
+    pub room: RoomId,
+    pub kind: ForwardKind,
+    pub metadata_json: String,
+    pub address: Option<Address>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardKind {
+    /// Every accepted ping: a resync with the ping's status.
+    Resync(PingStatus),
+    /// The room is gone.
+    Terminated,
+}
+
+/// How a runtime call failed. The kinds are those the runtime interface
+/// distinguishes; the engine decides per kind whether to retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuntimeErrorKind {
+    NotFound,
+    AlreadyExists,
+    Conflict,
+    RateLimited,
+    Unavailable,
+    Invalid,
+    Internal,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind:?}: {message}")]
+pub struct RuntimeError {
+    pub kind: RuntimeErrorKind,
+    pub message: String,
+}
+
+impl RuntimeError {
+    pub fn new(kind: RuntimeErrorKind, message: impl Into<String>) -> RuntimeError {
+        RuntimeError {
+            kind,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! One scheduler's state inside the engine: its versions, its fleet, its
+//! operation queue, and its timers.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use super::execute::Running;
+use super::io::Io;
+use super::rooms::Allocations;
+use crate::config::EngineConfig;
+use crate::effect::Effect;
+use crate::health::{self, Caps, Decision};
+use crate::operation::{Definition, Operation, OperationId, OperationStatus};
+use crate::room::{Deletion, ExpiryTimeouts, Fleet, RemovalReason, RoomId, RoomStatus};
+use crate::scheduler::{Scheduler, SchedulerState};
+use crate::time::{Millis, Time};
+use crate::version::{self, Version};
+
+#[derive(Debug)]
+pub(crate) struct SchedulerEntry {
+    pub name: String,
+    pub versions: BTreeMap<Version, Arc<Scheduler>>,
+    pub version_created_at: BTreeMap<Version, Time>,
+    pub active: Version,
+    pub fleet: Fleet,
+    /// The namespace exists: rooms may be created.
+    pub resources_ready: bool,
+    /// delete_scheduler started: no new commands, no reconcile.
+    pub deleting: bool,
+    /// Pending operations, in execution order.
+    pub queue: VecDeque<OperationId>,
+    /// The one operation in progress, if any (the invariant is structural).
+    pub running: Option<Running>,
+    pub operations: BTreeMap<OperationId, Operation>,
+    /// Finished operations by finish time, for expiry and trimming.
+    pub final_ops: BTreeSet<(Time, OperationId)>,
+    pub next_health_check: Time,
+    pub next_clean_up: Time,
+    /// A reconcile the cooldown postponed.
+    pub reconcile_at: Option<Time>,
+    pub allocations: Allocations,
+}
+
+/// Something an entry asks the engine to do to the entry itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum EntryFate {
+    Keep,
+    /// The scheduler is gone (deleted, or its creation failed).
+    Remove,
+}
+
+impl SchedulerEntry {
+    pub fn new(scheduler: Scheduler, now: Time, config: &EngineConfig, io: &mut Io) -> SchedulerEntry {
+        let active = Version::parse(&scheduler.spec.version).unwrap_or(Version::FIRST);
+        let name = scheduler.name.clone();
+        let timeouts = ExpiryTimeouts {
+            initialization: config.room_initialization_timeout,
+            ping: config.room_ping_timeout,
+            deletion: config.room_deletion_timeout,
+        };
+        SchedulerEntry {
+            name,
+            versions: BTreeMap::from([(active, Arc::new(scheduler))]),
+            version_created_at: BTreeMap::from([(active, now)]),
+            active,
+            fleet: Fleet::new(timeouts),
+            resources_ready: false,
+            deleting: false,
+            queue: VecDeque::new(),
+            running: None,
+            operations: BTreeMap::new(),
+            final_ops: BTreeSet::new(),
+            next_health_check: now + config.health_controller_interval,
+            next_clean_up: now + clean_up_delay(config.storage_clean_up_interval, io),
+            reconcile_at: None,
+            allocations: Allocations::default(),
+        }
+    }
+
+    pub fn active(&self) -> &Arc<Scheduler> {
+        self.versions
+            .get(&self.active)
+            .expect("the active version is always stored")
+    }
+
+    pub fn active_mut(&mut self) -> &mut Scheduler {
+        let active = self
+            .versions
+            .get_mut(&self.active)
+            .expect("the active version is always stored");
+        Arc::make_mut(active)
+    }
+
+    pub fn persist_active(&self, io: &mut Io) {
+        io.emit(Effect::PersistScheduler {
+            scheduler: Arc::clone(self.active()),
+            active: true,
+        });
+    }
+
+    pub fn set_state(&mut self, state: SchedulerState, io: &mut Io) {
+        if self.active().state != state {
+            self.active_mut().state = state;
+            self.persist_active(io);
+        }
+    }
+
+    pub fn persist_operation(&self, io: &mut Io, id: &str) {
+        if let Some(op) = self.operations.get(id) {
+            io.emit(Effect::PersistOperation(Box::new(op.clone())));
+        }
+    }
+
+    /// Adds an operation to the queue; priority ones go to the head.
+    pub fn enqueue(
+        &mut self,
+        io: &mut Io,
+        now: Time,
+        definition: Definition,
+        priority: bool,
+    ) -> OperationId {
+        let id = io.rng.uuid();
+        let op = Operation::new(id.clone(), self.name.clone(), definition, now);
+        assert!(
+            self.operations.insert(id.clone(), op).is_none(),
+            "operation id drawn twice"
+        );
+        if priority {
+            self.queue.push_front(id.clone());
+        } else {
+            self.queue.push_back(id.clone());
+        }
+        self.persist_operation(io, &id);
+        id
+    }
+
+    fn running_definition(&self) -> Option<&Definition> {
+        let running = self.running.as_ref()?;
+        self.operations.get(&running.id).map(|op| &op.definition)
+    }
+
+    /// Pending or in-progress operations matching `filter`.
+    pub fn has_open_op(&self, filter: impl Fn(&Definition) -> bool) -> bool {
+        self.running_definition().is_some_and(&filter)
+            || self
+                .queue
+                .iter()
+                .filter_map(|id| self.operations.get(id))
+                .any(|op| filter(&op.definition))
+    }
+
+    /// Marks an operation final. The caller clears `running` when it was the
+    /// running one.
+    pub fn finalize(
+        &mut self,
+        io: &mut Io,
+        config: &EngineConfig,
+        now: Time,
+        id: &str,
+        status: OperationStatus,
+        message: &str,
+    ) {
+        assert!(status.is_final(), "finalize with a final status");
+        let Some(op) = self.operations.get_mut(id) else {
+            return;
+        };
+        assert!(!op.status.is_final(), "operation {id} finalized twice");
+        op.status = status;
+        op.finished_at = Some(now);
+        if !message.is_empty() {
+            op.record(now, message, config.max_history_entries);
+        }
+        op.record(now, "Operation finished", config.max_history_entries);
+        self.final_ops.insert((now, id.to_string()));
+        self.persist_operation(io, id);
+        // The fleet may need a decision that waited for this operation.
+        io.mark_dirty(&self.name);
+    }
+
+    /// Marks a room for deletion. From now on it is `terminating` whatever
+    /// it reports, and its deletion is retried after the deletion timeout.
+    pub fn mark_for_deletion(&mut self, now: Time, id: &str, reason: RemovalReason) -> bool {
+        self.fleet
+            .update(id, |room| {
+                if reason.spares_busy_rooms() {
+                    assert!(
+                        !room.status.is_busy(),
+                        "{} room {} chosen for {}",
+                        room.status.as_str(),
+                        room.id,
+                        reason.as_str()
+                    );
+                }
+                room.deletion = Some(Deletion {
+                    requested_at: now,
+                    reason,
+                });
+                if room.status != RoomStatus::Terminated {
+                    room.status = RoomStatus::Terminating;
+                }
+                room.allocated_at = None;
+            })
+            .is_some()
+    }
+
+    /// Moves to another active version: the rolling update follows from the
+    /// replacement map.
+    pub fn switch_active(&mut self, io: &mut Io, version: Version) {
+        let last_downscale_at = self.active().last_downscale_at;
+        self.active = version;
+        {
+            let active = self.active_mut();
+            active.state = SchedulerState::InSync;
+            active.last_downscale_at = last_downscale_at;
+        }
+        self.persist_active(io);
+        self.refresh_replacement();
+        io.mark_dirty(&self.name);
+    }
+
+    /// Which stored versions must be replaced: a major change from the
+    /// active one (minor-only differences never replace rooms, #635).
+    pub fn refresh_replacement(&mut self) {
+        let active = Arc::clone(self.active());
+        let replace = self
+            .versions
+            .iter()
+            .map(|(v, s)| (*v, *v != self.active && version::is_major_change(s, &active)))
+            .collect();
+        self.fleet.set_replacement(replace);
+    }
+
+    /// The event-driven reconcile: decide the fleet's next action now.
+    /// Returns whether it enqueued one.
+    pub fn reconcile(&mut self, io: &mut Io, config: &EngineConfig, now: Time) -> bool {
+        if !self.resources_ready
+            || self.deleting
+            || self.has_open_op(Definition::is_fleet_change)
+        {
+            return false;
+        }
+        let caps = Caps {
+            add: u64::from(config.add_rooms_limit),
+            remove: u64::from(config.remove_rooms_limit),
+        };
+        let active = Arc::clone(self.active());
+        let Ok(decision) = health::decide(&active, &self.fleet, now, caps) else {
+            // Only an unknown or parameterless policy errs, and validation
+            // rejects both; keep the fleet as it is.
+            return false;
+        };
+        match decision {
+            Decision::Nothing => false,
+            Decision::WaitCooldown(until) => {
+                self.reconcile_at = Some(until);
+                false
+            }
+            Decision::Add(amount) => {
+                assert!(amount > 0);
+                self.enqueue(io, now, Definition::AddRooms { amount }, true);
+                true
+            }
+            Decision::Remove {
+                amount,
+                reason,
+                only_to_replace,
+                is_downscale,
+            } => {
+                let ids = self.fleet.removal_candidates(
+                    usize::try_from(amount).unwrap_or(usize::MAX),
+                    only_to_replace,
+                );
+                if ids.is_empty() {
+                    return false;
+                }
+                for id in &ids {
+                    let marked = self.mark_for_deletion(now, id, reason);
+                    assert!(marked, "removal candidate {id} exists");
+                }
+                if is_downscale {
+                    self.active_mut().last_downscale_at = Some(now);
+                    self.persist_active(io);
+                }
+                let definition = Definition::RemoveRooms {
+                    amount: 0,
+                    room_ids: ids,
+                    reason,
+                };
+                self.enqueue(io, now, definition, true);
+                true
+            }
+        }
+    }
+
+    /// Expired rooms, overdue timers, periodic operations.
+    pub fn on_timeout(&mut self, io: &mut Io, config: &EngineConfig, now: Time) -> EntryFate {
+        if !self.deleting && self.resources_ready {
+            let limit = usize::try_from(config.add_rooms_limit).unwrap_or(1000);
+            let expired: Vec<RoomId> = self.fleet.expired(now, limit);
+            if !expired.is_empty() {
+                for id in &expired {
+                    self.mark_for_deletion(now, id, RemovalReason::ExpiredRoom);
+                }
+                let definition = Definition::RemoveRooms {
+                    amount: 0,
+                    room_ids: expired,
+                    reason: RemovalReason::ExpiredRoom,
+                };
+                self.enqueue(io, now, definition, true);
+            }
+        }
+        if now >= self.next_health_check {
+            self.next_health_check = now + config.health_controller_interval;
+            let open = self.has_open_op(|d| matches!(d, Definition::HealthController { .. }));
+            if !open && !self.deleting && self.resources_ready {
+                let definition = Definition::HealthController { took_action: None };
+                self.enqueue(io, now, definition, false);
+            }
+        }
+        if now >= self.next_clean_up {
+            self.next_clean_up = now + clean_up_delay(config.storage_clean_up_interval, io);
+            if !self.deleting && !self.has_open_op(|d| matches!(d, Definition::StorageCleanUp)) {
+                self.enqueue(io, now, Definition::StorageCleanUp, false);
+            }
+        }
+        if self.reconcile_at.is_some_and(|t| now >= t) {
+            self.reconcile_at = None;
+            io.mark_dirty(&self.name);
+        }
+        self.allocations.expire(now);
+        if self.on_operation_timeout(io, config, now) == EntryFate::Remove {
+            return EntryFate::Remove;
+        }
+        self.drive(io, config, now)
+    }
+
+    /// The earliest time this scheduler needs `handle_timeout`.
+    pub fn next_wakeup(&self) -> Option<Time> {
+        let mut times = vec![self.next_health_check, self.next_clean_up];
+        if !self.deleting && self.resources_ready {
+            times.extend(self.fleet.next_deadline());
+        }
+        times.extend(self.reconcile_at);
+        times.extend(self.allocations.next_expiry());
+        times.extend(self.running.as_ref().and_then(|r| r.deadline()));
+        times.into_iter().min()
+    }
+
+    /// Removes expired finished operations and trims the history to its
+    /// bound. Returns the ids dropped.
+    pub fn clean_up_operations(&mut self, config: &EngineConfig, now: Time) -> Vec<OperationId> {
+        let mut dropped = Vec::new();
+        let expired: Vec<(Time, OperationId)> = self
+            .final_ops
+            .iter()
+            .filter(|(finished, id)| {
+                now.since(*finished) >= config.operations_ttl
+                    && self
+                        .operations
+                        .get(id)
+                        .is_some_and(|op| op.definition.expires())
+            })
+            .cloned()
+            .collect();
+        for key in expired {
+            self.final_ops.remove(&key);
+            self.operations.remove(&key.1);
+            dropped.push(key.1);
+        }
+        while self.final_ops.len() > config.max_final_operations {
+            let Some(oldest) = self.final_ops.pop_first() else {
+                break;
+            };
+            self.operations.remove(&oldest.1);
+            dropped.push(oldest.1);
+        }
+        dropped
+    }
+
+    /// Checks the structural invariants (used by the periodic health check
+    /// and by tests).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.fleet.check_consistency()?;
+        if !self.versions.contains_key(&self.active) {
+            return Err("active version missing".to_string());
+        }
+        for id in &self.queue {
+            let op = self.operations.get(id).ok_or("queued operation missing")?;
+            if op.status != OperationStatus::Pending {
+                return Err(format!("queued operation {id} is {}", op.status.as_str()));
+            }
+        }
+        let in_progress = self
+            .operations
+            .values()
+            .filter(|op| op.status == OperationStatus::InProgress)
+            .count();
+        if in_progress > 1 {
+            return Err(format!("{in_progress} operations in progress"));
+        }
+        if in_progress == 1 && self.running.is_none() {
+            return Err("an operation is in progress but none runs".to_string());
+        }
+        Ok(())
+    }
+}
+
+/// Upstream's memoryless storage clean-up ticker: an exponential delay with
+/// the configured mean, clamped to [0.1×, 2.5×] so schedulers spread out.
+fn clean_up_delay(mean: Millis, io: &mut Io) -> Millis {
+    let u = io.rng.unit();
+    let factor = (-(1.0 - u).ln()).clamp(0.1, 2.5);
+    Millis((mean.0 as f64 * factor) as u64)
+}

@@ -1,0 +1,423 @@
+//! Room inputs: creation, pings, runtime instance events, allocation, and
+//! the room-level part of runtime effect results.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use super::entry::{EntryFate, SchedulerEntry};
+use super::io::{InFlight, InFlightKind, Io};
+use crate::config::EngineConfig;
+use crate::effect::{Effect, ForwardEvent, ForwardKind, RuntimeError, RuntimeErrorKind};
+use crate::input::{AllocateError, Allocation, InstanceEvent, InstanceEventKind, Ping, PingError};
+use crate::room::{
+    HostPort, InstanceStatus, PingStatus, Room, RoomId, RoomStatus, calculate_status,
+};
+use crate::rng::EngineRng;
+use crate::scheduler::Scheduler;
+use crate::time::{Millis, Time};
+use crate::version::Version;
+
+/// Allocation idempotency keys: the same key within the allocation TTL gets
+/// the same room.
+#[derive(Debug, Default)]
+pub(crate) struct Allocations {
+    by_key: BTreeMap<String, (RoomId, Time)>,
+    expiry: BTreeSet<(Time, String)>,
+}
+
+impl Allocations {
+    /// Keys remembered at once; the oldest is forgotten beyond this.
+    const MAX_KEYS: usize = 100_000;
+
+    fn get(&self, key: &str, now: Time) -> Option<&RoomId> {
+        self.by_key
+            .get(key)
+            .filter(|(_, expires)| now < *expires)
+            .map(|(room, _)| room)
+    }
+
+    fn insert(&mut self, key: &str, room: RoomId, expires: Time) {
+        if let Some((_, old)) = self.by_key.remove(key) {
+            self.expiry.remove(&(old, key.to_string()));
+        }
+        while self.by_key.len() >= Self::MAX_KEYS {
+            let Some((_, oldest)) = self.expiry.pop_first() else {
+                break;
+            };
+            self.by_key.remove(&oldest);
+        }
+        self.by_key.insert(key.to_string(), (room, expires));
+        self.expiry.insert((expires, key.to_string()));
+    }
+
+    pub fn expire(&mut self, now: Time) {
+        while let Some((at, _)) = self.expiry.first() {
+            if *at > now {
+                break;
+            }
+            if let Some((_, key)) = self.expiry.pop_first() {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+
+    pub fn next_expiry(&self) -> Option<Time> {
+        self.expiry.first().map(|(t, _)| *t)
+    }
+}
+
+/// The room's status after a change of its inputs, and whether the move is
+/// allowed. A room maestro is deleting stays terminating.
+fn apply_status(
+    room: &mut Room,
+    now: Time,
+    max_matches: u64,
+    allocation_ttl: Millis,
+) -> Result<RoomStatus, PingError> {
+    let next = if room.deletion.is_some() {
+        if room.ping_status == PingStatus::Terminated {
+            RoomStatus::Terminated
+        } else {
+            RoomStatus::Terminating
+        }
+    } else {
+        calculate_status(room.status_inputs(max_matches), now, allocation_ttl)
+    };
+    if !room.status.can_transition_to(next) {
+        return Err(PingError::InvalidTransition {
+            from: room.status,
+            to: next,
+        });
+    }
+    if next != RoomStatus::Allocated {
+        room.allocated_at = None;
+    }
+    room.status = next;
+    Ok(next)
+}
+
+/// Host ports for a new room: distinct ports from the scheduler-wide range,
+/// or one port per container port from its own range (upstream's rules).
+fn draw_host_ports(spec: &Scheduler, rng: &mut EngineRng) -> Result<Vec<HostPort>, String> {
+    let ports: Vec<_> = spec
+        .spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().map(move |p| (c, p)))
+        .collect();
+    let drawn: Vec<u16> = match spec.port_range {
+        Some(range) => rng
+            .distinct_ports_in(range, ports.len())
+            .ok_or("the scheduler's port range is too small for its ports")?,
+        None => {
+            let mut drawn = Vec::with_capacity(ports.len());
+            for (container, port) in &ports {
+                let range = port.host_port_range.ok_or_else(|| {
+                    format!("port {} of container {} has no host port range", port.name, container.name)
+                })?;
+                drawn.push(rng.port_in(range).ok_or("invalid host port range")?);
+            }
+            drawn
+        }
+    };
+    Ok(ports
+        .iter()
+        .zip(drawn)
+        .map(|((container, port), host_port)| HostPort {
+            container: container.name.clone(),
+            name: port.name.clone(),
+            protocol: port.protocol.clone(),
+            container_port: port.port,
+            host_port,
+        })
+        .collect())
+}
+
+impl SchedulerEntry {
+    fn max_matches(&self) -> u64 {
+        u64::try_from(self.active().match_allocation.max_matches)
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    fn forward(&self, io: &mut Io, room: &Room, kind: ForwardKind) {
+        let active = self.active();
+        if !active.has_enabled_forwarders() || room.is_validation_room {
+            return;
+        }
+        io.emit(Effect::Forward(Box::new(ForwardEvent {
+            scheduler: self.name.clone(),
+            game: active.game.clone(),
+            room: room.id.clone(),
+            kind,
+            metadata_json: room.metadata_json.clone(),
+            address: room.address.clone(),
+        })));
+    }
+
+    /// Records a new room (pending) and asks the runtime to create its pod.
+    pub fn create_room(
+        &mut self,
+        io: &mut Io,
+        config: &EngineConfig,
+        now: Time,
+        spec: Arc<Scheduler>,
+        is_validation_room: bool,
+        operation: Option<&str>,
+    ) -> Result<RoomId, String> {
+        if self.fleet.len() >= config.max_rooms_per_scheduler {
+            return Err(format!(
+                "scheduler {} reached its limit of {} rooms",
+                self.name, config.max_rooms_per_scheduler
+            ));
+        }
+        // Bounded retries: with 27^5 suffixes a collision is rare.
+        let id = (0..16)
+            .map(|_| io.rng.room_name(&self.name))
+            .find(|name| !self.fleet.contains(name))
+            .ok_or("could not draw a unique room name")?;
+        let host_ports = draw_host_ports(&spec, &mut io.rng)?;
+        let version = Version::parse(&spec.spec.version).unwrap_or(self.active);
+        self.fleet.insert(Room {
+            id: id.clone(),
+            scheduler: self.name.clone(),
+            version,
+            status: RoomStatus::Pending,
+            ping_status: PingStatus::Unknown,
+            instance_status: InstanceStatus::Pending,
+            instance_description: String::new(),
+            address: None,
+            host_ports: host_ports.clone(),
+            running_matches: 0,
+            metadata_json: String::new(),
+            is_validation_room,
+            created_at: now,
+            last_ping_at: now,
+            allocated_at: None,
+            deletion: None,
+        });
+        let scheduler = self.name.clone();
+        let room = id.clone();
+        io.emit_runtime(
+            InFlight {
+                scheduler: scheduler.clone(),
+                what: InFlightKind::CreateRoom(id.clone()),
+                operation: operation.map(str::to_string),
+            },
+            |eid| Effect::CreateRoom {
+                id: eid,
+                scheduler,
+                room,
+                version,
+                spec,
+                host_ports,
+                is_validation_room,
+            },
+        );
+        Ok(id)
+    }
+
+    pub fn ping(
+        &mut self,
+        io: &mut Io,
+        config: &EngineConfig,
+        now: Time,
+        ping: &Ping,
+    ) -> Result<(RoomStatus, EntryFate), PingError> {
+        let max_matches = self.max_matches();
+        let before = self
+            .fleet
+            .get(&ping.room)
+            .map(|r| (r.status, r.running_matches))
+            .ok_or_else(|| PingError::RoomNotFound(ping.room.clone()))?;
+        // Upstream coerces "occupied with no matches" to one match.
+        let running_matches = if ping.status == PingStatus::Occupied && ping.running_matches == 0 {
+            1
+        } else {
+            ping.running_matches
+        };
+        let ttl = config.room_allocation_ttl;
+        let result = self
+            .fleet
+            .update(&ping.room, |room| {
+                room.last_ping_at = now;
+                room.ping_status = ping.status;
+                room.running_matches = running_matches;
+                room.metadata_json.clone_from(&ping.metadata_json);
+                apply_status(room, now, max_matches, ttl)
+            })
+            .ok_or_else(|| PingError::RoomNotFound(ping.room.clone()))?;
+        let room = self.fleet.get(&ping.room).expect("the room was just updated");
+        let changed = (room.status, room.running_matches) != before;
+        let is_validation_room = room.is_validation_room;
+        if result.is_ok() && room.deletion.is_none() {
+            let room = room.clone();
+            self.forward(io, &room, ForwardKind::Resync(ping.status));
+        }
+        let mut fate = EntryFate::Keep;
+        if changed {
+            io.mark_dirty(&self.name);
+            if is_validation_room {
+                fate = self.check_validation(io, config, now);
+            }
+        }
+        result.map(|status| (status, fate))
+    }
+
+    pub fn instance_event(
+        &mut self,
+        io: &mut Io,
+        config: &EngineConfig,
+        now: Time,
+        event: &InstanceEvent,
+    ) -> EntryFate {
+        match event.kind {
+            InstanceEventKind::Deleted => {
+                let Some(room) = self.fleet.remove(&event.room) else {
+                    return EntryFate::Keep;
+                };
+                self.forward(io, &room, ForwardKind::Terminated);
+                io.mark_dirty(&self.name);
+                self.on_room_gone(io, config, now, &event.room)
+            }
+            InstanceEventKind::Upsert => {
+                let max_matches = self.max_matches();
+                let ttl = config.room_allocation_ttl;
+                if !self.fleet.contains(&event.room) {
+                    self.adopt(config, now, event);
+                    io.mark_dirty(&self.name);
+                    return EntryFate::Keep;
+                }
+                let before = self.fleet.get(&event.room).map(|r| r.status);
+                self.fleet.update(&event.room, |room| {
+                    room.instance_status = event.status;
+                    room.instance_description.clone_from(&event.description);
+                    if event.address.is_some() {
+                        room.address.clone_from(&event.address);
+                    }
+                    // An impossible transition keeps the old status, as a
+                    // ping's would; the next report decides again.
+                    let _ = apply_status(room, now, max_matches, ttl);
+                });
+                let room = self.fleet.get(&event.room).expect("the room was just updated");
+                if Some(room.status) == before {
+                    return EntryFate::Keep;
+                }
+                io.mark_dirty(&self.name);
+                if room.is_validation_room {
+                    return self.check_validation(io, config, now);
+                }
+                EntryFate::Keep
+            }
+        }
+    }
+
+    /// A pod maestro has no record of (its record was lost in a crash, or
+    /// it was created before): take it into the fleet so it is counted and,
+    /// if surplus, removed like any other room.
+    fn adopt(&mut self, config: &EngineConfig, now: Time, event: &InstanceEvent) {
+        if self.deleting
+            || !self.resources_ready
+            || self.fleet.len() >= config.max_rooms_per_scheduler
+        {
+            return;
+        }
+        let mut room = Room {
+            id: event.room.clone(),
+            scheduler: self.name.clone(),
+            version: event.version.unwrap_or(self.active),
+            status: RoomStatus::Pending,
+            ping_status: PingStatus::Unknown,
+            instance_status: event.status,
+            instance_description: event.description.clone(),
+            address: event.address.clone(),
+            host_ports: Vec::new(),
+            running_matches: 0,
+            metadata_json: String::new(),
+            is_validation_room: false,
+            created_at: now,
+            last_ping_at: now,
+            allocated_at: None,
+            deletion: None,
+        };
+        room.status = calculate_status(room.status_inputs(1), now, Millis::ZERO);
+        self.fleet.insert(room);
+    }
+
+    pub fn allocate(
+        &mut self,
+        io: &mut Io,
+        config: &EngineConfig,
+        now: Time,
+        key: Option<&str>,
+    ) -> Result<Allocation, AllocateError> {
+        if self.deleting {
+            return Err(AllocateError::SchedulerNotFound(self.name.clone()));
+        }
+        if let Some(key) = key
+            && let Some(room) = self.allocations.get(key, now)
+            && let Some(room) = self.fleet.get(room)
+            && room.deletion.is_none()
+        {
+            return Ok(Allocation {
+                room: room.id.clone(),
+                address: room.address.clone(),
+                host_ports: room.host_ports.clone(),
+            });
+        }
+        let id = self
+            .fleet
+            .first_ready()
+            .cloned()
+            .ok_or(AllocateError::NoRoomAvailable)?;
+        let allocation = self
+            .fleet
+            .update(&id, |room| {
+                assert_eq!(room.status, RoomStatus::Ready, "only ready rooms are allocated");
+                room.status = RoomStatus::Allocated;
+                room.allocated_at = Some(now);
+                Allocation {
+                    room: room.id.clone(),
+                    address: room.address.clone(),
+                    host_ports: room.host_ports.clone(),
+                }
+            })
+            .expect("the ready index lists existing rooms");
+        if let Some(key) = key {
+            self.allocations
+                .insert(key, id, now + config.room_allocation_ttl);
+        }
+        io.mark_dirty(&self.name);
+        Ok(allocation)
+    }
+
+    /// The room-level consequence of a runtime effect's result.
+    pub fn on_room_effect(
+        &mut self,
+        io: &mut Io,
+        config: &EngineConfig,
+        now: Time,
+        in_flight: &InFlight,
+        result: &Result<(), RuntimeError>,
+    ) -> EntryFate {
+        match (&in_flight.what, result) {
+            (InFlightKind::CreateRoom(room), Err(_)) => {
+                // The pod was never created: forget the room.
+                if self.fleet.remove(room).is_some() {
+                    io.mark_dirty(&self.name);
+                }
+                EntryFate::Keep
+            }
+            (InFlightKind::DeleteRoom(room), Err(e)) if e.kind == RuntimeErrorKind::NotFound => {
+                // Already gone: clean up as a delete event would.
+                let Some(removed) = self.fleet.remove(room) else {
+                    return EntryFate::Keep;
+                };
+                self.forward(io, &removed, ForwardKind::Terminated);
+                io.mark_dirty(&self.name);
+                self.on_room_gone(io, config, now, room)
+            }
+            _ => EntryFate::Keep,
+        }
+    }
+}

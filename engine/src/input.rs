@@ -1,0 +1,113 @@
+//! Inputs the engine accepts besides time: management commands, pings,
+//! runtime instance events; and what it answers.
+
+use crate::operation::{OperationId, OperationStatus};
+use crate::room::{Address, HostPort, InstanceStatus, PingStatus, RoomId, RoomStatus};
+use crate::scheduler::{Scheduler, ValidationErrors};
+use crate::version::Version;
+
+/// A management request. Replies come back synchronously; the shell
+/// acknowledges the client only after flushing the persistence effects the
+/// command emitted.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Store the scheduler as v1.0.0 and enqueue create_scheduler.
+    CreateScheduler(Scheduler),
+    /// Enqueue create_new_scheduler_version (POST and PATCH on a scheduler).
+    NewSchedulerVersion(Scheduler),
+    SwitchActiveVersion { scheduler: String, version: String },
+    AddRooms { scheduler: String, amount: u64 },
+    RemoveRooms { scheduler: String, amount: u64 },
+    DeleteScheduler { scheduler: String },
+    CancelOperation { scheduler: String, operation_id: OperationId },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandReply {
+    /// The operation the command enqueued.
+    Enqueued(OperationId),
+    Canceled,
+}
+
+/// Why a command was refused. Each maps to one upstream error code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("Validation Error:\n{0}")]
+    Invalid(ValidationErrors),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// Upstream's FailedPrecondition (HTTP 400), e.g. a version operation already open.
+    #[error("{0}")]
+    Conflict(String),
+    /// Upstream's Aborted (HTTP 409): the operation is not pending or in progress.
+    #[error("operation is {}", .0.as_str())]
+    NotCancelable(OperationStatus),
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// A bound was reached (queue length, scheduler count).
+    #[error("{0}")]
+    Exhausted(String),
+}
+
+/// A room's ping to the Rooms API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ping {
+    pub scheduler: String,
+    pub room: RoomId,
+    pub status: PingStatus,
+    pub running_matches: u64,
+    /// Opaque JSON object.
+    pub metadata_json: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PingError {
+    #[error("scheduler {0} not found")]
+    SchedulerNotFound(String),
+    /// A ping never creates a room (upstream re-created orphans).
+    #[error("room {0} not found")]
+    RoomNotFound(RoomId),
+    #[error("cannot change game room status from {} to {}", .from.as_str(), .to.as_str())]
+    InvalidTransition { from: RoomStatus, to: RoomStatus },
+}
+
+/// What the runtime reports about a room's pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceEvent {
+    pub scheduler: String,
+    pub room: RoomId,
+    pub kind: InstanceEventKind,
+    pub status: InstanceStatus,
+    pub description: String,
+    pub address: Option<Address>,
+    /// The pod's `version` label, used to adopt a pod maestro has no record of.
+    pub version: Option<Version>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstanceEventKind {
+    /// Added or updated.
+    Upsert,
+    Deleted,
+}
+
+/// A room handed out by the allocate API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allocation {
+    pub room: RoomId,
+    /// `None` until the pod has a node; the API answers that clearly.
+    pub address: Option<Address>,
+    pub host_ports: Vec<HostPort>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AllocateError {
+    #[error("scheduler {0} not found")]
+    SchedulerNotFound(String),
+    #[error("no ready room available")]
+    NoRoomAvailable,
+}

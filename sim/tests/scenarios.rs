@@ -1,0 +1,369 @@
+//! End-to-end engine behaviour in simulated time: a scheduler's life from
+//! creation through autoscaling, a rolling update and deletion.
+
+use maestro_engine::room::{PingStatus, RoomStatus};
+use maestro_engine::scheduler::{
+    Autoscaling, AutoscalingPolicy, Container, ContainerPort, MatchAllocation, POLICY_ROOM_OCCUPANCY,
+    PortRange, Resources, RoomOccupancyParams, Scheduler, SchedulerState, Spec,
+};
+use maestro_engine::{
+    Command, CommandError, CommandReply, Definition, EngineConfig, Millis, OperationStatus, Time,
+};
+use maestro_sim::{Harness, RoomBehaviour, SimConfig};
+
+fn scheduler(name: &str, replicas: i64) -> Scheduler {
+    Scheduler {
+        name: name.to_string(),
+        game: "game".to_string(),
+        state: SchedulerState::Creating,
+        spec: Spec {
+            version: String::new(),
+            termination_grace_period_secs: 30,
+            containers: vec![Container {
+                name: "game".to_string(),
+                image: "game:1".to_string(),
+                image_pull_policy: "IfNotPresent".to_string(),
+                command: Vec::new(),
+                environment: Vec::new(),
+                requests: Resources {
+                    memory: "64Mi".to_string(),
+                    cpu: "100m".to_string(),
+                },
+                limits: Resources {
+                    memory: "64Mi".to_string(),
+                    cpu: "100m".to_string(),
+                },
+                ports: vec![ContainerPort {
+                    name: "game".to_string(),
+                    protocol: "udp".to_string(),
+                    port: 7777,
+                    host_port: 0,
+                    host_port_range: None,
+                }],
+            }],
+            toleration: String::new(),
+            affinity: String::new(),
+            restart_policy: "Never".to_string(),
+        },
+        port_range: Some(PortRange {
+            start: 20000,
+            end: 21000,
+        }),
+        rooms_replicas: replicas,
+        max_surge: "25%".to_string(),
+        autoscaling: None,
+        forwarders: Vec::new(),
+        annotations: Default::default(),
+        labels: Default::default(),
+        match_allocation: MatchAllocation { max_matches: 1 },
+        created_at: Time::ZERO,
+        last_downscale_at: None,
+        rollback_version: None,
+    }
+}
+
+fn harness() -> Harness {
+    Harness::new(EngineConfig::default(), SimConfig::default())
+}
+
+fn enqueued(reply: Result<CommandReply, CommandError>) -> String {
+    match reply {
+        Ok(CommandReply::Enqueued(id)) => id,
+        other => panic!("expected an enqueued operation, got {other:?}"),
+    }
+}
+
+fn count(h: &Harness, name: &str, status: RoomStatus) -> u64 {
+    h.engine.fleet(name).unwrap().counts().get(status)
+}
+
+fn check(h: &Harness) {
+    h.engine.check_invariants().unwrap();
+}
+
+#[test]
+fn a_new_scheduler_reaches_its_replicas() {
+    let mut h = harness();
+    let op = enqueued(h.command(Command::CreateScheduler(scheduler("arena", 5))));
+    h.run_for(Millis::from_secs(5));
+    check(&h);
+    assert_eq!(h.engine.operation("arena", &op).unwrap().status, OperationStatus::Finished);
+    assert_eq!(h.engine.scheduler("arena").unwrap().state, SchedulerState::InSync);
+    assert_eq!(count(&h, "arena", RoomStatus::Ready), 5);
+    assert_eq!(h.pod_count("arena"), 5);
+    let add = h
+        .engine
+        .operations("arena")
+        .find(|o| matches!(o.definition, Definition::AddRooms { amount: 5 }))
+        .expect("an add_rooms of 5");
+    assert_eq!(add.status, OperationStatus::Finished);
+}
+
+#[test]
+fn creating_an_existing_or_invalid_scheduler_is_refused() {
+    let mut h = harness();
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 1))));
+    assert!(matches!(
+        h.command(Command::CreateScheduler(scheduler("arena", 1))),
+        Err(CommandError::AlreadyExists(_))
+    ));
+    let mut bad = scheduler("Bad_Name", -1);
+    bad.max_surge = "0".to_string();
+    let Err(CommandError::Invalid(errors)) = h.command(Command::CreateScheduler(bad)) else {
+        panic!("invalid scheduler accepted");
+    };
+    let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+    assert!(paths.contains(&"name"), "{paths:?}");
+    assert!(paths.contains(&"roomsReplicas"), "{paths:?}");
+    assert!(paths.contains(&"maxSurge"), "{paths:?}");
+}
+
+#[test]
+fn occupancy_scales_up_in_the_same_step() {
+    let mut h = harness();
+    let mut s = scheduler("arena", 0);
+    s.autoscaling = Some(Autoscaling {
+        enabled: true,
+        min: 2,
+        max: 50,
+        cooldown_secs: 0,
+        policy: AutoscalingPolicy {
+            kind: POLICY_ROOM_OCCUPANCY.to_string(),
+            room_occupancy: Some(RoomOccupancyParams {
+                ready_target: 0.5,
+                down_threshold: 0.99,
+            }),
+            fixed_buffer: None,
+        },
+    });
+    enqueued(h.command(Command::CreateScheduler(s)));
+    h.run_for(Millis::from_secs(5));
+    assert_eq!(count(&h, "arena", RoomStatus::Ready), 2);
+
+    // Two allocations: 2 busy rooms at readyTarget 0.5 want 4 rooms. The
+    // add_rooms is enqueued by the allocation itself, before any timer.
+    let before = h.engine.operations("arena").count();
+    h.allocate("arena").unwrap();
+    h.allocate("arena").unwrap();
+    assert!(h.allocate("arena").is_none(), "no third ready room");
+    let add = h
+        .engine
+        .operations("arena")
+        .filter(|o| matches!(o.definition, Definition::AddRooms { .. }))
+        .max_by_key(|o| o.created_at)
+        .unwrap();
+    assert_eq!(add.created_at, h.now(), "decided in the allocation's step");
+    assert!(h.engine.operations("arena").count() > before);
+    h.run_for(Millis::from_secs(5));
+    check(&h);
+    assert_eq!(count(&h, "arena", RoomStatus::Allocated), 2);
+    assert_eq!(count(&h, "arena", RoomStatus::Ready), 2);
+}
+
+#[test]
+fn scale_down_never_removes_a_busy_room() {
+    let mut h = harness();
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 6))));
+    h.run_for(Millis::from_secs(5));
+    let rooms: Vec<String> = h.engine.fleet("arena").unwrap().rooms().map(|r| r.id.clone()).collect();
+    for room in &rooms[..4] {
+        h.set_behaviour("arena", room, RoomBehaviour { status: PingStatus::Occupied, running_matches: 1 });
+    }
+    let mut smaller = scheduler("arena", 2);
+    smaller.spec.version = String::new();
+    enqueued(h.command(Command::NewSchedulerVersion(smaller)));
+    h.run_for(Millis::from_secs(10));
+    check(&h);
+    // Only the two idle rooms may go; the fleet stays at the four busy ones.
+    assert_eq!(count(&h, "arena", RoomStatus::Occupied), 4);
+    assert_eq!(h.engine.fleet("arena").unwrap().counts().in_service(), 4);
+    for room in &rooms[..4] {
+        assert!(h.engine.fleet("arena").unwrap().contains(room), "busy room {room} survived");
+    }
+    // Freed rooms are removed as soon as they report ready.
+    h.set_behaviour("arena", &rooms[0], RoomBehaviour { status: PingStatus::Ready, running_matches: 0 });
+    h.set_behaviour("arena", &rooms[1], RoomBehaviour { status: PingStatus::Ready, running_matches: 0 });
+    h.run_for(Millis::from_secs(5));
+    check(&h);
+    assert_eq!(h.engine.fleet("arena").unwrap().counts().in_service(), 2);
+}
+
+#[test]
+fn a_major_version_rolls_every_room_over_without_deleting_a_busy_one() {
+    let mut h = harness();
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 8))));
+    h.run_for(Millis::from_secs(5));
+    let rooms: Vec<String> = h.engine.fleet("arena").unwrap().rooms().map(|r| r.id.clone()).collect();
+    let busy = rooms[0].clone();
+    h.set_behaviour("arena", &busy, RoomBehaviour { status: PingStatus::Occupied, running_matches: 1 });
+
+    let mut v2 = scheduler("arena", 8);
+    v2.spec.containers[0].image = "game:2".to_string();
+    let op = enqueued(h.command(Command::NewSchedulerVersion(v2)));
+    h.run_for(Millis::from_secs(30));
+    check(&h);
+    let op = h.engine.operation("arena", &op).unwrap();
+    assert_eq!(op.status, OperationStatus::Finished, "{:?}", op.execution_history);
+    assert!(op.execution_history.iter().any(|e| e.event == "1º Attempt: Game room validation success!"));
+    assert_eq!(h.engine.scheduler("arena").unwrap().spec.version, "v2.0.0");
+
+    // Every idle room was replaced; the busy one still runs v1.
+    let fleet = h.engine.fleet("arena").unwrap();
+    assert!(fleet.contains(&busy));
+    let old: Vec<_> = fleet.rooms().filter(|r| r.version.major == 1).map(|r| r.id.clone()).collect();
+    assert_eq!(old, vec![busy.clone()]);
+    assert!(fleet.counts().in_service() <= 8 + 2);
+
+    // Once it frees up it is replaced too, and the rollout ends at 8 rooms.
+    h.set_behaviour("arena", &busy, RoomBehaviour { status: PingStatus::Ready, running_matches: 0 });
+    h.run_for(Millis::from_secs(30));
+    check(&h);
+    let fleet = h.engine.fleet("arena").unwrap();
+    assert!(!fleet.is_rolling());
+    assert!(fleet.rooms().all(|r| r.version.major == 2 || r.deletion.is_some()));
+    assert_eq!(fleet.counts().in_service(), 8);
+}
+
+#[test]
+fn minor_versions_do_not_replace_rooms() {
+    let mut h = harness();
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 3))));
+    h.run_for(Millis::from_secs(5));
+    let created_before = h.stats.pods_created;
+    let op = enqueued(h.command(Command::NewSchedulerVersion(scheduler("arena", 4))));
+    h.run_for(Millis::from_secs(5));
+    assert_eq!(h.engine.operation("arena", &op).unwrap().status, OperationStatus::Finished);
+    assert_eq!(h.engine.scheduler("arena").unwrap().spec.version, "v1.1.0");
+    assert_eq!(h.stats.pods_created, created_before + 1, "one more room, none replaced");
+    let versions = h.engine.versions("arena").unwrap();
+    assert_eq!(versions.len(), 2);
+    assert!(versions[0].is_active);
+}
+
+#[test]
+fn version_operations_conflict_at_enqueue_time() {
+    let mut h = harness();
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 1))));
+    h.run_for(Millis::from_secs(5));
+    let mut v2 = scheduler("arena", 1);
+    v2.spec.containers[0].image = "game:2".to_string();
+    enqueued(h.command(Command::NewSchedulerVersion(v2.clone())));
+    assert!(matches!(h.command(Command::NewSchedulerVersion(v2)), Err(CommandError::Conflict(_))));
+    assert!(matches!(
+        h.command(Command::SwitchActiveVersion { scheduler: "arena".into(), version: "v1.0.0".into() }),
+        Err(CommandError::Conflict(_))
+    ));
+}
+
+#[test]
+fn cancel_pending_and_in_progress_operations_ends_canceled() {
+    let mut h = harness();
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 1))));
+    h.run_for(Millis::from_secs(5));
+    // A major version whose validation room never becomes ready: the image
+    // is fine in the simulation, so hold it by canceling before time passes.
+    let mut v2 = scheduler("arena", 1);
+    v2.spec.containers[0].image = "game:2".to_string();
+    let op = enqueued(h.command(Command::NewSchedulerVersion(v2)));
+    assert_eq!(h.engine.operation("arena", &op).unwrap().status, OperationStatus::InProgress);
+    let pending = enqueued(h.command(Command::AddRooms { scheduler: "arena".into(), amount: 1 }));
+    assert_eq!(h.engine.operation("arena", &pending).unwrap().status, OperationStatus::Pending);
+
+    h.command(Command::CancelOperation { scheduler: "arena".into(), operation_id: pending.clone() }).unwrap();
+    assert_eq!(h.engine.operation("arena", &pending).unwrap().status, OperationStatus::Canceled);
+    h.command(Command::CancelOperation { scheduler: "arena".into(), operation_id: op.clone() }).unwrap();
+    assert_eq!(h.engine.operation("arena", &op).unwrap().status, OperationStatus::Canceled);
+    assert_eq!(
+        h.command(Command::CancelOperation { scheduler: "arena".into(), operation_id: op.clone() }),
+        Err(CommandError::NotCancelable(OperationStatus::Canceled))
+    );
+    h.run_for(Millis::from_secs(5));
+    check(&h);
+    assert_eq!(h.engine.scheduler("arena").unwrap().spec.version, "v1.0.0");
+    assert_eq!(h.engine.scheduler("arena").unwrap().state, SchedulerState::InSync);
+    assert!(h.engine.fleet("arena").unwrap().rooms().all(|r| !r.is_validation_room));
+}
+
+#[test]
+fn silent_rooms_expire_and_are_replaced() {
+    let mut h = harness();
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 2))));
+    h.run_for(Millis::from_secs(5));
+    let room = h.engine.fleet("arena").unwrap().rooms().next().unwrap().id.clone();
+    // The room's game server hangs: it reports terminated, which expires it.
+    h.set_behaviour("arena", &room, RoomBehaviour { status: PingStatus::Terminated, running_matches: 0 });
+    h.run_for(Millis::from_secs(10));
+    check(&h);
+    assert!(!h.engine.fleet("arena").unwrap().contains(&room));
+    assert_eq!(count(&h, "arena", RoomStatus::Ready), 2);
+    let removal = h
+        .engine
+        .operations("arena")
+        .find(|o| matches!(&o.definition, Definition::RemoveRooms { room_ids, .. } if room_ids.contains(&room)))
+        .unwrap();
+    assert_eq!(removal.status, OperationStatus::Finished);
+}
+
+#[test]
+fn a_hung_room_expires_after_the_ping_timeout() {
+    let mut h = harness();
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 2))));
+    h.run_for(Millis::from_secs(5));
+    let room = h.engine.fleet("arena").unwrap().rooms().next().unwrap().id.clone();
+    h.set_behaviour("arena", &room, RoomBehaviour { status: PingStatus::Unknown, running_matches: 0 });
+    h.run_for(Millis::from_secs(200));
+    assert!(h.engine.fleet("arena").unwrap().contains(&room), "not before the 240 s timeout");
+    h.run_for(Millis::from_secs(60));
+    check(&h);
+    assert!(!h.engine.fleet("arena").unwrap().contains(&room));
+    assert_eq!(count(&h, "arena", RoomStatus::Ready), 2);
+}
+
+#[test]
+fn deleting_a_scheduler_removes_it_and_its_rooms() {
+    let mut h = harness();
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 3))));
+    h.run_for(Millis::from_secs(5));
+    enqueued(h.command(Command::DeleteScheduler { scheduler: "arena".into() }));
+    assert!(matches!(
+        h.command(Command::AddRooms { scheduler: "arena".into(), amount: 1 }),
+        Err(CommandError::Conflict(_))
+    ));
+    h.run_for(Millis::from_secs(5));
+    assert!(h.engine.scheduler("arena").is_none());
+    assert_eq!(h.pod_count("arena"), 0);
+}
+
+#[test]
+fn a_ping_never_creates_a_room() {
+    let mut h = harness();
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 1))));
+    h.run_for(Millis::from_secs(5));
+    let ping = maestro_engine::Ping {
+        scheduler: "arena".into(),
+        room: "arena-ghost".into(),
+        status: PingStatus::Ready,
+        running_matches: 0,
+        metadata_json: String::new(),
+    };
+    let now = h.now();
+    assert!(h.engine.handle_ping(now, &ping).is_err());
+    assert!(!h.engine.fleet("arena").unwrap().contains("arena-ghost"));
+}
+
+#[test]
+fn same_seed_same_run() {
+    fn run(seed: u64) -> Vec<String> {
+        let config = EngineConfig { seed, ..EngineConfig::default() };
+        let mut h = Harness::new(config, SimConfig::default());
+        enqueued(h.command(Command::CreateScheduler(scheduler("arena", 4))));
+        h.run_for(Millis::from_secs(5));
+        let mut v2 = scheduler("arena", 4);
+        v2.spec.containers[0].image = "game:2".to_string();
+        enqueued(h.command(Command::NewSchedulerVersion(v2)));
+        h.run_for(Millis::from_secs(60));
+        h.engine.fleet("arena").unwrap().rooms().map(|r| r.id.clone()).collect()
+    }
+    assert_eq!(run(42), run(42));
+    assert_ne!(run(42), run(43));
+}
