@@ -53,9 +53,8 @@ pub fn desired_rooms(
                 .fixed_buffer
                 .ok_or(AutoscaleError::MissingParameters(POLICY_FIXED_BUFFER))?;
             let amount = u64::try_from(params.amount).unwrap_or(0);
-            let desired = counts.get(RoomStatus::Occupied)
-                + counts.get(RoomStatus::Allocated)
-                + amount;
+            let desired =
+                counts.get(RoomStatus::Occupied) + counts.get(RoomStatus::Allocated) + amount;
             let live = counts.total()
                 - counts.get(RoomStatus::Terminating)
                 - counts.get(RoomStatus::Error)
@@ -132,10 +131,9 @@ pub fn room_occupancy_can_downscale(
     if free_slots == 0 {
         return false;
     }
-    let desired_free = (u128::from(desired_rooms_unclamped)
-        * u128::from(max_matches)
-        * to_ppm(ready_target))
-    .div_ceil(PPM);
+    let desired_free =
+        (u128::from(desired_rooms_unclamped) * u128::from(max_matches) * to_ppm(ready_target))
+            .div_ceil(PPM);
     desired_free * PPM <= to_ppm(down_threshold) * free_slots
 }
 
@@ -199,7 +197,11 @@ mod tests {
         ];
         for (total, occupied, rt, want) in table {
             let c = counts(total - occupied, occupied, 0, 0, occupied);
-            assert_eq!(room_occupancy_desired(&c, 1, rt), want, "{occupied}/{total} at {rt}");
+            assert_eq!(
+                room_occupancy_desired(&c, 1, rt),
+                want,
+                "{occupied}/{total} at {rt}"
+            );
         }
     }
 
@@ -207,9 +209,18 @@ mod tests {
     /// max matches, desired rooms).
     #[test]
     fn room_occupancy_unit_table() {
-        for (rt, running, mm, want) in [(0.5, 160, 2, 160), (0.1, 5, 1, 6), (0.3, 0, 1, 0), (0.3, 0, 7, 0)] {
+        for (rt, running, mm, want) in [
+            (0.5, 160, 2, 160),
+            (0.1, 5, 1, 6),
+            (0.3, 0, 1, 0),
+            (0.3, 0, 7, 0),
+        ] {
             let c = counts(0, 0, 0, 0, running);
-            assert_eq!(room_occupancy_desired(&c, mm, rt), want, "{rt} {running} {mm}");
+            assert_eq!(
+                room_occupancy_desired(&c, mm, rt),
+                want,
+                "{rt} {running} {mm}"
+            );
         }
     }
 
@@ -232,7 +243,10 @@ mod tests {
             let c = counts(serving, 0, 0, 0, running);
             let desired = room_occupancy_desired(&c, mm, rt);
             let got = room_occupancy_can_downscale(&c, mm, desired, rt, dt);
-            assert_eq!(got, want, "rt {rt} dt {dt} running {running} mm {mm} free {free}");
+            assert_eq!(
+                got, want,
+                "rt {rt} dt {dt} running {running} mm {mm} free {free}"
+            );
         }
     }
 
@@ -249,7 +263,11 @@ mod tests {
         for (ready, occupied, running, rt, dt, want) in table {
             let c = counts(ready, occupied, 0, 0, running);
             let desired = room_occupancy_desired(&c, 1, rt);
-            assert_eq!(room_occupancy_can_downscale(&c, 1, desired, rt, dt), want, "{ready} {occupied}");
+            assert_eq!(
+                room_occupancy_can_downscale(&c, 1, desired, rt, dt),
+                want,
+                "{ready} {occupied}"
+            );
         }
     }
 
@@ -277,7 +295,11 @@ mod tests {
             let c = counts(total - occupied, occupied, 0, 0, occupied);
             let d = desired_rooms(&a, &c, 1).unwrap();
             assert_eq!(d.rooms, want, "{occupied}/{total} + {amount}");
-            assert_eq!(d.can_downscale, total > want, "{occupied}/{total} + {amount}");
+            assert_eq!(
+                d.can_downscale,
+                total > want,
+                "{occupied}/{total} + {amount}"
+            );
         }
     }
 
@@ -285,10 +307,20 @@ mod tests {
     /// max 10): (occupied, room count, allowed).
     #[test]
     fn fixed_buffer_can_downscale_table() {
-        for (occupied, total, want) in [(3, 10, true), (3, 8, false), (3, 5, false), (0, 10, true), (80, 90, true)] {
+        for (occupied, total, want) in [
+            (3, 10, true),
+            (3, 8, false),
+            (3, 5, false),
+            (0, 10, true),
+            (80, 90, true),
+        ] {
             let a = fixtures::fixed_buffer(1, 10, 5);
             let c = counts(total - occupied, occupied, 0, 0, occupied);
-            assert_eq!(desired_rooms(&a, &c, 1).unwrap().can_downscale, want, "{occupied}/{total}");
+            assert_eq!(
+                desired_rooms(&a, &c, 1).unwrap().can_downscale,
+                want,
+                "{occupied}/{total}"
+            );
         }
     }
 

@@ -15,11 +15,25 @@ pub enum Command {
     CreateScheduler(Scheduler),
     /// Enqueue create_new_scheduler_version (POST and PATCH on a scheduler).
     NewSchedulerVersion(Scheduler),
-    SwitchActiveVersion { scheduler: String, version: String },
-    AddRooms { scheduler: String, amount: u64 },
-    RemoveRooms { scheduler: String, amount: u64 },
-    DeleteScheduler { scheduler: String },
-    CancelOperation { scheduler: String, operation_id: OperationId },
+    SwitchActiveVersion {
+        scheduler: String,
+        version: String,
+    },
+    AddRooms {
+        scheduler: String,
+        amount: u64,
+    },
+    RemoveRooms {
+        scheduler: String,
+        amount: u64,
+    },
+    DeleteScheduler {
+        scheduler: String,
+    },
+    CancelOperation {
+        scheduler: String,
+        operation_id: OperationId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

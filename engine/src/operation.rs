@@ -158,7 +158,10 @@ impl Operation {
     /// Appends a history line, keeping at most `limit` (the first line and
     /// the newest ones) so a long-running operation stays bounded.
     pub fn record(&mut self, now: Time, event: impl Into<String>, limit: usize) {
-        assert!(limit >= 2, "history limit keeps the first and the newest line");
+        assert!(
+            limit >= 2,
+            "history limit keeps the first and the newest line"
+        );
         if self.execution_history.len() >= limit {
             self.execution_history.remove(1);
         }

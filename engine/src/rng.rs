@@ -134,7 +134,10 @@ mod tests {
     #[test]
     fn ports_stay_in_range_and_distinct() {
         let mut rng = EngineRng::new(5);
-        let range = PortRange { start: 100, end: 103 };
+        let range = PortRange {
+            start: 100,
+            end: 103,
+        };
         let ports = rng.distinct_ports_in(range, 4).unwrap();
         let mut sorted = ports.clone();
         sorted.sort();

@@ -120,7 +120,14 @@ mod tests {
     #[test]
     fn parse_and_display_round_trip() {
         assert_eq!(v("v1.2.3").to_string(), "v1.2.3");
-        assert_eq!(v("4.0.10"), Version { major: 4, minor: 0, patch: 10 });
+        assert_eq!(
+            v("4.0.10"),
+            Version {
+                major: 4,
+                minor: 0,
+                patch: 10
+            }
+        );
         for bad in ["", "v1", "v1.2", "v1.2.3.4", "v1.x.0", "v-1.0.0", "va.b.c"] {
             assert_eq!(Version::parse(bad), None, "{bad}");
         }
@@ -134,7 +141,12 @@ mod tests {
             (&["v1.0.0"], "v1.0.0", false, "v1.1.0"),
             (&["v1.0.0", "v1.1.0", "v2.0.0"], "v1.1.0", true, "v3.0.0"),
             (&["v1.0.0", "v1.1.0", "v2.0.0"], "v1.0.0", false, "v1.2.0"),
-            (&["v1.0.0", "v1.1.0", "v2.0.0", "v2.1.0"], "v2.0.0", false, "v2.2.0"),
+            (
+                &["v1.0.0", "v1.1.0", "v2.0.0", "v2.1.0"],
+                "v2.0.0",
+                false,
+                "v2.2.0",
+            ),
             (&["v1.0.0", "v2.0.0", "v1.5.0"], "v2.0.0", false, "v2.1.0"),
         ];
         for (existing, active, major, want) in table {
@@ -156,13 +168,17 @@ mod tests {
             }),
             ("match allocation", |s| s.match_allocation.max_matches = 3),
             ("version", |s| s.spec.version = "v9.0.0".into()),
-            ("host port", |s| s.spec.containers[0].ports[0].host_port = 20001),
+            ("host port", |s| {
+                s.spec.containers[0].ports[0].host_port = 20001
+            }),
             ("game", |s| s.game = "other".into()),
         ];
         let major: &[(&str, Mutation)] = &[
             ("image", |s| s.spec.containers[0].image = "x:2".into()),
             ("grace", |s| s.spec.termination_grace_period_secs = 5),
-            ("restart policy", |s| s.spec.restart_policy = "Always".into()),
+            ("restart policy", |s| {
+                s.spec.restart_policy = "Always".into()
+            }),
             ("labels", |s| {
                 s.labels.insert("team".into(), "a".into());
             }),

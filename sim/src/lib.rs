@@ -179,9 +179,17 @@ impl Harness {
                     return;
                 };
                 pod.running = true;
-                let event = instance(&scheduler, &room, InstanceEventKind::Upsert, InstanceStatus::Ready);
+                let event = instance(
+                    &scheduler,
+                    &room,
+                    InstanceEventKind::Upsert,
+                    InstanceStatus::Ready,
+                );
                 self.engine.handle_instance_event(self.now, &event);
-                self.schedule(self.now + self.config.boot_delay, Event::Ping { scheduler, room });
+                self.schedule(
+                    self.now + self.config.boot_delay,
+                    Event::Ping { scheduler, room },
+                );
             }
             Event::Ping { scheduler, room } => {
                 let key = (scheduler.clone(), room.clone());
@@ -193,8 +201,17 @@ impl Harness {
                 self.schedule(next, Event::Ping { scheduler, room });
             }
             Event::PodGone { scheduler, room } => {
-                if self.pods.remove(&(scheduler.clone(), room.clone())).is_some() {
-                    let event = instance(&scheduler, &room, InstanceEventKind::Deleted, InstanceStatus::Terminating);
+                if self
+                    .pods
+                    .remove(&(scheduler.clone(), room.clone()))
+                    .is_some()
+                {
+                    let event = instance(
+                        &scheduler,
+                        &room,
+                        InstanceEventKind::Deleted,
+                        InstanceStatus::Terminating,
+                    );
                     self.engine.handle_instance_event(self.now, &event);
                 }
             }
@@ -245,7 +262,10 @@ impl Harness {
                     }
                 }
                 Effect::CreateRoom {
-                    id, scheduler, room, ..
+                    id,
+                    scheduler,
+                    room,
+                    ..
                 } => {
                     self.stats.pods_created += 1;
                     self.pods.insert(
@@ -264,7 +284,10 @@ impl Harness {
                     self.schedule(running_at, Event::PodRunning { scheduler, room });
                 }
                 Effect::DeleteRoom {
-                    id, scheduler, room, ..
+                    id,
+                    scheduler,
+                    room,
+                    ..
                 } => {
                     let exists = self.pods.contains_key(&(scheduler.clone(), room.clone()));
                     let result = if exists {
@@ -306,7 +329,12 @@ impl Harness {
     }
 }
 
-fn instance(scheduler: &str, room: &str, kind: InstanceEventKind, status: InstanceStatus) -> InstanceEvent {
+fn instance(
+    scheduler: &str,
+    room: &str,
+    kind: InstanceEventKind,
+    status: InstanceStatus,
+) -> InstanceEvent {
     InstanceEvent {
         scheduler: scheduler.to_string(),
         room: room.to_string(),

@@ -3,8 +3,9 @@
 
 use maestro_engine::room::{PingStatus, RoomStatus};
 use maestro_engine::scheduler::{
-    Autoscaling, AutoscalingPolicy, Container, ContainerPort, MatchAllocation, POLICY_ROOM_OCCUPANCY,
-    PortRange, Resources, RoomOccupancyParams, Scheduler, SchedulerState, Spec,
+    Autoscaling, AutoscalingPolicy, Container, ContainerPort, MatchAllocation,
+    POLICY_ROOM_OCCUPANCY, PortRange, Resources, RoomOccupancyParams, Scheduler, SchedulerState,
+    Spec,
 };
 use maestro_engine::{
     Command, CommandError, CommandReply, Definition, EngineConfig, Millis, OperationStatus, Time,
@@ -87,8 +88,14 @@ fn a_new_scheduler_reaches_its_replicas() {
     let op = enqueued(h.command(Command::CreateScheduler(scheduler("arena", 5))));
     h.run_for(Millis::from_secs(5));
     check(&h);
-    assert_eq!(h.engine.operation("arena", &op).unwrap().status, OperationStatus::Finished);
-    assert_eq!(h.engine.scheduler("arena").unwrap().state, SchedulerState::InSync);
+    assert_eq!(
+        h.engine.operation("arena", &op).unwrap().status,
+        OperationStatus::Finished
+    );
+    assert_eq!(
+        h.engine.scheduler("arena").unwrap().state,
+        SchedulerState::InSync
+    );
     assert_eq!(count(&h, "arena", RoomStatus::Ready), 5);
     assert_eq!(h.pod_count("arena"), 5);
     let add = h
@@ -165,9 +172,22 @@ fn scale_down_never_removes_a_busy_room() {
     let mut h = harness();
     enqueued(h.command(Command::CreateScheduler(scheduler("arena", 6))));
     h.run_for(Millis::from_secs(5));
-    let rooms: Vec<String> = h.engine.fleet("arena").unwrap().rooms().map(|r| r.id.clone()).collect();
+    let rooms: Vec<String> = h
+        .engine
+        .fleet("arena")
+        .unwrap()
+        .rooms()
+        .map(|r| r.id.clone())
+        .collect();
     for room in &rooms[..4] {
-        h.set_behaviour("arena", room, RoomBehaviour { status: PingStatus::Occupied, running_matches: 1 });
+        h.set_behaviour(
+            "arena",
+            room,
+            RoomBehaviour {
+                status: PingStatus::Occupied,
+                running_matches: 1,
+            },
+        );
     }
     let mut smaller = scheduler("arena", 2);
     smaller.spec.version = String::new();
@@ -178,11 +198,28 @@ fn scale_down_never_removes_a_busy_room() {
     assert_eq!(count(&h, "arena", RoomStatus::Occupied), 4);
     assert_eq!(h.engine.fleet("arena").unwrap().counts().in_service(), 4);
     for room in &rooms[..4] {
-        assert!(h.engine.fleet("arena").unwrap().contains(room), "busy room {room} survived");
+        assert!(
+            h.engine.fleet("arena").unwrap().contains(room),
+            "busy room {room} survived"
+        );
     }
     // Freed rooms are removed as soon as they report ready.
-    h.set_behaviour("arena", &rooms[0], RoomBehaviour { status: PingStatus::Ready, running_matches: 0 });
-    h.set_behaviour("arena", &rooms[1], RoomBehaviour { status: PingStatus::Ready, running_matches: 0 });
+    h.set_behaviour(
+        "arena",
+        &rooms[0],
+        RoomBehaviour {
+            status: PingStatus::Ready,
+            running_matches: 0,
+        },
+    );
+    h.set_behaviour(
+        "arena",
+        &rooms[1],
+        RoomBehaviour {
+            status: PingStatus::Ready,
+            running_matches: 0,
+        },
+    );
     h.run_for(Millis::from_secs(5));
     check(&h);
     assert_eq!(h.engine.fleet("arena").unwrap().counts().in_service(), 2);
@@ -193,9 +230,22 @@ fn a_major_version_rolls_every_room_over_without_deleting_a_busy_one() {
     let mut h = harness();
     enqueued(h.command(Command::CreateScheduler(scheduler("arena", 8))));
     h.run_for(Millis::from_secs(5));
-    let rooms: Vec<String> = h.engine.fleet("arena").unwrap().rooms().map(|r| r.id.clone()).collect();
+    let rooms: Vec<String> = h
+        .engine
+        .fleet("arena")
+        .unwrap()
+        .rooms()
+        .map(|r| r.id.clone())
+        .collect();
     let busy = rooms[0].clone();
-    h.set_behaviour("arena", &busy, RoomBehaviour { status: PingStatus::Occupied, running_matches: 1 });
+    h.set_behaviour(
+        "arena",
+        &busy,
+        RoomBehaviour {
+            status: PingStatus::Occupied,
+            running_matches: 1,
+        },
+    );
 
     let mut v2 = scheduler("arena", 8);
     v2.spec.containers[0].image = "game:2".to_string();
@@ -203,24 +253,48 @@ fn a_major_version_rolls_every_room_over_without_deleting_a_busy_one() {
     h.run_for(Millis::from_secs(30));
     check(&h);
     let op = h.engine.operation("arena", &op).unwrap();
-    assert_eq!(op.status, OperationStatus::Finished, "{:?}", op.execution_history);
-    assert!(op.execution_history.iter().any(|e| e.event == "1º Attempt: Game room validation success!"));
+    assert_eq!(
+        op.status,
+        OperationStatus::Finished,
+        "{:?}",
+        op.execution_history
+    );
+    assert!(
+        op.execution_history
+            .iter()
+            .any(|e| e.event == "1º Attempt: Game room validation success!")
+    );
     assert_eq!(h.engine.scheduler("arena").unwrap().spec.version, "v2.0.0");
 
     // Every idle room was replaced; the busy one still runs v1.
     let fleet = h.engine.fleet("arena").unwrap();
     assert!(fleet.contains(&busy));
-    let old: Vec<_> = fleet.rooms().filter(|r| r.version.major == 1).map(|r| r.id.clone()).collect();
+    let old: Vec<_> = fleet
+        .rooms()
+        .filter(|r| r.version.major == 1)
+        .map(|r| r.id.clone())
+        .collect();
     assert_eq!(old, vec![busy.clone()]);
     assert!(fleet.counts().in_service() <= 8 + 2);
 
     // Once it frees up it is replaced too, and the rollout ends at 8 rooms.
-    h.set_behaviour("arena", &busy, RoomBehaviour { status: PingStatus::Ready, running_matches: 0 });
+    h.set_behaviour(
+        "arena",
+        &busy,
+        RoomBehaviour {
+            status: PingStatus::Ready,
+            running_matches: 0,
+        },
+    );
     h.run_for(Millis::from_secs(30));
     check(&h);
     let fleet = h.engine.fleet("arena").unwrap();
     assert!(!fleet.is_rolling());
-    assert!(fleet.rooms().all(|r| r.version.major == 2 || r.deletion.is_some()));
+    assert!(
+        fleet
+            .rooms()
+            .all(|r| r.version.major == 2 || r.deletion.is_some())
+    );
     assert_eq!(fleet.counts().in_service(), 8);
 }
 
@@ -232,9 +306,16 @@ fn minor_versions_do_not_replace_rooms() {
     let created_before = h.stats.pods_created;
     let op = enqueued(h.command(Command::NewSchedulerVersion(scheduler("arena", 4))));
     h.run_for(Millis::from_secs(5));
-    assert_eq!(h.engine.operation("arena", &op).unwrap().status, OperationStatus::Finished);
+    assert_eq!(
+        h.engine.operation("arena", &op).unwrap().status,
+        OperationStatus::Finished
+    );
     assert_eq!(h.engine.scheduler("arena").unwrap().spec.version, "v1.1.0");
-    assert_eq!(h.stats.pods_created, created_before + 1, "one more room, none replaced");
+    assert_eq!(
+        h.stats.pods_created,
+        created_before + 1,
+        "one more room, none replaced"
+    );
     let versions = h.engine.versions("arena").unwrap();
     assert_eq!(versions.len(), 2);
     assert!(versions[0].is_active);
@@ -248,9 +329,15 @@ fn version_operations_conflict_at_enqueue_time() {
     let mut v2 = scheduler("arena", 1);
     v2.spec.containers[0].image = "game:2".to_string();
     enqueued(h.command(Command::NewSchedulerVersion(v2.clone())));
-    assert!(matches!(h.command(Command::NewSchedulerVersion(v2)), Err(CommandError::Conflict(_))));
     assert!(matches!(
-        h.command(Command::SwitchActiveVersion { scheduler: "arena".into(), version: "v1.0.0".into() }),
+        h.command(Command::NewSchedulerVersion(v2)),
+        Err(CommandError::Conflict(_))
+    ));
+    assert!(matches!(
+        h.command(Command::SwitchActiveVersion {
+            scheduler: "arena".into(),
+            version: "v1.0.0".into()
+        }),
         Err(CommandError::Conflict(_))
     ));
 }
@@ -265,23 +352,58 @@ fn cancel_pending_and_in_progress_operations_ends_canceled() {
     let mut v2 = scheduler("arena", 1);
     v2.spec.containers[0].image = "game:2".to_string();
     let op = enqueued(h.command(Command::NewSchedulerVersion(v2)));
-    assert_eq!(h.engine.operation("arena", &op).unwrap().status, OperationStatus::InProgress);
-    let pending = enqueued(h.command(Command::AddRooms { scheduler: "arena".into(), amount: 1 }));
-    assert_eq!(h.engine.operation("arena", &pending).unwrap().status, OperationStatus::Pending);
-
-    h.command(Command::CancelOperation { scheduler: "arena".into(), operation_id: pending.clone() }).unwrap();
-    assert_eq!(h.engine.operation("arena", &pending).unwrap().status, OperationStatus::Canceled);
-    h.command(Command::CancelOperation { scheduler: "arena".into(), operation_id: op.clone() }).unwrap();
-    assert_eq!(h.engine.operation("arena", &op).unwrap().status, OperationStatus::Canceled);
     assert_eq!(
-        h.command(Command::CancelOperation { scheduler: "arena".into(), operation_id: op.clone() }),
+        h.engine.operation("arena", &op).unwrap().status,
+        OperationStatus::InProgress
+    );
+    let pending = enqueued(h.command(Command::AddRooms {
+        scheduler: "arena".into(),
+        amount: 1,
+    }));
+    assert_eq!(
+        h.engine.operation("arena", &pending).unwrap().status,
+        OperationStatus::Pending
+    );
+
+    h.command(Command::CancelOperation {
+        scheduler: "arena".into(),
+        operation_id: pending.clone(),
+    })
+    .unwrap();
+    assert_eq!(
+        h.engine.operation("arena", &pending).unwrap().status,
+        OperationStatus::Canceled
+    );
+    h.command(Command::CancelOperation {
+        scheduler: "arena".into(),
+        operation_id: op.clone(),
+    })
+    .unwrap();
+    assert_eq!(
+        h.engine.operation("arena", &op).unwrap().status,
+        OperationStatus::Canceled
+    );
+    assert_eq!(
+        h.command(Command::CancelOperation {
+            scheduler: "arena".into(),
+            operation_id: op.clone()
+        }),
         Err(CommandError::NotCancelable(OperationStatus::Canceled))
     );
     h.run_for(Millis::from_secs(5));
     check(&h);
     assert_eq!(h.engine.scheduler("arena").unwrap().spec.version, "v1.0.0");
-    assert_eq!(h.engine.scheduler("arena").unwrap().state, SchedulerState::InSync);
-    assert!(h.engine.fleet("arena").unwrap().rooms().all(|r| !r.is_validation_room));
+    assert_eq!(
+        h.engine.scheduler("arena").unwrap().state,
+        SchedulerState::InSync
+    );
+    assert!(
+        h.engine
+            .fleet("arena")
+            .unwrap()
+            .rooms()
+            .all(|r| !r.is_validation_room)
+    );
 }
 
 #[test]
@@ -289,9 +411,24 @@ fn silent_rooms_expire_and_are_replaced() {
     let mut h = harness();
     enqueued(h.command(Command::CreateScheduler(scheduler("arena", 2))));
     h.run_for(Millis::from_secs(5));
-    let room = h.engine.fleet("arena").unwrap().rooms().next().unwrap().id.clone();
+    let room = h
+        .engine
+        .fleet("arena")
+        .unwrap()
+        .rooms()
+        .next()
+        .unwrap()
+        .id
+        .clone();
     // The room's game server hangs: it reports terminated, which expires it.
-    h.set_behaviour("arena", &room, RoomBehaviour { status: PingStatus::Terminated, running_matches: 0 });
+    h.set_behaviour(
+        "arena",
+        &room,
+        RoomBehaviour {
+            status: PingStatus::Terminated,
+            running_matches: 0,
+        },
+    );
     h.run_for(Millis::from_secs(10));
     check(&h);
     assert!(!h.engine.fleet("arena").unwrap().contains(&room));
@@ -309,10 +446,28 @@ fn a_hung_room_expires_after_the_ping_timeout() {
     let mut h = harness();
     enqueued(h.command(Command::CreateScheduler(scheduler("arena", 2))));
     h.run_for(Millis::from_secs(5));
-    let room = h.engine.fleet("arena").unwrap().rooms().next().unwrap().id.clone();
-    h.set_behaviour("arena", &room, RoomBehaviour { status: PingStatus::Unknown, running_matches: 0 });
+    let room = h
+        .engine
+        .fleet("arena")
+        .unwrap()
+        .rooms()
+        .next()
+        .unwrap()
+        .id
+        .clone();
+    h.set_behaviour(
+        "arena",
+        &room,
+        RoomBehaviour {
+            status: PingStatus::Unknown,
+            running_matches: 0,
+        },
+    );
     h.run_for(Millis::from_secs(200));
-    assert!(h.engine.fleet("arena").unwrap().contains(&room), "not before the 240 s timeout");
+    assert!(
+        h.engine.fleet("arena").unwrap().contains(&room),
+        "not before the 240 s timeout"
+    );
     h.run_for(Millis::from_secs(60));
     check(&h);
     assert!(!h.engine.fleet("arena").unwrap().contains(&room));
@@ -324,9 +479,14 @@ fn deleting_a_scheduler_removes_it_and_its_rooms() {
     let mut h = harness();
     enqueued(h.command(Command::CreateScheduler(scheduler("arena", 3))));
     h.run_for(Millis::from_secs(5));
-    enqueued(h.command(Command::DeleteScheduler { scheduler: "arena".into() }));
+    enqueued(h.command(Command::DeleteScheduler {
+        scheduler: "arena".into(),
+    }));
     assert!(matches!(
-        h.command(Command::AddRooms { scheduler: "arena".into(), amount: 1 }),
+        h.command(Command::AddRooms {
+            scheduler: "arena".into(),
+            amount: 1
+        }),
         Err(CommandError::Conflict(_))
     ));
     h.run_for(Millis::from_secs(5));
@@ -354,7 +514,10 @@ fn a_ping_never_creates_a_room() {
 #[test]
 fn same_seed_same_run() {
     fn run(seed: u64) -> Vec<String> {
-        let config = EngineConfig { seed, ..EngineConfig::default() };
+        let config = EngineConfig {
+            seed,
+            ..EngineConfig::default()
+        };
         let mut h = Harness::new(config, SimConfig::default());
         enqueued(h.command(Command::CreateScheduler(scheduler("arena", 4))));
         h.run_for(Millis::from_secs(5));
@@ -362,7 +525,12 @@ fn same_seed_same_run() {
         v2.spec.containers[0].image = "game:2".to_string();
         enqueued(h.command(Command::NewSchedulerVersion(v2)));
         h.run_for(Millis::from_secs(60));
-        h.engine.fleet("arena").unwrap().rooms().map(|r| r.id.clone()).collect()
+        h.engine
+            .fleet("arena")
+            .unwrap()
+            .rooms()
+            .map(|r| r.id.clone())
+            .collect()
     }
     assert_eq!(run(42), run(42));
     assert_ne!(run(42), run(43));

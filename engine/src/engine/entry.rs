@@ -39,6 +39,10 @@ pub(crate) struct SchedulerEntry {
     /// A reconcile the cooldown postponed.
     pub reconcile_at: Option<Time>,
     pub allocations: Allocations,
+    /// add_rooms operations the reconciler enqueued: they re-check the
+    /// deficit before every batch, so a decision that waited in the queue
+    /// never overshoots (a user's add_rooms adds what the user asked).
+    pub reconciler_adds: BTreeSet<OperationId>,
 }
 
 /// Something an entry asks the engine to do to the entry itself.
@@ -51,7 +55,12 @@ pub(crate) enum EntryFate {
 }
 
 impl SchedulerEntry {
-    pub fn new(scheduler: Scheduler, now: Time, config: &EngineConfig, io: &mut Io) -> SchedulerEntry {
+    pub fn new(
+        scheduler: Scheduler,
+        now: Time,
+        config: &EngineConfig,
+        io: &mut Io,
+    ) -> SchedulerEntry {
         let active = Version::parse(&scheduler.spec.version).unwrap_or(Version::FIRST);
         let name = scheduler.name.clone();
         let timeouts = ExpiryTimeouts {
@@ -75,6 +84,7 @@ impl SchedulerEntry {
             next_clean_up: now + clean_up_delay(config.storage_clean_up_interval, io),
             reconcile_at: None,
             allocations: Allocations::default(),
+            reconciler_adds: BTreeSet::new(),
         }
     }
 
@@ -173,6 +183,7 @@ impl SchedulerEntry {
         }
         op.record(now, "Operation finished", config.max_history_entries);
         self.final_ops.insert((now, id.to_string()));
+        self.reconciler_adds.remove(id);
         self.persist_operation(io, id);
         // The fleet may need a decision that waited for this operation.
         io.mark_dirty(&self.name);
@@ -226,7 +237,12 @@ impl SchedulerEntry {
         let replace = self
             .versions
             .iter()
-            .map(|(v, s)| (*v, *v != self.active && version::is_major_change(s, &active)))
+            .map(|(v, s)| {
+                (
+                    *v,
+                    *v != self.active && version::is_major_change(s, &active),
+                )
+            })
             .collect();
         self.fleet.set_replacement(replace);
     }
@@ -234,10 +250,7 @@ impl SchedulerEntry {
     /// The event-driven reconcile: decide the fleet's next action now.
     /// Returns whether it enqueued one.
     pub fn reconcile(&mut self, io: &mut Io, config: &EngineConfig, now: Time) -> bool {
-        if !self.resources_ready
-            || self.deleting
-            || self.has_open_op(Definition::is_fleet_change)
-        {
+        if !self.resources_ready || self.deleting || self.has_open_op(Definition::is_fleet_change) {
             return false;
         }
         let caps = Caps {
@@ -258,7 +271,8 @@ impl SchedulerEntry {
             }
             Decision::Add(amount) => {
                 assert!(amount > 0);
-                self.enqueue(io, now, Definition::AddRooms { amount }, true);
+                let id = self.enqueue(io, now, Definition::AddRooms { amount }, true);
+                self.reconciler_adds.insert(id);
                 true
             }
             Decision::Remove {
@@ -290,6 +304,18 @@ impl SchedulerEntry {
                 self.enqueue(io, now, definition, true);
                 true
             }
+        }
+    }
+
+    /// Rooms the fleet still lacks, as the reconciler sees it now.
+    pub fn deficit(&self, config: &EngineConfig, now: Time) -> u64 {
+        let caps = Caps {
+            add: u64::from(config.add_rooms_limit),
+            remove: u64::from(config.remove_rooms_limit),
+        };
+        match health::decide(self.active(), &self.fleet, now, caps) {
+            Ok(Decision::Add(n)) => n,
+            _ => 0,
         }
     }
 

@@ -97,7 +97,13 @@ impl SchedulerEntry {
         EntryFate::Keep
     }
 
-    fn start(&mut self, io: &mut Io, config: &EngineConfig, now: Time, id: OperationId) -> EntryFate {
+    fn start(
+        &mut self,
+        io: &mut Io,
+        config: &EngineConfig,
+        now: Time,
+        id: OperationId,
+    ) -> EntryFate {
         let Some(op) = self.operations.get_mut(&id) else {
             return EntryFate::Keep;
         };
@@ -230,7 +236,14 @@ impl SchedulerEntry {
     }
 
     /// Applies a step's outcome: keep running, or finish.
-    fn settle(&mut self, io: &mut Io, config: &EngineConfig, now: Time, id: OperationId, step: Step) -> EntryFate {
+    fn settle(
+        &mut self,
+        io: &mut Io,
+        config: &EngineConfig,
+        now: Time,
+        id: OperationId,
+        step: Step,
+    ) -> EntryFate {
         match step {
             Step::Continue(exec) => {
                 self.running = Some(Running { id, exec });
@@ -266,7 +279,10 @@ impl SchedulerEntry {
                 self.set_state(SchedulerState::InSync, io);
                 EntryFate::Keep
             }
-            (Definition::CreateNewSchedulerVersion { .. }, OperationStatus::Error | OperationStatus::Canceled) => {
+            (
+                Definition::CreateNewSchedulerVersion { .. },
+                OperationStatus::Error | OperationStatus::Canceled,
+            ) => {
                 self.set_state(SchedulerState::InSync, io);
                 EntryFate::Keep
             }
@@ -275,7 +291,14 @@ impl SchedulerEntry {
     }
 
     /// Emits as much of an add/remove as the batch allows, or finishes it.
-    fn pump(&mut self, io: &mut Io, config: &EngineConfig, now: Time, id: &str, exec: Exec) -> Step {
+    fn pump(
+        &mut self,
+        io: &mut Io,
+        config: &EngineConfig,
+        now: Time,
+        id: &str,
+        exec: Exec,
+    ) -> Step {
         match exec {
             Exec::AddRooms {
                 mut to_start,
@@ -284,6 +307,10 @@ impl SchedulerEntry {
                 mut failed,
             } => {
                 let batch = u64::from(config.add_rooms_batch_size.max(1));
+                if self.reconciler_adds.contains(id) {
+                    // Rooms already in flight count in the deficit's fleet.
+                    to_start = to_start.min(self.deficit(config, now));
+                }
                 while in_flight < batch && to_start > 0 {
                     to_start -= 1;
                     let spec = Arc::clone(self.active());
@@ -296,7 +323,10 @@ impl SchedulerEntry {
                     return if failed > created {
                         Step::Done(
                             OperationStatus::Error,
-                            format!("failed to add rooms: {failed} of {} failed", failed + created),
+                            format!(
+                                "failed to add rooms: {failed} of {} failed",
+                                failed + created
+                            ),
                         )
                     } else {
                         Step::Done(OperationStatus::Finished, format!("added {created} rooms"))
@@ -335,7 +365,10 @@ impl SchedulerEntry {
                             format!("failed to remove {failed} of {} rooms", failed + deleted),
                         )
                     } else {
-                        Step::Done(OperationStatus::Finished, format!("removed {deleted} rooms"))
+                        Step::Done(
+                            OperationStatus::Finished,
+                            format!("removed {deleted} rooms"),
+                        )
                     };
                 }
                 Step::Continue(Exec::RemoveRooms {
@@ -350,7 +383,13 @@ impl SchedulerEntry {
         }
     }
 
-    pub fn emit_delete_room(&mut self, io: &mut Io, room: &str, reason: RemovalReason, op: Option<&str>) {
+    pub fn emit_delete_room(
+        &mut self,
+        io: &mut Io,
+        room: &str,
+        reason: RemovalReason,
+        op: Option<&str>,
+    ) {
         let scheduler = self.name.clone();
         let room_id = room.to_string();
         io.emit_runtime(
@@ -390,7 +429,12 @@ impl SchedulerEntry {
         if !major {
             return self.complete_new_version(io, config, now, id, scheduler, new_version);
         }
-        self.record(config, now, id, "Major version detected, starting game room validation process...");
+        self.record(
+            config,
+            now,
+            id,
+            "Major version detected, starting game room validation process...",
+        );
         let validation = Validation {
             scheduler,
             version: new_version,
@@ -427,12 +471,20 @@ impl SchedulerEntry {
                     return Step::Continue(Exec::NewVersion(validation));
                 }
                 Err(message) => {
-                    let line = format!("{}º Attempt: Unexpected Error: {message}", validation.attempt);
+                    let line = format!(
+                        "{}º Attempt: Unexpected Error: {message}",
+                        validation.attempt
+                    );
                     self.record(config, now, id, &line);
                 }
             }
         }
-        self.record(config, now, id, "All validation attempts have failed, operation aborted!");
+        self.record(
+            config,
+            now,
+            id,
+            "All validation attempts have failed, operation aborted!",
+        );
         Step::Done(
             OperationStatus::Error,
             "error validating game room: all attempts failed".to_string(),
@@ -469,12 +521,21 @@ impl SchedulerEntry {
     /// Re-examines the validation in progress after its room changed, was
     /// deleted, or its deadline passed.
     pub fn check_validation(&mut self, io: &mut Io, config: &EngineConfig, now: Time) -> EntryFate {
+        if !matches!(
+            self.running,
+            Some(Running {
+                exec: Exec::NewVersion(_),
+                ..
+            })
+        ) {
+            return EntryFate::Keep;
+        }
         let Some(Running {
             id,
             exec: Exec::NewVersion(validation),
         }) = self.running.take()
         else {
-            return EntryFate::Keep;
+            unreachable!("checked just above");
         };
         let Some(room_id) = validation.room.clone() else {
             self.running = Some(Running {
@@ -490,7 +551,8 @@ impl SchedulerEntry {
             ))),
             Some(room) => {
                 let accepted = room.status == RoomStatus::Ready
-                    || (config.room_validation_accept_occupied && room.status == RoomStatus::Occupied);
+                    || (config.room_validation_accept_occupied
+                        && room.status == RoomStatus::Occupied);
                 if accepted {
                     Some(Ok(()))
                 } else if room.status == RoomStatus::Error {
@@ -511,14 +573,24 @@ impl SchedulerEntry {
             None => Step::Continue(Exec::NewVersion(validation)),
             Some(result) => {
                 if self.fleet.contains(&room_id) {
-                    self.mark_for_deletion(now, &room_id, RemovalReason::NewVersionValidationFinished);
-                    self.emit_delete_room(io, &room_id, RemovalReason::NewVersionValidationFinished, None);
+                    self.mark_for_deletion(
+                        now,
+                        &room_id,
+                        RemovalReason::NewVersionValidationFinished,
+                    );
+                    self.emit_delete_room(
+                        io,
+                        &room_id,
+                        RemovalReason::NewVersionValidationFinished,
+                        None,
+                    );
                 }
                 match result {
                     Ok(()) => {
                         let line = format!("{attempt}º Attempt: Game room validation success!");
                         self.record(config, now, &id, &line);
-                        let (scheduler, version) = (Arc::clone(&validation.scheduler), validation.version);
+                        let (scheduler, version) =
+                            (Arc::clone(&validation.scheduler), validation.version);
                         self.complete_new_version(io, config, now, &id, scheduler, version)
                     }
                     Err(line) => {
@@ -541,7 +613,12 @@ impl SchedulerEntry {
     }
 
     /// Deadlines of the running operation.
-    pub fn on_operation_timeout(&mut self, io: &mut Io, config: &EngineConfig, now: Time) -> EntryFate {
+    pub fn on_operation_timeout(
+        &mut self,
+        io: &mut Io,
+        config: &EngineConfig,
+        now: Time,
+    ) -> EntryFate {
         let Some(deadline) = self.running.as_ref().and_then(Running::deadline) else {
             return EntryFate::Keep;
         };
@@ -554,7 +631,12 @@ impl SchedulerEntry {
                 let Some(running) = self.running.take() else {
                     return EntryFate::Keep;
                 };
-                self.record(config, now, &running.id, "Timed out waiting for the rooms to terminate");
+                self.record(
+                    config,
+                    now,
+                    &running.id,
+                    "Timed out waiting for the rooms to terminate",
+                );
                 let step = Step::Done(OperationStatus::Finished, String::new());
                 self.settle(io, config, now, running.id, step)
             }
@@ -583,7 +665,11 @@ impl SchedulerEntry {
         let step = match (exec, &in_flight.what) {
             (Exec::CreateScheduler, InFlightKind::CreateResources) => match result {
                 // AlreadyExists is fine: the operation may be re-run after a crash.
-                Ok(()) | Err(RuntimeError { kind: RuntimeErrorKind::AlreadyExists, .. }) => {
+                Ok(())
+                | Err(RuntimeError {
+                    kind: RuntimeErrorKind::AlreadyExists,
+                    ..
+                }) => {
                     self.resources_ready = true;
                     self.set_state(SchedulerState::InSync, io);
                     io.mark_dirty(&self.name);
@@ -595,7 +681,11 @@ impl SchedulerEntry {
                 ),
             },
             (Exec::DeleteScheduler { .. }, InFlightKind::DeleteResources) => match result {
-                Ok(()) | Err(RuntimeError { kind: RuntimeErrorKind::NotFound, .. }) => {
+                Ok(())
+                | Err(RuntimeError {
+                    kind: RuntimeErrorKind::NotFound,
+                    ..
+                }) => {
                     if self.fleet.is_empty() {
                         Step::Done(OperationStatus::Finished, String::new())
                     } else {
@@ -609,32 +699,68 @@ impl SchedulerEntry {
                     format!("failed to delete scheduler resources: {}", e.message),
                 ),
             },
-            (Exec::AddRooms { to_start, in_flight: n, created, failed }, InFlightKind::CreateRoom(_)) => {
-                let n = n.checked_sub(1).expect("add_rooms result without a creation in flight");
+            (
+                Exec::AddRooms {
+                    to_start,
+                    in_flight: n,
+                    created,
+                    failed,
+                },
+                InFlightKind::CreateRoom(_),
+            ) => {
+                let n = n
+                    .checked_sub(1)
+                    .expect("add_rooms result without a creation in flight");
                 let (created, failed) = match result {
                     Ok(()) => (created + 1, failed),
                     Err(_) => (created, failed + 1),
                 };
-                let exec = Exec::AddRooms { to_start, in_flight: n, created, failed };
+                let exec = Exec::AddRooms {
+                    to_start,
+                    in_flight: n,
+                    created,
+                    failed,
+                };
                 self.pump(io, config, now, &id, exec)
             }
             (
-                Exec::RemoveRooms { to_delete, reason, in_flight: n, deleted, failed },
+                Exec::RemoveRooms {
+                    to_delete,
+                    reason,
+                    in_flight: n,
+                    deleted,
+                    failed,
+                },
                 InFlightKind::DeleteRoom(_),
             ) => {
-                let n = n.checked_sub(1).expect("remove_rooms result without a deletion in flight");
+                let n = n
+                    .checked_sub(1)
+                    .expect("remove_rooms result without a deletion in flight");
                 let (deleted, failed) = match result {
-                    Ok(()) | Err(RuntimeError { kind: RuntimeErrorKind::NotFound, .. }) => (deleted + 1, failed),
+                    Ok(())
+                    | Err(RuntimeError {
+                        kind: RuntimeErrorKind::NotFound,
+                        ..
+                    }) => (deleted + 1, failed),
                     Err(_) => (deleted, failed + 1),
                 };
-                let exec = Exec::RemoveRooms { to_delete, reason, in_flight: n, deleted, failed };
+                let exec = Exec::RemoveRooms {
+                    to_delete,
+                    reason,
+                    in_flight: n,
+                    deleted,
+                    failed,
+                };
                 self.pump(io, config, now, &id, exec)
             }
             (Exec::NewVersion(validation), InFlightKind::CreateRoom(room)) => {
                 if result.is_err() && validation.room.as_deref() == Some(room.as_str()) {
                     // The room record was already dropped by the room-level
                     // handler; check_validation sees it gone.
-                    self.running = Some(Running { id, exec: Exec::NewVersion(validation) });
+                    self.running = Some(Running {
+                        id,
+                        exec: Exec::NewVersion(validation),
+                    });
                     return self.check_validation(io, config, now);
                 }
                 Step::Continue(Exec::NewVersion(validation))
@@ -651,7 +777,13 @@ impl SchedulerEntry {
 
     /// The fleet lost a room: a delete_scheduler waiting for the fleet to
     /// empty may be done.
-    pub fn on_room_gone(&mut self, io: &mut Io, config: &EngineConfig, now: Time, room: &str) -> EntryFate {
+    pub fn on_room_gone(
+        &mut self,
+        io: &mut Io,
+        config: &EngineConfig,
+        now: Time,
+        room: &str,
+    ) -> EntryFate {
         let validating = matches!(
             self.running.as_ref().map(|r| &r.exec),
             Some(Exec::NewVersion(v)) if v.room.as_deref() == Some(room)
@@ -675,29 +807,51 @@ impl SchedulerEntry {
 
     /// Cancels a pending or in-progress operation. It ends `canceled`
     /// (upstream ends in-progress cancels as `error`, a regression).
-    pub fn cancel(&mut self, io: &mut Io, config: &EngineConfig, now: Time, id: &str) -> Result<EntryFate, CancelRefusal> {
+    pub fn cancel(
+        &mut self,
+        io: &mut Io,
+        config: &EngineConfig,
+        now: Time,
+        id: &str,
+    ) -> Result<EntryFate, CancelRefusal> {
         let op = self.operations.get(id).ok_or(CancelRefusal::NotFound)?;
         match op.status {
             OperationStatus::Pending => {
                 self.queue.retain(|queued| queued != id);
-                self.finalize(io, config, now, id, OperationStatus::Canceled, "Canceled by user");
+                self.finalize(
+                    io,
+                    config,
+                    now,
+                    id,
+                    OperationStatus::Canceled,
+                    "Canceled by user",
+                );
                 Ok(EntryFate::Keep)
             }
             OperationStatus::InProgress => {
                 match op.definition {
                     Definition::DeleteScheduler => {
-                        return Err(CancelRefusal::NotCancelable("delete_scheduler cannot be canceled once started"));
+                        return Err(CancelRefusal::NotCancelable(
+                            "delete_scheduler cannot be canceled once started",
+                        ));
                     }
                     Definition::CreateScheduler { .. } => {
-                        return Err(CancelRefusal::NotCancelable("create_scheduler cannot be canceled once started"));
+                        return Err(CancelRefusal::NotCancelable(
+                            "create_scheduler cannot be canceled once started",
+                        ));
                     }
                     _ => {}
                 }
                 let Some(running) = self.running.take() else {
                     return Err(CancelRefusal::NotFound);
                 };
-                assert_eq!(running.id, id, "the in-progress operation is the running one");
-                if let Exec::NewVersion(Validation { room: Some(room), .. }) = &running.exec
+                assert_eq!(
+                    running.id, id,
+                    "the in-progress operation is the running one"
+                );
+                if let Exec::NewVersion(Validation {
+                    room: Some(room), ..
+                }) = &running.exec
                     && self.fleet.contains(room)
                 {
                     self.mark_for_deletion(now, room, RemovalReason::NewVersionRollback);

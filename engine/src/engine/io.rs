@@ -48,7 +48,10 @@ impl Io {
 
     /// Queues an effect that expects no result.
     pub fn emit(&mut self, effect: Effect) {
-        debug_assert!(effect.id().is_none(), "runtime effects go through emit_runtime");
+        debug_assert!(
+            effect.id().is_none(),
+            "runtime effects go through emit_runtime"
+        );
         self.effects.push_back(effect);
     }
 

@@ -72,7 +72,11 @@ impl Engine {
 
     // ----- inputs -------------------------------------------------------
 
-    pub fn handle_command(&mut self, now: Time, command: Command) -> Result<CommandReply, CommandError> {
+    pub fn handle_command(
+        &mut self,
+        now: Time,
+        command: Command,
+    ) -> Result<CommandReply, CommandError> {
         let now = self.advance(now);
         let reply = self.command(now, command);
         self.settle(now);
@@ -84,16 +88,23 @@ impl Engine {
             Command::CreateScheduler(scheduler) => self.create_scheduler(now, scheduler),
             Command::NewSchedulerVersion(scheduler) => self.new_version(now, scheduler),
             Command::SwitchActiveVersion { scheduler, version } => {
-                let parsed = Version::parse(&version)
-                    .ok_or_else(|| CommandError::InvalidArgument(format!("version: {version:?} is not a semantic version")))?;
+                let parsed = Version::parse(&version).ok_or_else(|| {
+                    CommandError::InvalidArgument(format!(
+                        "version: {version:?} is not a semantic version"
+                    ))
+                })?;
                 let entry = self.open_entry(&scheduler)?;
                 if !entry.versions.contains_key(&parsed) {
-                    return Err(CommandError::NotFound(format!("scheduler {scheduler} version {version}")));
+                    return Err(CommandError::NotFound(format!(
+                        "scheduler {scheduler} version {version}"
+                    )));
                 }
                 if entry.has_open_op(Definition::is_version_change) {
                     return Err(version_conflict(&scheduler));
                 }
-                let definition = Definition::SwitchActiveVersion { new_active_version: parsed };
+                let definition = Definition::SwitchActiveVersion {
+                    new_active_version: parsed,
+                };
                 self.enqueue_user(&scheduler, now, definition)
             }
             Command::AddRooms { scheduler, amount } => {
@@ -111,13 +122,26 @@ impl Engine {
             }
             Command::DeleteScheduler { scheduler } => {
                 self.open_entry(&scheduler)?;
-                if self.entry(&scheduler)?.has_open_op(|d| matches!(d, Definition::DeleteScheduler)) {
-                    return Err(CommandError::Conflict(format!("scheduler {scheduler} is already being deleted")));
+                if self
+                    .entry(&scheduler)?
+                    .has_open_op(|d| matches!(d, Definition::DeleteScheduler))
+                {
+                    return Err(CommandError::Conflict(format!(
+                        "scheduler {scheduler} is already being deleted"
+                    )));
                 }
                 self.enqueue_user(&scheduler, now, Definition::DeleteScheduler)
             }
-            Command::CancelOperation { scheduler, operation_id } => {
-                let Engine { schedulers, io, config, .. } = self;
+            Command::CancelOperation {
+                scheduler,
+                operation_id,
+            } => {
+                let Engine {
+                    schedulers,
+                    io,
+                    config,
+                    ..
+                } = self;
                 let entry = schedulers
                     .get_mut(&scheduler)
                     .ok_or_else(|| CommandError::NotFound(format!("scheduler {scheduler}")))?;
@@ -126,7 +150,9 @@ impl Engine {
                         self.apply_fate(&scheduler, fate);
                         Ok(CommandReply::Canceled)
                     }
-                    Err(CancelRefusal::NotFound) => Err(CommandError::NotFound(format!("operation {operation_id}"))),
+                    Err(CancelRefusal::NotFound) => {
+                        Err(CommandError::NotFound(format!("operation {operation_id}")))
+                    }
                     Err(CancelRefusal::Final(status)) => Err(CommandError::NotCancelable(status)),
                     Err(CancelRefusal::NotCancelable(why)) => Err(CommandError::Unsupported(why)),
                 }
@@ -134,7 +160,11 @@ impl Engine {
         }
     }
 
-    fn create_scheduler(&mut self, now: Time, mut scheduler: Scheduler) -> Result<CommandReply, CommandError> {
+    fn create_scheduler(
+        &mut self,
+        now: Time,
+        mut scheduler: Scheduler,
+    ) -> Result<CommandReply, CommandError> {
         scheduler.spec.version = Version::FIRST.to_string();
         scheduler.state = SchedulerState::Creating;
         scheduler.created_at = now;
@@ -142,7 +172,10 @@ impl Engine {
         scheduler.rollback_version = None;
         scheduler::validate(&scheduler).map_err(CommandError::Invalid)?;
         if self.schedulers.contains_key(&scheduler.name) {
-            return Err(CommandError::AlreadyExists(format!("scheduler {}", scheduler.name)));
+            return Err(CommandError::AlreadyExists(format!(
+                "scheduler {}",
+                scheduler.name
+            )));
         }
         if self.schedulers.len() >= self.config.max_schedulers {
             return Err(CommandError::Exhausted(format!(
@@ -160,7 +193,11 @@ impl Engine {
         self.enqueue_user(&name, now, definition)
     }
 
-    fn new_version(&mut self, now: Time, mut scheduler: Scheduler) -> Result<CommandReply, CommandError> {
+    fn new_version(
+        &mut self,
+        now: Time,
+        mut scheduler: Scheduler,
+    ) -> Result<CommandReply, CommandError> {
         let name = scheduler.name.clone();
         let entry = self.open_entry(&name)?;
         let active = entry.active();
@@ -187,12 +224,19 @@ impl Engine {
     fn open_entry(&self, name: &str) -> Result<&SchedulerEntry, CommandError> {
         let entry = self.entry(name)?;
         if entry.deleting {
-            return Err(CommandError::Conflict(format!("scheduler {name} is being deleted")));
+            return Err(CommandError::Conflict(format!(
+                "scheduler {name} is being deleted"
+            )));
         }
         Ok(entry)
     }
 
-    fn enqueue_user(&mut self, name: &str, now: Time, definition: Definition) -> Result<CommandReply, CommandError> {
+    fn enqueue_user(
+        &mut self,
+        name: &str,
+        now: Time,
+        definition: Definition,
+    ) -> Result<CommandReply, CommandError> {
         let limit = self.config.max_pending_operations;
         let entry = self
             .schedulers
@@ -212,7 +256,12 @@ impl Engine {
     /// A room's ping. Never creates a room.
     pub fn handle_ping(&mut self, now: Time, ping: &Ping) -> Result<RoomStatus, PingError> {
         let now = self.advance(now);
-        let Engine { schedulers, io, config, .. } = self;
+        let Engine {
+            schedulers,
+            io,
+            config,
+            ..
+        } = self;
         let entry = schedulers
             .get_mut(&ping.scheduler)
             .ok_or_else(|| PingError::SchedulerNotFound(ping.scheduler.clone()))?;
@@ -230,9 +279,19 @@ impl Engine {
 
     /// Hands out a ready room atomically; the same idempotency key within
     /// the allocation TTL gets the same room.
-    pub fn allocate(&mut self, now: Time, scheduler: &str, key: Option<&str>) -> Result<Allocation, AllocateError> {
+    pub fn allocate(
+        &mut self,
+        now: Time,
+        scheduler: &str,
+        key: Option<&str>,
+    ) -> Result<Allocation, AllocateError> {
         let now = self.advance(now);
-        let Engine { schedulers, io, config, .. } = self;
+        let Engine {
+            schedulers,
+            io,
+            config,
+            ..
+        } = self;
         let entry = schedulers
             .get_mut(scheduler)
             .ok_or_else(|| AllocateError::SchedulerNotFound(scheduler.to_string()))?;
@@ -243,7 +302,12 @@ impl Engine {
 
     pub fn handle_instance_event(&mut self, now: Time, event: &InstanceEvent) {
         let now = self.advance(now);
-        let Engine { schedulers, io, config, .. } = self;
+        let Engine {
+            schedulers,
+            io,
+            config,
+            ..
+        } = self;
         if let Some(entry) = schedulers.get_mut(&event.scheduler) {
             let fate = entry.instance_event(io, config, now, event);
             self.apply_fate(&event.scheduler, fate);
@@ -253,12 +317,22 @@ impl Engine {
 
     /// The outcome of a runtime effect. Unknown ids (a result delivered
     /// twice, or for a forgotten scheduler) are ignored.
-    pub fn handle_effect_result(&mut self, now: Time, id: EffectId, result: Result<(), RuntimeError>) {
+    pub fn handle_effect_result(
+        &mut self,
+        now: Time,
+        id: EffectId,
+        result: Result<(), RuntimeError>,
+    ) {
         let now = self.advance(now);
         let Some(in_flight) = self.io.in_flight.remove(&id) else {
             return;
         };
-        let Engine { schedulers, io, config, .. } = self;
+        let Engine {
+            schedulers,
+            io,
+            config,
+            ..
+        } = self;
         if let Some(entry) = schedulers.get_mut(&in_flight.scheduler) {
             let mut fate = entry.on_room_effect(io, config, now, &in_flight, &result);
             if fate == EntryFate::Keep {
@@ -280,7 +354,12 @@ impl Engine {
             .map(|(name, _)| name.clone())
             .collect();
         for name in due {
-            let Engine { schedulers, io, config, .. } = self;
+            let Engine {
+                schedulers,
+                io,
+                config,
+                ..
+            } = self;
             if let Some(entry) = schedulers.get_mut(&name) {
                 let fate = entry.on_timeout(io, config, now);
                 self.apply_fate(&name, fate);
@@ -302,7 +381,12 @@ impl Engine {
                 break;
             }
             for name in dirty {
-                let Engine { schedulers, io, config, .. } = self;
+                let Engine {
+                    schedulers,
+                    io,
+                    config,
+                    ..
+                } = self;
                 let Some(entry) = schedulers.get_mut(&name) else {
                     continue;
                 };
@@ -329,7 +413,12 @@ impl Engine {
     /// scheduler.
     pub fn health_check(&mut self, now: Time, scheduler: &str) -> Option<bool> {
         let now = self.advance(now);
-        let Engine { schedulers, io, config, .. } = self;
+        let Engine {
+            schedulers,
+            io,
+            config,
+            ..
+        } = self;
         let entry = schedulers.get_mut(scheduler)?;
         if let Err(broken) = entry.fleet.check_consistency() {
             panic!("scheduler {scheduler} fleet is inconsistent: {broken}");
@@ -370,7 +459,11 @@ impl Engine {
 
     pub fn scheduler_version(&self, name: &str, version: &str) -> Option<&Scheduler> {
         let version = Version::parse(version)?;
-        self.schedulers.get(name)?.versions.get(&version).map(Arc::as_ref)
+        self.schedulers
+            .get(name)?
+            .versions
+            .get(&version)
+            .map(Arc::as_ref)
     }
 
     /// Every stored version, newest first.
@@ -382,10 +475,18 @@ impl Engine {
             .map(|v| VersionInfo {
                 version: *v,
                 is_active: *v == entry.active,
-                created_at: entry.version_created_at.get(v).copied().unwrap_or(Time::ZERO),
+                created_at: entry
+                    .version_created_at
+                    .get(v)
+                    .copied()
+                    .unwrap_or(Time::ZERO),
             })
             .collect();
-        versions.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.version.cmp(&a.version)));
+        versions.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then(b.version.cmp(&a.version))
+        });
         Some(versions)
     }
 
@@ -440,7 +541,9 @@ impl Engine {
                 .filter(|op| op.status == OperationStatus::InProgress)
                 .count();
             if in_progress > 1 {
-                return Err(format!("scheduler {name}: {in_progress} operations in progress"));
+                return Err(format!(
+                    "scheduler {name}: {in_progress} operations in progress"
+                ));
             }
         }
         Ok(())

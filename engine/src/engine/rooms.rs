@@ -9,10 +9,10 @@ use super::io::{InFlight, InFlightKind, Io};
 use crate::config::EngineConfig;
 use crate::effect::{Effect, ForwardEvent, ForwardKind, RuntimeError, RuntimeErrorKind};
 use crate::input::{AllocateError, Allocation, InstanceEvent, InstanceEventKind, Ping, PingError};
+use crate::rng::EngineRng;
 use crate::room::{
     HostPort, InstanceStatus, PingStatus, Room, RoomId, RoomStatus, calculate_status,
 };
-use crate::rng::EngineRng;
 use crate::scheduler::Scheduler;
 use crate::time::{Millis, Time};
 use crate::version::Version;
@@ -113,7 +113,10 @@ fn draw_host_ports(spec: &Scheduler, rng: &mut EngineRng) -> Result<Vec<HostPort
             let mut drawn = Vec::with_capacity(ports.len());
             for (container, port) in &ports {
                 let range = port.host_port_range.ok_or_else(|| {
-                    format!("port {} of container {} has no host port range", port.name, container.name)
+                    format!(
+                        "port {} of container {} has no host port range",
+                        port.name, container.name
+                    )
                 })?;
                 drawn.push(rng.port_in(range).ok_or("invalid host port range")?);
             }
@@ -247,7 +250,10 @@ impl SchedulerEntry {
                 apply_status(room, now, max_matches, ttl)
             })
             .ok_or_else(|| PingError::RoomNotFound(ping.room.clone()))?;
-        let room = self.fleet.get(&ping.room).expect("the room was just updated");
+        let room = self
+            .fleet
+            .get(&ping.room)
+            .expect("the room was just updated");
         let changed = (room.status, room.running_matches) != before;
         let is_validation_room = room.is_validation_room;
         if result.is_ok() && room.deletion.is_none() {
@@ -299,7 +305,10 @@ impl SchedulerEntry {
                     // ping's would; the next report decides again.
                     let _ = apply_status(room, now, max_matches, ttl);
                 });
-                let room = self.fleet.get(&event.room).expect("the room was just updated");
+                let room = self
+                    .fleet
+                    .get(&event.room)
+                    .expect("the room was just updated");
                 if Some(room.status) == before {
                     return EntryFate::Keep;
                 }
@@ -373,7 +382,11 @@ impl SchedulerEntry {
         let allocation = self
             .fleet
             .update(&id, |room| {
-                assert_eq!(room.status, RoomStatus::Ready, "only ready rooms are allocated");
+                assert_eq!(
+                    room.status,
+                    RoomStatus::Ready,
+                    "only ready rooms are allocated"
+                );
                 room.status = RoomStatus::Allocated;
                 room.allocated_at = Some(now);
                 Allocation {

@@ -240,12 +240,12 @@ impl Fleet {
     /// classification, turned into a deadline so it can be a timer).
     pub fn expiry_deadline(&self, room: &Room) -> Option<Time> {
         let t = &self.timeouts;
-        if room.is_validation_room {
-            return None; // the validating operation owns it
-        }
         if let Some(deletion) = room.deletion {
             // Retry the delete if the room is still here after the timeout.
             return Some(deletion.requested_at + t.deletion);
+        }
+        if room.is_validation_room {
+            return None; // the validating operation owns it until it deletes it
         }
         match room.status {
             RoomStatus::Terminated => Some(room.last_ping_at),
@@ -345,7 +345,9 @@ impl Fleet {
         if fresh.counts != self.counts {
             return Err(format!("counts {:?} != {:?}", self.counts, fresh.counts));
         }
-        if fresh.by_version != self.by_version || fresh.starting_by_version != self.starting_by_version {
+        if fresh.by_version != self.by_version
+            || fresh.starting_by_version != self.starting_by_version
+        {
             return Err("per-version counts differ".to_string());
         }
         if fresh.removable != self.removable {
@@ -418,7 +420,11 @@ mod tests {
     #[test]
     fn removal_prefers_rooms_to_replace_and_never_busy_rooms() {
         let v1 = Version::FIRST;
-        let v2 = Version { major: 2, minor: 0, patch: 0 };
+        let v2 = Version {
+            major: 2,
+            minor: 0,
+            patch: 0,
+        };
         let mut fleet = Fleet::new(timeouts());
         fleet.insert(room("new-ready", v2, RoomStatus::Ready));
         fleet.insert(room("old-ready", v1, RoomStatus::Ready));
@@ -463,5 +469,11 @@ mod tests {
         assert_eq!(fleet.expiry_deadline(&r), Some(Time(10_000)));
         r.is_validation_room = true;
         assert_eq!(fleet.expiry_deadline(&r), None);
+        // A validation room whose delete failed is retried like any other.
+        r.deletion = Some(crate::room::Deletion {
+            requested_at: Time(50_000),
+            reason: RemovalReason::NewVersionValidationFinished,
+        });
+        assert_eq!(fleet.expiry_deadline(&r), Some(Time(170_000)));
     }
 }

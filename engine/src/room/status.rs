@@ -71,12 +71,44 @@ impl RoomStatus {
             return true;
         }
         let allowed: &[RoomStatus] = match self {
-            Pending => &[Ready, Terminating, Unready, Error, Occupied, Active, Terminated],
-            Ready => &[Occupied, Allocated, Terminating, Unready, Error, Active, Terminated],
-            Unready => &[Terminating, Occupied, Ready, Error, Pending, Active, Terminated],
+            Pending => &[
+                Ready,
+                Terminating,
+                Unready,
+                Error,
+                Occupied,
+                Active,
+                Terminated,
+            ],
+            Ready => &[
+                Occupied,
+                Allocated,
+                Terminating,
+                Unready,
+                Error,
+                Active,
+                Terminated,
+            ],
+            Unready => &[
+                Terminating,
+                Occupied,
+                Ready,
+                Error,
+                Pending,
+                Active,
+                Terminated,
+            ],
             Active => &[Ready, Occupied, Terminating, Unready, Error, Terminated],
             Occupied => &[Ready, Terminating, Unready, Error, Active, Terminated],
-            Allocated => &[Active, Occupied, Ready, Terminating, Unready, Error, Terminated],
+            Allocated => &[
+                Active,
+                Occupied,
+                Ready,
+                Terminating,
+                Unready,
+                Error,
+                Terminated,
+            ],
             Error => &[Terminating, Unready, Ready, Terminated],
             Terminating => &[Error, Unready, Ready, Terminated],
             Terminated => &[],
@@ -207,15 +239,52 @@ mod tests {
         let instances = [I::Unknown, I::Pending, I::Ready, I::Terminating, I::Error];
         // Rows from upstream's roomStatusComposition, in the column order above.
         let table = [
-            (P::Unknown, [R::Pending, R::Pending, R::Unready, R::Terminating, R::Error]),
-            (P::Ready, [R::Pending, R::Pending, R::Ready, R::Terminating, R::Error]),
-            (P::Occupied, [R::Pending, R::Pending, R::Occupied, R::Terminating, R::Error]),
-            (P::Terminating, [R::Terminating, R::Terminating, R::Terminating, R::Terminating, R::Error]),
-            (P::Terminated, [R::Terminated, R::Terminated, R::Terminated, R::Terminated, R::Error]),
+            (
+                P::Unknown,
+                [R::Pending, R::Pending, R::Unready, R::Terminating, R::Error],
+            ),
+            (
+                P::Ready,
+                [R::Pending, R::Pending, R::Ready, R::Terminating, R::Error],
+            ),
+            (
+                P::Occupied,
+                [
+                    R::Pending,
+                    R::Pending,
+                    R::Occupied,
+                    R::Terminating,
+                    R::Error,
+                ],
+            ),
+            (
+                P::Terminating,
+                [
+                    R::Terminating,
+                    R::Terminating,
+                    R::Terminating,
+                    R::Terminating,
+                    R::Error,
+                ],
+            ),
+            (
+                P::Terminated,
+                [
+                    R::Terminated,
+                    R::Terminated,
+                    R::Terminated,
+                    R::Terminated,
+                    R::Error,
+                ],
+            ),
         ];
         for (ping, row) in table {
             for (instance, want) in instances.iter().zip(row) {
-                assert_eq!(composite_status(ping, *instance), want, "{ping:?} × {instance:?}");
+                assert_eq!(
+                    composite_status(ping, *instance),
+                    want,
+                    "{ping:?} × {instance:?}"
+                );
             }
         }
     }
@@ -225,14 +294,84 @@ mod tests {
         // (from, allowed targets): upstream's validStatusTransitions, plus
         // pending → active and every status → terminated.
         let allowed = [
-            (R::Pending, vec![R::Ready, R::Terminating, R::Unready, R::Error, R::Occupied, R::Active, R::Terminated]),
-            (R::Ready, vec![R::Occupied, R::Allocated, R::Terminating, R::Unready, R::Error, R::Active, R::Terminated]),
-            (R::Unready, vec![R::Terminating, R::Occupied, R::Ready, R::Error, R::Pending, R::Active, R::Terminated]),
-            (R::Active, vec![R::Ready, R::Occupied, R::Terminating, R::Unready, R::Error, R::Terminated]),
-            (R::Occupied, vec![R::Ready, R::Terminating, R::Unready, R::Error, R::Active, R::Terminated]),
-            (R::Allocated, vec![R::Active, R::Occupied, R::Ready, R::Terminating, R::Unready, R::Error, R::Terminated]),
-            (R::Error, vec![R::Terminating, R::Unready, R::Ready, R::Terminated]),
-            (R::Terminating, vec![R::Error, R::Unready, R::Ready, R::Terminated]),
+            (
+                R::Pending,
+                vec![
+                    R::Ready,
+                    R::Terminating,
+                    R::Unready,
+                    R::Error,
+                    R::Occupied,
+                    R::Active,
+                    R::Terminated,
+                ],
+            ),
+            (
+                R::Ready,
+                vec![
+                    R::Occupied,
+                    R::Allocated,
+                    R::Terminating,
+                    R::Unready,
+                    R::Error,
+                    R::Active,
+                    R::Terminated,
+                ],
+            ),
+            (
+                R::Unready,
+                vec![
+                    R::Terminating,
+                    R::Occupied,
+                    R::Ready,
+                    R::Error,
+                    R::Pending,
+                    R::Active,
+                    R::Terminated,
+                ],
+            ),
+            (
+                R::Active,
+                vec![
+                    R::Ready,
+                    R::Occupied,
+                    R::Terminating,
+                    R::Unready,
+                    R::Error,
+                    R::Terminated,
+                ],
+            ),
+            (
+                R::Occupied,
+                vec![
+                    R::Ready,
+                    R::Terminating,
+                    R::Unready,
+                    R::Error,
+                    R::Active,
+                    R::Terminated,
+                ],
+            ),
+            (
+                R::Allocated,
+                vec![
+                    R::Active,
+                    R::Occupied,
+                    R::Ready,
+                    R::Terminating,
+                    R::Unready,
+                    R::Error,
+                    R::Terminated,
+                ],
+            ),
+            (
+                R::Error,
+                vec![R::Terminating, R::Unready, R::Ready, R::Terminated],
+            ),
+            (
+                R::Terminating,
+                vec![R::Error, R::Unready, R::Ready, R::Terminated],
+            ),
             (R::Terminated, vec![]),
         ];
         for (from, targets) in &allowed {
@@ -281,7 +420,10 @@ mod tests {
         let mut i = inputs(P::Ready, 0, 1);
         i.current = R::Allocated;
         i.allocated_at = Some(Time(1_000));
-        assert_eq!(calculate_status(i, Time(1_000 + 300_000), ttl), R::Allocated);
+        assert_eq!(
+            calculate_status(i, Time(1_000 + 300_000), ttl),
+            R::Allocated
+        );
         assert_eq!(calculate_status(i, Time(1_000 + 300_001), ttl), R::Ready);
         i.ping = P::Occupied;
         assert_eq!(calculate_status(i, Time(2_000), ttl), R::Occupied);

@@ -1,0 +1,819 @@
+//! Property tests: random sequences of commands, pings, allocations,
+//! runtime events, effect results (successes and failures) and time steps,
+//! with the safety invariants checked after every step and liveness (every
+//! operation ends, every rollout finishes, the fleet converges) checked once
+//! the faults stop. A second property replays each sequence and compares the
+//! effect traces.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+
+use maestro_engine::health;
+use maestro_engine::room::{Address, AddressPort, InstanceStatus, PingStatus, RoomId};
+use maestro_engine::scheduler::{
+    Autoscaling, AutoscalingPolicy, Container, ContainerPort, FixedBufferParams, MatchAllocation,
+    POLICY_FIXED_BUFFER, POLICY_ROOM_OCCUPANCY, PortRange, Resources, RoomOccupancyParams,
+    Scheduler, SchedulerState, Spec,
+};
+use maestro_engine::{
+    Command, Definition, Effect, EffectId, Engine, EngineConfig, InstanceEvent, InstanceEventKind,
+    Millis, OperationStatus, Ping, RuntimeError, RuntimeErrorKind, Time,
+};
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
+
+const SCHEDULERS: [&str; 2] = ["alpha", "beta"];
+
+#[derive(Clone, Debug)]
+enum Autoscale {
+    None,
+    Occupancy {
+        min: u8,
+        max: i8,
+        ready_target_pct: u8,
+        cooldown_secs: u8,
+    },
+    Buffer {
+        min: u8,
+        max: i8,
+        amount: u8,
+    },
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Create {
+        s: usize,
+        replicas: u8,
+        autoscale: Autoscale,
+        surge: u8,
+        percent: bool,
+        max_matches: u8,
+    },
+    NewVersion {
+        s: usize,
+        major: bool,
+        replicas: u8,
+    },
+    Switch {
+        s: usize,
+        pick: u8,
+    },
+    Delete {
+        s: usize,
+    },
+    Cancel {
+        s: usize,
+        pick: u8,
+    },
+    RemoveRooms {
+        s: usize,
+        amount: u8,
+    },
+    Ping {
+        s: usize,
+        pick: u16,
+        status: u8,
+        matches: u8,
+    },
+    Allocate {
+        s: usize,
+        key: Option<u8>,
+    },
+    Instance {
+        s: usize,
+        pick: u16,
+        event: u8,
+    },
+    Complete {
+        pick: u16,
+        outcome: u8,
+    },
+    CompleteAll,
+    Advance {
+        ms: u32,
+    },
+}
+
+fn autoscale() -> impl Strategy<Value = Autoscale> {
+    prop_oneof![
+        Just(Autoscale::None),
+        (1u8..4, prop_oneof![Just(-1i8), 4i8..12], 10u8..90, 0u8..60).prop_map(
+            |(min, max, rt, cd)| {
+                Autoscale::Occupancy {
+                    min,
+                    max,
+                    ready_target_pct: rt,
+                    cooldown_secs: cd,
+                }
+            }
+        ),
+        (1u8..4, prop_oneof![Just(-1i8), 4i8..12], 1u8..5)
+            .prop_map(|(min, max, amount)| Autoscale::Buffer { min, max, amount }),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let s = 0..SCHEDULERS.len();
+    prop_oneof![
+        2 => (s.clone(), 0u8..8, autoscale(), 1u8..4, any::<bool>(), 1u8..4).prop_map(
+            |(s, replicas, autoscale, surge, percent, max_matches)| Step::Create {
+                s, replicas, autoscale, surge, percent, max_matches
+            }
+        ),
+        2 => (s.clone(), any::<bool>(), 0u8..8).prop_map(|(s, major, replicas)| Step::NewVersion { s, major, replicas }),
+        1 => (s.clone(), any::<u8>()).prop_map(|(s, pick)| Step::Switch { s, pick }),
+        1 => s.clone().prop_map(|s| Step::Delete { s }),
+        1 => (s.clone(), any::<u8>()).prop_map(|(s, pick)| Step::Cancel { s, pick }),
+        1 => (s.clone(), 0u8..4).prop_map(|(s, amount)| Step::RemoveRooms { s, amount }),
+        8 => (s.clone(), any::<u16>(), 0u8..4, 0u8..4)
+            .prop_map(|(s, pick, status, matches)| Step::Ping { s, pick, status, matches }),
+        3 => (s.clone(), proptest::option::of(0u8..3)).prop_map(|(s, key)| Step::Allocate { s, key }),
+        4 => (s.clone(), any::<u16>(), 0u8..5).prop_map(|(s, pick, event)| Step::Instance { s, pick, event }),
+        8 => (any::<u16>(), 0u8..8).prop_map(|(pick, outcome)| Step::Complete { pick, outcome }),
+        2 => Just(Step::CompleteAll),
+        4 => (1u32..200_000).prop_map(|ms| Step::Advance { ms }),
+    ]
+}
+
+fn scheduler(
+    name: &str,
+    replicas: u8,
+    autoscale: &Autoscale,
+    surge: u8,
+    percent: bool,
+    max_matches: u8,
+) -> Scheduler {
+    let autoscaling = match *autoscale {
+        Autoscale::None => None,
+        Autoscale::Occupancy {
+            min,
+            max,
+            ready_target_pct,
+            cooldown_secs,
+        } => Some(Autoscaling {
+            enabled: true,
+            min: i64::from(min),
+            max: i64::from(max),
+            cooldown_secs: i64::from(cooldown_secs),
+            policy: AutoscalingPolicy {
+                kind: POLICY_ROOM_OCCUPANCY.to_string(),
+                room_occupancy: Some(RoomOccupancyParams {
+                    ready_target: f64::from(ready_target_pct) / 100.0,
+                    down_threshold: 0.99,
+                }),
+                fixed_buffer: None,
+            },
+        }),
+        Autoscale::Buffer { min, max, amount } => Some(Autoscaling {
+            enabled: true,
+            min: i64::from(min),
+            max: i64::from(max),
+            cooldown_secs: 0,
+            policy: AutoscalingPolicy {
+                kind: POLICY_FIXED_BUFFER.to_string(),
+                room_occupancy: None,
+                fixed_buffer: Some(FixedBufferParams {
+                    amount: i64::from(amount),
+                }),
+            },
+        }),
+    };
+    Scheduler {
+        name: name.to_string(),
+        game: "game".to_string(),
+        state: SchedulerState::Creating,
+        spec: Spec {
+            version: "v1.0.0".to_string(),
+            termination_grace_period_secs: 30,
+            containers: vec![Container {
+                name: "game".to_string(),
+                image: "game:1".to_string(),
+                image_pull_policy: "IfNotPresent".to_string(),
+                command: Vec::new(),
+                environment: Vec::new(),
+                requests: Resources {
+                    memory: "64Mi".to_string(),
+                    cpu: "100m".to_string(),
+                },
+                limits: Resources {
+                    memory: "64Mi".to_string(),
+                    cpu: "100m".to_string(),
+                },
+                ports: vec![ContainerPort {
+                    name: "game".to_string(),
+                    protocol: "udp".to_string(),
+                    port: 7777,
+                    host_port: 0,
+                    host_port_range: Some(PortRange {
+                        start: 20000,
+                        end: 40000,
+                    }),
+                }],
+            }],
+            toleration: String::new(),
+            affinity: String::new(),
+            restart_policy: "Never".to_string(),
+        },
+        port_range: None,
+        rooms_replicas: i64::from(replicas),
+        max_surge: if percent {
+            format!("{}%", u32::from(surge) * 25)
+        } else {
+            surge.to_string()
+        },
+        autoscaling,
+        forwarders: Vec::new(),
+        annotations: BTreeMap::new(),
+        labels: BTreeMap::new(),
+        match_allocation: MatchAllocation {
+            max_matches: i64::from(max_matches),
+        },
+        created_at: Time::ZERO,
+        last_downscale_at: None,
+        rollback_version: None,
+    }
+}
+
+/// A runtime effect awaiting its result, and what it was.
+#[derive(Clone, Debug)]
+enum Outstanding {
+    Resources,
+    CreateRoom { scheduler: String, room: RoomId },
+    DeleteRoom { scheduler: String, room: RoomId },
+}
+
+/// The shell around the engine: it executes effects only when a step says
+/// so, which is how the test reorders, delays and fails them.
+struct Driver {
+    engine: Engine,
+    now: Time,
+    outstanding: Vec<(EffectId, Outstanding)>,
+    trace: DefaultHasher,
+    images: u64,
+}
+
+impl Driver {
+    fn new(seed: u64) -> Driver {
+        let config = EngineConfig {
+            seed,
+            ..EngineConfig::default()
+        };
+        Driver {
+            engine: Engine::new(config),
+            now: Time(1_000_000),
+            outstanding: Vec::new(),
+            trace: DefaultHasher::new(),
+            images: 1,
+        }
+    }
+
+    fn drain(&mut self) {
+        let mut created = BTreeSet::new();
+        while let Some(effect) = self.engine.poll_effect() {
+            format!("{effect:?}").hash(&mut self.trace);
+            if let Effect::CreateRoom {
+                scheduler,
+                is_validation_room: false,
+                ..
+            } = &effect
+            {
+                created.insert(scheduler.clone());
+            }
+            let outstanding = match &effect {
+                Effect::CreateSchedulerResources { .. }
+                | Effect::DeleteSchedulerResources { .. } => Some(Outstanding::Resources),
+                Effect::CreateRoom {
+                    scheduler, room, ..
+                } => Some(Outstanding::CreateRoom {
+                    scheduler: scheduler.clone(),
+                    room: room.clone(),
+                }),
+                Effect::DeleteRoom {
+                    scheduler, room, ..
+                } => Some(Outstanding::DeleteRoom {
+                    scheduler: scheduler.clone(),
+                    room: room.clone(),
+                }),
+                _ => None,
+            };
+            if let (Some(id), Some(o)) = (effect.id(), outstanding) {
+                self.outstanding.push((id, o));
+            }
+        }
+        // Rooms the engine adds never take the fleet above desired + surge,
+        // checked after every engine input that created some.
+        for name in created {
+            let (Some(scheduler), Some(fleet)) =
+                (self.engine.scheduler(&name), self.engine.fleet(&name))
+            else {
+                continue;
+            };
+            let target = health::target(scheduler, fleet, self.engine.now()).unwrap();
+            let upper = target.desired + scheduler.parsed_max_surge().rooms(target.desired);
+            let in_service = fleet.counts().in_service();
+            assert!(
+                in_service <= upper,
+                "{name}: {in_service} rooms > desired {} + surge",
+                target.desired
+            );
+        }
+    }
+
+    fn room(&self, s: usize, pick: u16) -> Option<RoomId> {
+        let fleet = self.engine.fleet(SCHEDULERS[s])?;
+        let n = fleet.len();
+        if n == 0 {
+            return None;
+        }
+        fleet
+            .rooms()
+            .nth(usize::from(pick) % n)
+            .map(|r| r.id.clone())
+    }
+
+    fn instance(
+        &mut self,
+        scheduler: &str,
+        room: &str,
+        kind: InstanceEventKind,
+        status: InstanceStatus,
+    ) {
+        let event = InstanceEvent {
+            scheduler: scheduler.to_string(),
+            room: room.to_string(),
+            kind,
+            status,
+            description: "test".to_string(),
+            address: Some(Address {
+                host: "10.0.0.1".to_string(),
+                ports: vec![AddressPort {
+                    name: "game".to_string(),
+                    port: 20001,
+                    protocol: "udp".to_string(),
+                }],
+            }),
+            version: None,
+        };
+        self.engine.handle_instance_event(self.now, &event);
+        self.drain();
+    }
+
+    fn ping(&mut self, scheduler: &str, room: &str, status: PingStatus, matches: u64) {
+        let ping = Ping {
+            scheduler: scheduler.to_string(),
+            room: room.to_string(),
+            status,
+            running_matches: matches,
+            metadata_json: "{}".to_string(),
+        };
+        let _ = self.engine.handle_ping(self.now, &ping);
+        self.drain();
+    }
+
+    /// Delivers one runtime result; successful pod effects are followed by
+    /// the watch events a cluster would send.
+    fn complete(&mut self, index: usize, result: Result<(), RuntimeError>) {
+        let (id, what) = self.outstanding.remove(index);
+        let ok = result.is_ok();
+        self.engine.handle_effect_result(self.now, id, result);
+        self.drain();
+        match what {
+            Outstanding::DeleteRoom { scheduler, room } if ok => {
+                self.instance(
+                    &scheduler,
+                    &room,
+                    InstanceEventKind::Deleted,
+                    InstanceStatus::Terminating,
+                );
+            }
+            Outstanding::CreateRoom { scheduler, room } if ok => {
+                self.instance(
+                    &scheduler,
+                    &room,
+                    InstanceEventKind::Upsert,
+                    InstanceStatus::Pending,
+                );
+            }
+            _ => {}
+        }
+        self.drain();
+    }
+
+    /// Moves time forward, firing every timer on the way. Bounded: a timer
+    /// that keeps firing without moving time is a liveness bug.
+    fn advance(&mut self, by: Millis) {
+        let until = self.now + by;
+        for _ in 0..10_000 {
+            match self.engine.poll_timeout() {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    self.engine.handle_timeout(self.now);
+                    self.drain();
+                }
+                _ => {
+                    self.now = until;
+                    return;
+                }
+            }
+        }
+        panic!("timers kept firing without progress");
+    }
+
+    fn apply(&mut self, step: &Step) {
+        match step {
+            Step::Create {
+                s,
+                replicas,
+                autoscale,
+                surge,
+                percent,
+                max_matches,
+            } => {
+                let sched = scheduler(
+                    SCHEDULERS[*s],
+                    *replicas,
+                    autoscale,
+                    *surge,
+                    *percent,
+                    *max_matches,
+                );
+                let _ = self
+                    .engine
+                    .handle_command(self.now, Command::CreateScheduler(sched));
+            }
+            Step::NewVersion { s, major, replicas } => {
+                let Some(current) = self.engine.scheduler(SCHEDULERS[*s]).cloned() else {
+                    return;
+                };
+                let mut next = current;
+                next.rooms_replicas = i64::from(*replicas);
+                if *major {
+                    self.images += 1;
+                    next.spec.containers[0].image = format!("game:{}", self.images);
+                }
+                let _ = self
+                    .engine
+                    .handle_command(self.now, Command::NewSchedulerVersion(next));
+            }
+            Step::Switch { s, pick } => {
+                let Some(versions) = self.engine.versions(SCHEDULERS[*s]) else {
+                    return;
+                };
+                let v = &versions[usize::from(*pick) % versions.len()];
+                let command = Command::SwitchActiveVersion {
+                    scheduler: SCHEDULERS[*s].to_string(),
+                    version: v.version.to_string(),
+                };
+                let _ = self.engine.handle_command(self.now, command);
+            }
+            Step::Delete { s } => {
+                let command = Command::DeleteScheduler {
+                    scheduler: SCHEDULERS[*s].to_string(),
+                };
+                let _ = self.engine.handle_command(self.now, command);
+            }
+            Step::Cancel { s, pick } => {
+                let ids: Vec<String> = self
+                    .engine
+                    .operations(SCHEDULERS[*s])
+                    .map(|o| o.id.clone())
+                    .collect();
+                if ids.is_empty() {
+                    return;
+                }
+                let command = Command::CancelOperation {
+                    scheduler: SCHEDULERS[*s].to_string(),
+                    operation_id: ids[usize::from(*pick) % ids.len()].clone(),
+                };
+                let _ = self.engine.handle_command(self.now, command);
+            }
+            Step::RemoveRooms { s, amount } => {
+                let command = Command::RemoveRooms {
+                    scheduler: SCHEDULERS[*s].to_string(),
+                    amount: u64::from(*amount),
+                };
+                let _ = self.engine.handle_command(self.now, command);
+            }
+            Step::Ping {
+                s,
+                pick,
+                status,
+                matches,
+            } => {
+                let Some(room) = self.room(*s, *pick) else {
+                    return;
+                };
+                let status = [
+                    PingStatus::Ready,
+                    PingStatus::Occupied,
+                    PingStatus::Terminating,
+                    PingStatus::Terminated,
+                ][usize::from(*status)];
+                self.ping(SCHEDULERS[*s], &room, status, u64::from(*matches));
+            }
+            Step::Allocate { s, key } => {
+                let key = key.map(|k| format!("key-{k}"));
+                let _ = self
+                    .engine
+                    .allocate(self.now, SCHEDULERS[*s], key.as_deref());
+            }
+            Step::Instance { s, pick, event } => {
+                let Some(room) = self.room(*s, *pick) else {
+                    return;
+                };
+                let (kind, status) = match event {
+                    0 => (InstanceEventKind::Upsert, InstanceStatus::Pending),
+                    1 => (InstanceEventKind::Upsert, InstanceStatus::Ready),
+                    2 => (InstanceEventKind::Upsert, InstanceStatus::Terminating),
+                    3 => (InstanceEventKind::Upsert, InstanceStatus::Error),
+                    _ => (InstanceEventKind::Deleted, InstanceStatus::Terminating),
+                };
+                self.instance(SCHEDULERS[*s], &room, kind, status);
+            }
+            Step::Complete { pick, outcome } => {
+                if self.outstanding.is_empty() {
+                    return;
+                }
+                let index = usize::from(*pick) % self.outstanding.len();
+                let kind = [
+                    None,
+                    None,
+                    None,
+                    Some(RuntimeErrorKind::NotFound),
+                    Some(RuntimeErrorKind::RateLimited),
+                    Some(RuntimeErrorKind::Unavailable),
+                    Some(RuntimeErrorKind::AlreadyExists),
+                    Some(RuntimeErrorKind::Internal),
+                ][usize::from(*outcome)];
+                let result = match kind {
+                    None => Ok(()),
+                    Some(kind) => Err(RuntimeError::new(kind, "injected")),
+                };
+                self.complete(index, result);
+            }
+            Step::CompleteAll => {
+                while !self.outstanding.is_empty() {
+                    self.complete(0, Ok(()));
+                }
+            }
+            Step::Advance { ms } => self.advance(Millis(u64::from(*ms))),
+        }
+        self.drain();
+    }
+}
+
+/// What the invariants need to know about the fleet before a step.
+#[derive(Default)]
+struct Before {
+    marked: BTreeSet<(String, RoomId)>,
+    busy: BTreeSet<(String, RoomId)>,
+}
+
+fn snapshot(engine: &Engine) -> Before {
+    let mut before = Before::default();
+    for name in SCHEDULERS {
+        let Some(fleet) = engine.fleet(name) else {
+            continue;
+        };
+        for room in fleet.rooms() {
+            let key = (name.to_string(), room.id.clone());
+            if room.deletion.is_some() {
+                before.marked.insert(key.clone());
+            }
+            if room.status.is_busy() {
+                before.busy.insert(key);
+            }
+        }
+    }
+    before
+}
+
+/// The room a step reports about, whose status the step itself may change.
+fn target_room(driver: &Driver, step: &Step) -> Option<(String, RoomId)> {
+    match step {
+        Step::Ping { s, pick, .. } | Step::Instance { s, pick, .. } => driver
+            .room(*s, *pick)
+            .map(|r| (SCHEDULERS[*s].to_string(), r)),
+        _ => None,
+    }
+}
+
+fn check_safety(driver: &Driver, before: &Before, step: &Step, target: Option<&(String, RoomId)>) {
+    let engine = &driver.engine;
+    engine
+        .check_invariants()
+        .unwrap_or_else(|e| panic!("after {step:?}: {e}"));
+    for name in SCHEDULERS {
+        let in_progress = engine
+            .operations(name)
+            .filter(|o| o.status == OperationStatus::InProgress)
+            .count();
+        assert!(
+            in_progress <= 1,
+            "{name}: {in_progress} operations in progress"
+        );
+        let Some(fleet) = engine.fleet(name) else {
+            continue;
+        };
+        let scheduler = engine.scheduler(name).unwrap();
+
+        // No busy room is chosen to scale down or roll out.
+        for room in fleet.rooms() {
+            let key = (name.to_string(), room.id.clone());
+            let newly_marked = room.deletion.is_some() && !before.marked.contains(&key);
+            let sparing = room.deletion.is_some_and(|d| d.reason.spares_busy_rooms());
+            if newly_marked && sparing && Some(&key) != target {
+                assert!(
+                    !before.busy.contains(&key),
+                    "busy room {} removed ({:?})",
+                    room.id,
+                    room.deletion
+                );
+            }
+        }
+
+        // Desired stays within [min, max].
+        let target = health::target(scheduler, fleet, engine.now()).unwrap();
+        if let Some(a) = scheduler.active_autoscaling() {
+            assert!(
+                target.desired >= a.min as u64,
+                "{name}: desired {} < min",
+                target.desired
+            );
+            if a.max >= 0 {
+                assert!(
+                    target.desired <= a.max as u64,
+                    "{name}: desired {} > max",
+                    target.desired
+                );
+            }
+        }
+    }
+}
+
+/// After the faults stop: everything completes, rooms become ready and
+/// idle, and every scheduler converges with no operation left open.
+fn check_liveness(driver: &mut Driver) {
+    for _round in 0..150 {
+        while !driver.outstanding.is_empty() {
+            driver.complete(0, Ok(()));
+        }
+        for name in SCHEDULERS {
+            let rooms: Vec<RoomId> = driver
+                .engine
+                .fleet(name)
+                .map(|f| f.rooms().map(|r| r.id.clone()).collect())
+                .unwrap_or_default();
+            for room in rooms {
+                driver.instance(
+                    name,
+                    &room,
+                    InstanceEventKind::Upsert,
+                    InstanceStatus::Ready,
+                );
+                driver.ping(name, &room, PingStatus::Ready, 0);
+            }
+        }
+        driver.drain();
+        driver.advance(Millis(10_000));
+    }
+    while !driver.outstanding.is_empty() {
+        driver.complete(0, Ok(()));
+    }
+    for name in SCHEDULERS {
+        for op in driver.engine.operations(name) {
+            assert!(
+                op.status.is_final(),
+                "{name}: {} still {} ({:?})",
+                op.definition.name(),
+                op.status.as_str(),
+                op.execution_history
+            );
+        }
+        let Some(fleet) = driver.engine.fleet(name) else {
+            continue;
+        };
+        let scheduler = driver.engine.scheduler(name).unwrap();
+        assert!(!fleet.is_rolling(), "{name}: rollout did not finish");
+        let target = health::target(scheduler, fleet, driver.engine.now()).unwrap();
+        assert_eq!(
+            fleet.counts().in_service(),
+            target.desired,
+            "{name}: fleet did not converge"
+        );
+        assert_eq!(
+            fleet.counts().validation_rooms,
+            0,
+            "{name}: validation room left behind"
+        );
+    }
+}
+
+struct Reference;
+
+impl ReferenceStateMachine for Reference {
+    type State = ();
+    type Transition = Step;
+
+    fn init_state() -> BoxedStrategy<()> {
+        Just(()).boxed()
+    }
+
+    fn transitions(_: &()) -> BoxedStrategy<Step> {
+        step().boxed()
+    }
+
+    fn apply(state: (), _: &Step) {
+        state
+    }
+}
+
+struct EngineTest;
+
+impl StateMachineTest for EngineTest {
+    type SystemUnderTest = Driver;
+    type Reference = Reference;
+
+    fn init_test(_: &()) -> Driver {
+        let mut driver = Driver::new(7);
+        // Most sequences start from a live scheduler.
+        let sched = scheduler(SCHEDULERS[0], 3, &Autoscale::None, 1, false, 1);
+        let _ = driver
+            .engine
+            .handle_command(driver.now, Command::CreateScheduler(sched));
+        driver.drain();
+        driver
+    }
+
+    fn apply(mut driver: Driver, _: &(), step: Step) -> Driver {
+        let before = snapshot(&driver.engine);
+        let target = target_room(&driver, &step);
+        driver.apply(&step);
+        check_safety(&driver, &before, &step, target.as_ref());
+        driver
+    }
+
+    fn teardown(mut driver: Driver, _: ()) {
+        check_liveness(&mut driver);
+    }
+}
+
+/// Cases per run: 256 in CI; `PROPTEST_CASES=20000` for a long hunt.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+prop_state_machine! {
+    #![proptest_config(Config {
+        cases: cases(256),
+        max_shrink_iters: 2000,
+        failure_persistence: None,
+        .. Config::default()
+    })]
+    #[test]
+    fn engine_keeps_its_invariants(sequential 1..200 => EngineTest);
+}
+
+fn trace_of(seed: u64, steps: &[Step]) -> u64 {
+    let mut driver = Driver::new(seed);
+    for step in steps {
+        driver.apply(step);
+    }
+    check_liveness(&mut driver);
+    driver.trace.finish()
+}
+
+proptest! {
+    #![proptest_config(Config { cases: cases(64), failure_persistence: None, .. Config::default() })]
+    #[test]
+    fn same_seed_and_inputs_give_the_same_effects(steps in proptest::collection::vec(step(), 1..80)) {
+        let mut setup = vec![Step::Create {
+            s: 0, replicas: 2, autoscale: Autoscale::None, surge: 1, percent: false, max_matches: 1,
+        }];
+        setup.extend(steps);
+        prop_assert_eq!(trace_of(11, &setup), trace_of(11, &setup));
+    }
+}
+
+#[test]
+fn different_seeds_give_different_rooms() {
+    let steps = [
+        Step::Create {
+            s: 0,
+            replicas: 3,
+            autoscale: Autoscale::None,
+            surge: 1,
+            percent: false,
+            max_matches: 1,
+        },
+        Step::CompleteAll,
+        Step::CompleteAll,
+    ];
+    assert_ne!(trace_of(1, &steps), trace_of(2, &steps));
+}
