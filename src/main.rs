@@ -3,7 +3,10 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "maestro", about = "A scheduler for dedicated game servers on Kubernetes")]
+#[command(
+    name = "maestro",
+    about = "A scheduler for dedicated game servers on Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

@@ -230,7 +230,9 @@ mod tests {
     /// The occupied rooms are `desired × (1 − readyTarget)`, as upstream mocks.
     #[test]
     fn complete_rolling_update_plans() {
-        let plans: &[(&str, &[(usize, usize, usize, i64)])] = &[
+        /// (total, on active version, autoscaler desired, rooms added or removed).
+        type Row = (usize, usize, usize, i64);
+        let plans: &[(&str, &[Row])] = &[
             (
                 "stable occupancy",
                 &[

@@ -17,7 +17,7 @@ use maestro_engine::scheduler::{
     Scheduler, SchedulerState, Spec,
 };
 use maestro_engine::{
-    Command, Definition, Effect, EffectId, Engine, EngineConfig, InstanceEvent, InstanceEventKind,
+    Command, Effect, EffectId, Engine, EngineConfig, InstanceEvent, InstanceEventKind,
     Millis, OperationStatus, Ping, RuntimeError, RuntimeErrorKind, Time,
 };
 use proptest::prelude::*;

@@ -535,3 +535,23 @@ fn same_seed_same_run() {
     assert_eq!(run(42), run(42));
     assert_ne!(run(42), run(43));
 }
+
+#[test]
+fn storage_clean_up_keeps_the_operation_history_bounded() {
+    let sim = SimConfig { ping_interval: Millis::from_secs(60), ..SimConfig::default() };
+    let mut h = Harness::new(EngineConfig::default(), sim);
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 1))));
+    // Three simulated days: one health_controller a minute.
+    h.run_for(Millis::from_secs(3 * 24 * 3600));
+    check(&h);
+    let health_checks = h
+        .engine
+        .operations("arena")
+        .filter(|o| matches!(o.definition, Definition::HealthController { .. }))
+        .count();
+    // At most a day's worth plus the clean-up period's (at most 2.5 × 3 h).
+    let bound = (24 + 8) * 60;
+    assert!(health_checks > 60, "health checks ran: {health_checks}");
+    assert!(health_checks <= bound, "{health_checks} health_controller records kept");
+    assert!(h.engine.operations("arena").any(|o| matches!(o.definition, Definition::StorageCleanUp)));
+}
