@@ -8,6 +8,9 @@ use crate::time::Millis;
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     /// Seed of the engine's RNG (room names, host ports, operation ids).
+    /// A shell must use a fresh seed for every process run (and log it to
+    /// replay): a restarted engine with the same seed would draw the same
+    /// ids again.
     pub seed: u64,
     /// A pending/unready room older than this is expired (upstream 120 s).
     pub room_initialization_timeout: Millis,

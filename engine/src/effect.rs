@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::operation::{Operation, OperationId};
-use crate::room::{Address, HostPort, PingStatus, RemovalReason, RoomId};
+use crate::room::{Address, HostPort, PingStatus, RemovalReason, Room, RoomId};
 use crate::scheduler::Scheduler;
 use crate::version::Version;
 
@@ -61,6 +61,11 @@ pub enum Effect {
         scheduler: String,
         ids: Vec<OperationId>,
     },
+    /// Store: write the room record. Soft state: the shell may coalesce and
+    /// batch these (the last write per room wins) instead of syncing each.
+    SaveRoom(Box<Room>),
+    /// Store: the room is gone.
+    ForgetRoom { scheduler: String, room: RoomId },
     /// Forwarders: tell the scheduler's forwarders about a room.
     Forward(Box<ForwardEvent>),
 }
@@ -81,6 +86,7 @@ impl Effect {
 /// A room event for the forwarders (upstream's `SendRoomResync` /
 /// `SendRoomStatus`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ForwardEvent {
     pub scheduler: String,
     pub game: String,
@@ -91,6 +97,7 @@ pub struct ForwardEvent {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum ForwardKind {
     /// Every accepted ping: a resync with the ping's status.
     Resync(PingStatus),

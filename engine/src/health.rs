@@ -169,6 +169,7 @@ mod tests {
             last_ping_at: Time(0),
             allocated_at: None,
             deletion: None,
+            restored: false,
         }
     }
 

@@ -27,7 +27,7 @@ pub mod version;
 
 pub use config::EngineConfig;
 pub use effect::{Effect, EffectId, ForwardEvent, ForwardKind, RuntimeError, RuntimeErrorKind};
-pub use engine::{Engine, VersionInfo};
+pub use engine::{Engine, RestoreError, StoredScheduler, StoredVersion, VersionInfo};
 pub use input::{
     AllocateError, Allocation, Command, CommandError, CommandReply, InstanceEvent,
     InstanceEventKind, Ping, PingError,

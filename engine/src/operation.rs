@@ -13,6 +13,7 @@ pub type OperationId = String;
 
 /// The discriminants are upstream's persisted integers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum OperationStatus {
     Pending = 0,
     InProgress = 1,
@@ -41,6 +42,7 @@ impl OperationStatus {
 
 /// What an operation does, with its input.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Definition {
     CreateScheduler {
         scheduler: Arc<Scheduler>,
@@ -121,12 +123,14 @@ impl Definition {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct HistoryEntry {
     pub at: Time,
     pub event: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Operation {
     pub id: OperationId,
     pub scheduler: String,
@@ -136,10 +140,20 @@ pub struct Operation {
     pub started_at: Option<Time>,
     pub finished_at: Option<Time>,
     pub execution_history: Vec<HistoryEntry>,
+    /// Position in the scheduler's queue: pending operations run in
+    /// ascending order. Priority operations take keys below every other,
+    /// so the store can keep the queue's order across a restart.
+    pub queue_key: i64,
 }
 
 impl Operation {
-    pub fn new(id: OperationId, scheduler: String, definition: Definition, now: Time) -> Operation {
+    pub fn new(
+        id: OperationId,
+        scheduler: String,
+        definition: Definition,
+        now: Time,
+        queue_key: i64,
+    ) -> Operation {
         Operation {
             id,
             scheduler,
@@ -152,6 +166,7 @@ impl Operation {
                 at: now,
                 event: "Created".to_string(),
             }],
+            queue_key,
         }
     }
 

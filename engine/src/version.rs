@@ -10,6 +10,7 @@ use std::fmt;
 use crate::scheduler::{Scheduler, Spec};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Version {
     pub major: u64,
     pub minor: u64,

@@ -14,6 +14,7 @@ use maestro_engine::{
     Command, CommandError, CommandReply, Effect, EffectId, Engine, EngineConfig, InstanceEvent,
     InstanceEventKind, Millis, Ping, RuntimeError, Time,
 };
+use maestro_store::{MemoryStore, Write};
 
 /// How the simulated cluster and its game rooms behave.
 #[derive(Clone, Debug)]
@@ -78,6 +79,10 @@ pub struct Stats {
 
 pub struct Harness {
     pub engine: Engine,
+    engine_config: EngineConfig,
+    /// What the engine persisted, as the service's store would hold it.
+    pub store: MemoryStore,
+    restarts: u64,
     now: Time,
     config: SimConfig,
     events: BTreeMap<(Time, u64), Event>,
@@ -89,7 +94,10 @@ pub struct Harness {
 impl Harness {
     pub fn new(engine: EngineConfig, config: SimConfig) -> Harness {
         Harness {
-            engine: Engine::new(engine),
+            engine: Engine::new(engine.clone()),
+            engine_config: engine,
+            store: MemoryStore::in_memory(),
+            restarts: 0,
             now: Time(1_000_000),
             config,
             events: BTreeMap::new(),
@@ -241,9 +249,54 @@ impl Harness {
         self.drain();
     }
 
-    /// Executes every effect the engine emitted.
+    /// The process dies and starts again: a new engine restored from the
+    /// store, and the cluster's pods relisted as a watch would after a
+    /// reconnect. Runtime results still in flight are lost with the process.
+    pub fn restart(&mut self) {
+        // Every process run draws a fresh seed, as the service does.
+        self.restarts += 1;
+        let seed = self
+            .engine_config
+            .seed
+            .wrapping_add(self.restarts.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        self.engine = Engine::new(EngineConfig {
+            seed,
+            ..self.engine_config.clone()
+        });
+        self.events.retain(|_, e| !matches!(e, Event::Result(..)));
+        let stored = self.store.load().expect("the in-memory store loads");
+        for scheduler in stored {
+            self.engine
+                .restore(self.now, scheduler)
+                .expect("stored schedulers restore");
+        }
+        self.drain();
+        let running: Vec<(String, String)> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| p.running && !p.deleting)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (scheduler, room) in running {
+            let event = instance(
+                &scheduler,
+                &room,
+                InstanceEventKind::Upsert,
+                InstanceStatus::Ready,
+            );
+            self.engine.handle_instance_event(self.now, &event);
+            self.drain();
+        }
+    }
+
+    /// Executes every effect the engine emitted; store writes are applied
+    /// as one batch per drain.
     fn drain(&mut self) {
+        let mut writes = Vec::new();
         while let Some(effect) = self.engine.poll_effect() {
+            if let Some(write) = Write::from_effect(&effect) {
+                writes.push(write);
+            }
             let reply_at = self.now + self.config.api_latency;
             match effect {
                 Effect::CreateSchedulerResources { id, .. } => {
@@ -304,10 +357,17 @@ impl Harness {
                 Effect::PersistScheduler { .. }
                 | Effect::PersistOperation(_)
                 | Effect::DeleteOperations { .. }
-                | Effect::DeleteSchedulerData { .. } => self.stats.persisted += 1,
+                | Effect::DeleteSchedulerData { .. }
+                | Effect::SaveRoom(_)
+                | Effect::ForgetRoom { .. } => self.stats.persisted += 1,
                 Effect::Forward(_) => self.stats.forwarded += 1,
             }
         }
+        // Forwarding is not simulated: acknowledge the outbox right away.
+        writes.retain(|w| !matches!(w, Write::OutboxPush(_)));
+        self.store
+            .apply(self.now, &writes)
+            .expect("the in-memory store accepts the engine's writes");
     }
 
     fn delete_pod(&mut self, scheduler: &str, room: &str) {

@@ -538,7 +538,10 @@ fn same_seed_same_run() {
 
 #[test]
 fn storage_clean_up_keeps_the_operation_history_bounded() {
-    let sim = SimConfig { ping_interval: Millis::from_secs(60), ..SimConfig::default() };
+    let sim = SimConfig {
+        ping_interval: Millis::from_secs(60),
+        ..SimConfig::default()
+    };
     let mut h = Harness::new(EngineConfig::default(), sim);
     enqueued(h.command(Command::CreateScheduler(scheduler("arena", 1))));
     // Three simulated days: one health_controller a minute.
@@ -552,6 +555,145 @@ fn storage_clean_up_keeps_the_operation_history_bounded() {
     // At most a day's worth plus the clean-up period's (at most 2.5 × 3 h).
     let bound = (24 + 8) * 60;
     assert!(health_checks > 60, "health checks ran: {health_checks}");
-    assert!(health_checks <= bound, "{health_checks} health_controller records kept");
-    assert!(h.engine.operations("arena").any(|o| matches!(o.definition, Definition::StorageCleanUp)));
+    assert!(
+        health_checks <= bound,
+        "{health_checks} health_controller records kept"
+    );
+    assert!(
+        h.engine
+            .operations("arena")
+            .any(|o| matches!(o.definition, Definition::StorageCleanUp))
+    );
+}
+
+/// Operations the store holds, by id, with their status.
+fn stored_operations(h: &Harness, name: &str) -> Vec<(String, OperationStatus)> {
+    let stored = h.store.load().unwrap();
+    let s = stored
+        .iter()
+        .find(|s| s.versions[0].scheduler.name == name)
+        .unwrap();
+    let mut ops: Vec<_> = s
+        .operations
+        .iter()
+        .map(|o| (o.id.clone(), o.status))
+        .collect();
+    ops.sort();
+    ops
+}
+
+#[test]
+fn a_restart_mid_rollout_finishes_the_rollout_and_loses_no_operation() {
+    let mut h = harness();
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 6))));
+    h.run_for(Millis::from_secs(5));
+    let rooms: Vec<String> = h
+        .engine
+        .fleet("arena")
+        .unwrap()
+        .rooms()
+        .map(|r| r.id.clone())
+        .collect();
+    let busy = rooms[0].clone();
+    h.set_behaviour(
+        "arena",
+        &busy,
+        RoomBehaviour {
+            status: PingStatus::Occupied,
+            running_matches: 1,
+        },
+    );
+    let mut v2 = scheduler("arena", 6);
+    v2.spec.containers[0].image = "game:2".to_string();
+    let version_op = enqueued(h.command(Command::NewSchedulerVersion(v2)));
+    // Mid-way: the validation room is up and the rollout has begun.
+    h.run_for(Millis::from_secs(2));
+    let acknowledged = stored_operations(&h, "arena");
+    assert!(acknowledged.iter().any(|(id, _)| *id == version_op));
+
+    h.restart();
+    check(&h);
+    // Restored rooms keep their recorded status: the busy room is not a
+    // removal candidate until it reports again, and it reports occupied.
+    h.run_for(Millis::from_secs(60));
+    check(&h);
+
+    let after = stored_operations(&h, "arena");
+    for (id, _) in &acknowledged {
+        let op = h
+            .engine
+            .operation("arena", id)
+            .unwrap_or_else(|| panic!("operation {id} lost"));
+        assert!(
+            op.status.is_final(),
+            "{} still {}",
+            op.definition.name(),
+            op.status.as_str()
+        );
+        assert!(after.iter().any(|(a, _)| a == id));
+    }
+    assert_eq!(h.engine.scheduler("arena").unwrap().spec.version, "v2.0.0");
+    let fleet = h.engine.fleet("arena").unwrap();
+    assert!(
+        fleet.contains(&busy),
+        "the busy room survived the restart and the rollout"
+    );
+    let old: Vec<_> = fleet
+        .rooms()
+        .filter(|r| r.version.major == 1)
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(old, vec![busy.clone()]);
+
+    h.set_behaviour(
+        "arena",
+        &busy,
+        RoomBehaviour {
+            status: PingStatus::Ready,
+            running_matches: 0,
+        },
+    );
+    h.run_for(Millis::from_secs(30));
+    let fleet = h.engine.fleet("arena").unwrap();
+    assert!(!fleet.is_rolling(), "the rollout finished");
+    assert_eq!(fleet.counts().in_service(), 6);
+}
+
+#[test]
+fn a_restart_during_validation_resumes_the_version_operation() {
+    let mut h = harness();
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 2))));
+    h.run_for(Millis::from_secs(5));
+    let mut v2 = scheduler("arena", 2);
+    v2.spec.containers[0].image = "game:2".to_string();
+    let op = enqueued(h.command(Command::NewSchedulerVersion(v2)));
+    h.run_for(Millis(100)); // the validation room is being created
+    assert_eq!(
+        h.engine.operation("arena", &op).unwrap().status,
+        OperationStatus::InProgress
+    );
+    h.restart();
+    let resumed = h.engine.operation("arena", &op).unwrap();
+    assert!(
+        resumed
+            .execution_history
+            .iter()
+            .any(|e| e.event.starts_with("Resumed after a restart")),
+        "{:?}",
+        resumed.execution_history
+    );
+    h.run_for(Millis::from_secs(30));
+    check(&h);
+    assert_eq!(
+        h.engine.operation("arena", &op).unwrap().status,
+        OperationStatus::Finished
+    );
+    assert_eq!(h.engine.scheduler("arena").unwrap().spec.version, "v2.0.0");
+    let fleet = h.engine.fleet("arena").unwrap();
+    assert_eq!(
+        fleet.counts().validation_rooms,
+        0,
+        "the first validation room was cleaned up"
+    );
+    assert!(fleet.rooms().all(|r| r.version.major == 2));
 }

@@ -1,7 +1,22 @@
-//! maestro's durable store: schedulers, versions, operations and the
-//! forwarding outbox, on sled for single-node deployments and in memory for
-//! the simulator and tests.
+//! maestro's durable store: schedulers and every version, operations with
+//! their queue order and indexes, room records (soft state) and the
+//! forwarding outbox.
 //!
-//! The engine emits persistence effects (`Effect::PersistScheduler`,
-//! `Effect::PersistOperation`, ...); this crate will execute them. Its
-//! implementation is tracked by the store issue; nothing here is wired yet.
+//! Two implementations share one logic over an ordered key-value layer:
+//! sled 0.34 on disk ([`SledStore`]) for single-node deployments, and a
+//! B-tree in memory ([`MemoryStore`]) for the simulator and tests. A batch of
+//! writes is atomic; [`Store::flush`] makes it durable, and the service
+//! acknowledges a management request only after flushing its writes.
+//! [`GroupCommit`] lets concurrent writers share one flush.
+
+mod codec;
+mod error;
+mod group_commit;
+mod kv;
+mod store;
+
+pub use codec::FORMAT_VERSION;
+pub use error::StoreError;
+pub use group_commit::GroupCommit;
+pub use kv::{Kv, MemoryKv, SledKv, TREE};
+pub use store::{MemoryStore, OperationPage, OutboxRecord, Page, SledStore, Stage, Store, Write};

@@ -39,10 +39,9 @@ pub(crate) struct SchedulerEntry {
     /// A reconcile the cooldown postponed.
     pub reconcile_at: Option<Time>,
     pub allocations: Allocations,
-    /// add_rooms operations the reconciler enqueued: they re-check the
-    /// deficit before every batch, so a decision that waited in the queue
-    /// never overshoots (a user's add_rooms adds what the user asked).
-    pub reconciler_adds: BTreeSet<OperationId>,
+    /// Next queue keys at the back and at the front of the queue.
+    pub next_back_key: i64,
+    pub next_front_key: i64,
 }
 
 /// Something an entry asks the engine to do to the entry itself.
@@ -84,7 +83,8 @@ impl SchedulerEntry {
             next_clean_up: now + clean_up_delay(config.storage_clean_up_interval, io),
             reconcile_at: None,
             allocations: Allocations::default(),
-            reconciler_adds: BTreeSet::new(),
+            next_back_key: 0,
+            next_front_key: -1,
         }
     }
 
@@ -130,8 +130,23 @@ impl SchedulerEntry {
         definition: Definition,
         priority: bool,
     ) -> OperationId {
-        let id = io.rng.uuid();
-        let op = Operation::new(id.clone(), self.name.clone(), definition, now);
+        // A fresh uuid collides only if a shell reused a seed across
+        // process runs; retry (bounded) rather than trust that it did not.
+        let mut id = io.rng.uuid();
+        for _ in 0..8 {
+            if !self.operations.contains_key(&id) {
+                break;
+            }
+            id = io.rng.uuid();
+        }
+        let queue_key = if priority {
+            self.next_front_key -= 1;
+            self.next_front_key + 1
+        } else {
+            self.next_back_key += 1;
+            self.next_back_key - 1
+        };
+        let op = Operation::new(id.clone(), self.name.clone(), definition, now, queue_key);
         assert!(
             self.operations.insert(id.clone(), op).is_none(),
             "operation id drawn twice"
@@ -183,7 +198,6 @@ impl SchedulerEntry {
         }
         op.record(now, "Operation finished", config.max_history_entries);
         self.final_ops.insert((now, id.to_string()));
-        self.reconciler_adds.remove(id);
         self.persist_operation(io, id);
         // The fleet may need a decision that waited for this operation.
         io.mark_dirty(&self.name);
@@ -271,8 +285,9 @@ impl SchedulerEntry {
             }
             Decision::Add(amount) => {
                 assert!(amount > 0);
-                let id = self.enqueue(io, now, Definition::AddRooms { amount }, true);
-                self.reconciler_adds.insert(id);
+                // Enqueued with priority: that is what marks it as the
+                // reconciler's (see `is_reconciler_add`).
+                self.enqueue(io, now, Definition::AddRooms { amount }, true);
                 true
             }
             Decision::Remove {
@@ -305,6 +320,17 @@ impl SchedulerEntry {
                 true
             }
         }
+    }
+
+    /// The reconciler's add_rooms re-check the deficit before every batch,
+    /// so a decision that waited in the queue never overshoots; a user's
+    /// add_rooms adds what the user asked. The reconciler enqueues with
+    /// priority (negative queue keys), users at the back, so the queue key
+    /// tells them apart, across restarts too.
+    pub fn is_reconciler_add(&self, id: &str) -> bool {
+        self.operations.get(id).is_some_and(|op| {
+            matches!(op.definition, Definition::AddRooms { .. }) && op.queue_key < 0
+        })
     }
 
     /// Rooms the fleet still lacks, as the reconciler sees it now.

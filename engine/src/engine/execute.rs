@@ -307,7 +307,7 @@ impl SchedulerEntry {
                 mut failed,
             } => {
                 let batch = u64::from(config.add_rooms_batch_size.max(1));
-                if self.reconciler_adds.contains(id) {
+                if self.is_reconciler_add(id) {
                     // Rooms already in flight count in the deficit's fleet.
                     to_start = to_start.min(self.deficit(config, now));
                 }

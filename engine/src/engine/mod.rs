@@ -9,6 +9,7 @@
 mod entry;
 mod execute;
 mod io;
+mod restore;
 mod rooms;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use entry::{EntryFate, SchedulerEntry};
 use execute::CancelRefusal;
 use io::Io;
+pub use restore::{RestoreError, StoredScheduler, StoredVersion};
 
 use crate::config::EngineConfig;
 use crate::effect::{Effect, EffectId, RuntimeError};
@@ -393,6 +395,23 @@ impl Engine {
                 entry.reconcile(io, config, now);
                 let fate = entry.drive(io, config, now);
                 self.apply_fate(&name, fate);
+            }
+        }
+        self.emit_room_changes();
+    }
+
+    /// Room records to write or forget since the last input.
+    fn emit_room_changes(&mut self) {
+        let Engine { schedulers, io, .. } = self;
+        for (name, entry) in schedulers.iter_mut() {
+            for id in entry.fleet.take_changed() {
+                match entry.fleet.get(&id) {
+                    Some(room) => io.emit(Effect::SaveRoom(Box::new(room.clone()))),
+                    None => io.emit(Effect::ForgetRoom {
+                        scheduler: name.clone(),
+                        room: id,
+                    }),
+                }
             }
         }
     }

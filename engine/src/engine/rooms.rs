@@ -198,6 +198,7 @@ impl SchedulerEntry {
             last_ping_at: now,
             allocated_at: None,
             deletion: None,
+            restored: false,
         });
         let scheduler = self.name.clone();
         let room = id.clone();
@@ -244,6 +245,7 @@ impl SchedulerEntry {
             .fleet
             .update(&ping.room, |room| {
                 room.last_ping_at = now;
+                room.restored = false;
                 room.ping_status = ping.status;
                 room.running_matches = running_matches;
                 room.metadata_json.clone_from(&ping.metadata_json);
@@ -296,6 +298,7 @@ impl SchedulerEntry {
                 }
                 let before = self.fleet.get(&event.room).map(|r| r.status);
                 self.fleet.update(&event.room, |room| {
+                    room.restored = false;
                     room.instance_status = event.status;
                     room.instance_description.clone_from(&event.description);
                     if event.address.is_some() {
@@ -348,6 +351,7 @@ impl SchedulerEntry {
             last_ping_at: now,
             allocated_at: None,
             deletion: None,
+            restored: false,
         };
         room.status = calculate_status(room.status_inputs(1), now, Millis::ZERO);
         self.fleet.insert(room);

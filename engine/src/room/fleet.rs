@@ -88,6 +88,10 @@ pub struct Fleet {
     /// `(deadline, id)`: when each room expires if nothing changes.
     deadlines: BTreeSet<(Time, RoomId)>,
     timeouts: ExpiryTimeouts,
+    /// Rooms inserted, updated or removed since `take_changed`: what the
+    /// store must write. Bounded by the number of rooms ever present between
+    /// two drains.
+    changed: BTreeSet<RoomId>,
 }
 
 impl Fleet {
@@ -102,7 +106,13 @@ impl Fleet {
             ready: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             timeouts,
+            changed: BTreeSet::new(),
         }
+    }
+
+    /// Room ids changed since the last call; the engine persists them.
+    pub fn take_changed(&mut self) -> BTreeSet<RoomId> {
+        std::mem::take(&mut self.changed)
     }
 
     pub fn len(&self) -> usize {
@@ -137,12 +147,14 @@ impl Fleet {
         );
         self.replace.entry(room.version).or_insert(false);
         self.add_contribution(&room);
+        self.changed.insert(room.id.clone());
         self.rooms.insert(room.id.clone(), room);
     }
 
     pub fn remove(&mut self, id: &str) -> Option<Room> {
         let room = self.rooms.remove(id)?;
         self.remove_contribution(&room);
+        self.changed.insert(room.id.clone());
         Some(room)
     }
 
@@ -155,6 +167,7 @@ impl Fleet {
         assert_eq!(room.id, before_id, "a room's id never changes");
         self.replace.entry(room.version).or_insert(false);
         self.add_contribution(&room);
+        self.changed.insert(room.id.clone());
         self.rooms.insert(room.id.clone(), room);
         Some(result)
     }
@@ -323,12 +336,16 @@ impl Fleet {
         }
         let to_replace = self.needs_replacement(room.version);
         if room.deletion.is_none()
+            && !room.restored
             && let Some(rank) = removal_rank(room.status)
         {
             let pool = if to_replace { 0 } else { 1 };
             set(&mut self.removable, (pool, rank, room.id.clone()), add);
         }
-        if room.status == RoomStatus::Ready && room.instance_status == InstanceStatus::Ready {
+        if room.status == RoomStatus::Ready
+            && room.instance_status == InstanceStatus::Ready
+            && !room.restored
+        {
             let pool = if to_replace { 1 } else { 0 };
             set(&mut self.ready, (pool, room.id.clone()), add);
         }
@@ -394,6 +411,7 @@ mod tests {
             last_ping_at: Time(1_000),
             allocated_at: None,
             deletion: None,
+            restored: false,
         }
     }
 

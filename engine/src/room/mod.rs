@@ -17,6 +17,7 @@ pub type RoomId = String;
 
 /// Why a room is being deleted. Recorded on the pod as a Kubernetes Event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum RemovalReason {
     ExpiredRoom,
     ScaleDown,
@@ -52,6 +53,7 @@ impl RemovalReason {
 
 /// A host port given to one container port of a room.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct HostPort {
     pub container: String,
     pub name: String,
@@ -62,12 +64,14 @@ pub struct HostPort {
 
 /// Where players reach the room, once its pod has a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Address {
     pub host: String,
     pub ports: Vec<AddressPort>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AddressPort {
     pub name: String,
     pub port: u16,
@@ -75,6 +79,7 @@ pub struct AddressPort {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Room {
     pub id: RoomId,
     pub scheduler: String,
@@ -98,9 +103,14 @@ pub struct Room {
     /// `terminating` from then on, whatever it pings, and the deletion is
     /// retried after the deletion timeout.
     pub deletion: Option<Deletion>,
+    /// Loaded from the store at start-up and not yet confirmed by a ping or
+    /// a runtime report: its recorded status may be stale, so it is neither
+    /// allocated nor removed to scale down or roll out until confirmed.
+    pub restored: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Deletion {
     pub requested_at: Time,
     pub reason: RemovalReason,

@@ -5,6 +5,7 @@ use crate::time::{Millis, Time};
 
 /// A room's effective status. The discriminants are upstream's persisted integers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum RoomStatus {
     Pending = 0,
     Unready = 1,
@@ -119,6 +120,7 @@ impl RoomStatus {
 
 /// What the room itself last said in a ping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum PingStatus {
     Unknown = 0,
     Ready = 1,
@@ -152,6 +154,7 @@ impl PingStatus {
 
 /// What the runtime says of the room's pod.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum InstanceStatus {
     Unknown = 0,
     Pending = 1,

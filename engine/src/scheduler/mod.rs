@@ -18,6 +18,7 @@ pub use validate::{FieldError, ValidationErrors, validate, validate_name};
 
 /// Lifecycle state of a scheduler, as upstream reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum SchedulerState {
     Creating,
     InSync,
@@ -37,6 +38,7 @@ impl SchedulerState {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Scheduler {
     pub name: String,
     pub game: String,
@@ -61,6 +63,7 @@ pub struct Scheduler {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Spec {
     /// `vMAJOR.MINOR.PATCH`, assigned by maestro.
     pub version: String,
@@ -74,6 +77,7 @@ pub struct Spec {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Container {
     pub name: String,
     pub image: String,
@@ -86,12 +90,14 @@ pub struct Container {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Resources {
     pub memory: String,
     pub cpu: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct EnvVar {
     pub name: String,
     pub value: Option<String>,
@@ -99,23 +105,27 @@ pub struct EnvVar {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct EnvVarSource {
     pub field_ref: Option<FieldRef>,
     pub secret_key_ref: Option<SecretKeyRef>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FieldRef {
     pub field_path: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SecretKeyRef {
     pub name: String,
     pub key: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ContainerPort {
     pub name: String,
     /// `tcp` or `udp` (lower case). `sctp` is rejected by validation.
@@ -128,12 +138,14 @@ pub struct ContainerPort {
 
 /// An inclusive range of host ports, `start < end` (upstream treats `end` as inclusive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PortRange {
     pub start: i64,
     pub end: i64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Autoscaling {
     pub enabled: bool,
     pub min: i64,
@@ -145,6 +157,7 @@ pub struct Autoscaling {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AutoscalingPolicy {
     /// `roomOccupancy` or `fixedBuffer`.
     pub kind: String,
@@ -156,6 +169,7 @@ pub const POLICY_ROOM_OCCUPANCY: &str = "roomOccupancy";
 pub const POLICY_FIXED_BUFFER: &str = "fixedBuffer";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RoomOccupancyParams {
     /// Fraction of match slots kept free, in (0, 1).
     pub ready_target: f64,
@@ -164,11 +178,13 @@ pub struct RoomOccupancyParams {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FixedBufferParams {
     pub amount: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Forwarder {
     pub name: String,
     pub enabled: bool,
@@ -179,6 +195,7 @@ pub struct Forwarder {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ForwarderOptions {
     pub timeout_ms: i64,
     /// Opaque JSON object merged into every forwarded message's metadata.
@@ -186,6 +203,7 @@ pub struct ForwarderOptions {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct MatchAllocation {
     /// Matches one room can host, 1..=35.
     pub max_matches: i64,

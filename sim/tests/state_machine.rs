@@ -1,5 +1,6 @@
 //! Property tests: random sequences of commands, pings, allocations,
-//! runtime events, effect results (successes and failures) and time steps,
+//! runtime events, effect results (successes and failures), time steps and
+//! process restarts (the engine rebuilt from what it persisted),
 //! with the safety invariants checked after every step and liveness (every
 //! operation ends, every rollout finishes, the fleet converges) checked once
 //! the faults stop. A second property replays each sequence and compares the
@@ -17,9 +18,10 @@ use maestro_engine::scheduler::{
     Scheduler, SchedulerState, Spec,
 };
 use maestro_engine::{
-    Command, Effect, EffectId, Engine, EngineConfig, InstanceEvent, InstanceEventKind,
-    Millis, OperationStatus, Ping, RuntimeError, RuntimeErrorKind, Time,
+    Command, Effect, EffectId, Engine, EngineConfig, InstanceEvent, InstanceEventKind, Millis,
+    OperationStatus, Ping, RuntimeError, RuntimeErrorKind, Time,
 };
+use maestro_store::{MemoryStore, Write};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
@@ -95,6 +97,9 @@ enum Step {
     Advance {
         ms: u32,
     },
+    /// The process dies: in-flight runtime results are lost, and a new
+    /// engine (with a fresh seed) is restored from the store.
+    Restart,
 }
 
 fn autoscale() -> impl Strategy<Value = Autoscale> {
@@ -135,6 +140,7 @@ fn step() -> impl Strategy<Value = Step> {
         8 => (any::<u16>(), 0u8..8).prop_map(|(pick, outcome)| Step::Complete { pick, outcome }),
         2 => Just(Step::CompleteAll),
         4 => (1u32..200_000).prop_map(|ms| Step::Advance { ms }),
+        1 => Just(Step::Restart),
     ]
 }
 
@@ -249,6 +255,10 @@ enum Outstanding {
 /// so, which is how the test reorders, delays and fails them.
 struct Driver {
     engine: Engine,
+    seed: u64,
+    restarts: u64,
+    /// What the engine persisted; a restart restores from it.
+    store: MemoryStore,
     now: Time,
     outstanding: Vec<(EffectId, Outstanding)>,
     trace: DefaultHasher,
@@ -263,6 +273,9 @@ impl Driver {
         };
         Driver {
             engine: Engine::new(config),
+            seed,
+            restarts: 0,
+            store: MemoryStore::in_memory(),
             now: Time(1_000_000),
             outstanding: Vec::new(),
             trace: DefaultHasher::new(),
@@ -272,8 +285,11 @@ impl Driver {
 
     fn drain(&mut self) {
         let mut created = BTreeSet::new();
+        let mut writes = Vec::new();
         while let Some(effect) = self.engine.poll_effect() {
             format!("{effect:?}").hash(&mut self.trace);
+            writes
+                .extend(Write::from_effect(&effect).filter(|w| !matches!(w, Write::OutboxPush(_))));
             if let Effect::CreateRoom {
                 scheduler,
                 is_validation_room: false,
@@ -303,6 +319,7 @@ impl Driver {
                 self.outstanding.push((id, o));
             }
         }
+        self.store.apply(self.now, &writes).unwrap();
         // Rooms the engine adds never take the fleet above desired + surge,
         // checked after every engine input that created some.
         for name in created {
@@ -420,6 +437,39 @@ impl Driver {
             }
         }
         panic!("timers kept firing without progress");
+    }
+
+    /// A new process: fresh seed, state from the store, in-flight results
+    /// lost. Every operation the store held must come back.
+    fn restart(&mut self) {
+        let acknowledged: Vec<(String, String, OperationStatus)> = self
+            .store
+            .load()
+            .unwrap()
+            .into_iter()
+            .flat_map(|s| s.operations)
+            .map(|o| (o.scheduler, o.id, o.status))
+            .collect();
+        self.restarts += 1;
+        let config = EngineConfig {
+            seed: self.seed ^ self.restarts.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            ..EngineConfig::default()
+        };
+        self.engine = Engine::new(config);
+        self.outstanding.clear();
+        for scheduler in self.store.load().unwrap() {
+            self.engine.restore(self.now, scheduler).unwrap();
+        }
+        self.drain();
+        for (scheduler, id, status) in acknowledged {
+            let op = self
+                .engine
+                .operation(&scheduler, &id)
+                .unwrap_or_else(|| panic!("acknowledged operation {id} lost in a restart"));
+            if status.is_final() {
+                assert_eq!(op.status, status, "a final operation changed in a restart");
+            }
+        }
     }
 
     fn apply(&mut self, step: &Step) {
@@ -560,6 +610,7 @@ impl Driver {
                 }
             }
             Step::Advance { ms } => self.advance(Millis(u64::from(*ms))),
+            Step::Restart => self.restart(),
         }
         self.drain();
     }

@@ -1,0 +1,26 @@
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database at {}: {cause}", path.display())]
+    Open { path: PathBuf, cause: String },
+    #[error("corrupt record in tree {tree}, key {key}: {cause}")]
+    Corrupt {
+        tree: &'static str,
+        key: String,
+        cause: String,
+    },
+    #[error(
+        "record in tree {tree}, key {key} has format version {found}; this build reads version {supported}"
+    )]
+    UnsupportedFormat {
+        tree: &'static str,
+        key: String,
+        found: u8,
+        supported: u8,
+    },
+    #[error("cannot encode a {what} record: {cause}")]
+    Encode { what: &'static str, cause: String },
+    #[error("database error: {0}")]
+    Io(String),
+}

@@ -1,0 +1,472 @@
+//! The store's logic over any [`Kv`]: records, indexes and atomic batches.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use maestro_engine::room::Room;
+use maestro_engine::scheduler::Scheduler;
+use maestro_engine::version::Version;
+use maestro_engine::{
+    Effect, ForwardEvent, Operation, OperationStatus, StoredScheduler, StoredVersion, Time,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{Kind, decode, encode, key, prefix, signed};
+use crate::error::StoreError;
+use crate::kv::{BatchEntry, Kv, MemoryKv, SledKv};
+
+/// One write of a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Write {
+    /// A version of a scheduler; `active` makes it the active one.
+    SchedulerVersion {
+        scheduler: Arc<Scheduler>,
+        active: bool,
+    },
+    /// Everything about a scheduler: versions, operations, rooms.
+    DeleteScheduler {
+        name: String,
+    },
+    Operation(Box<Operation>),
+    DeleteOperations {
+        scheduler: String,
+        ids: Vec<String>,
+    },
+    Room(Box<Room>),
+    ForgetRoom {
+        scheduler: String,
+        room: String,
+    },
+    /// Queue an event for the forwarders.
+    OutboxPush(Box<ForwardEvent>),
+    /// The event with this sequence number was delivered (or given up).
+    OutboxAck {
+        seq: u64,
+    },
+}
+
+impl Write {
+    /// The store's part of an engine effect; `None` for effects that are
+    /// not the store's (runtime calls).
+    pub fn from_effect(effect: &Effect) -> Option<Write> {
+        match effect {
+            Effect::PersistScheduler { scheduler, active } => Some(Write::SchedulerVersion {
+                scheduler: Arc::clone(scheduler),
+                active: *active,
+            }),
+            Effect::DeleteSchedulerData { scheduler } => Some(Write::DeleteScheduler {
+                name: scheduler.clone(),
+            }),
+            Effect::PersistOperation(op) => Some(Write::Operation(op.clone())),
+            Effect::DeleteOperations { scheduler, ids } => Some(Write::DeleteOperations {
+                scheduler: scheduler.clone(),
+                ids: ids.clone(),
+            }),
+            Effect::SaveRoom(room) => Some(Write::Room(room.clone())),
+            Effect::ForgetRoom { scheduler, room } => Some(Write::ForgetRoom {
+                scheduler: scheduler.clone(),
+                room: room.clone(),
+            }),
+            Effect::Forward(event) => Some(Write::OutboxPush(event.clone())),
+            Effect::CreateSchedulerResources { .. }
+            | Effect::DeleteSchedulerResources { .. }
+            | Effect::CreateRoom { .. }
+            | Effect::DeleteRoom { .. } => None,
+        }
+    }
+}
+
+/// Which operations a listing returns (upstream's stages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// In queue order.
+    Pending,
+    Active,
+    /// Finished, failed or canceled, newest created first, paginated.
+    Final,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// 1-based.
+    pub page: usize,
+    pub per_page: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OperationPage {
+    pub operations: Vec<Operation>,
+    pub total: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct SchedulerMeta {
+    active: Version,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct VersionRecord {
+    scheduler: Scheduler,
+    created_at: Time,
+}
+
+/// An event waiting in the forwarding outbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    pub event: ForwardEvent,
+    pub enqueued_at: Time,
+}
+
+/// Loads a large scan in one go: bounded by what the store holds.
+const SCAN_ALL: usize = usize::MAX;
+
+/// The store: every record of every scheduler, in one key space.
+pub struct Store<K: Kv> {
+    kv: K,
+    /// Serialises batches: building one reads the records it replaces.
+    write_lock: Mutex<()>,
+    next_outbox_seq: AtomicU64,
+}
+
+pub type MemoryStore = Store<MemoryKv>;
+pub type SledStore = Store<SledKv>;
+
+impl MemoryStore {
+    pub fn in_memory() -> MemoryStore {
+        Store::with_kv(MemoryKv::default()).expect("an empty memory store opens")
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in `path`.
+    pub fn open(path: &Path) -> Result<SledStore, StoreError> {
+        Store::with_kv(SledKv::open(path)?)
+    }
+}
+
+/// A batch under construction: later writes see earlier ones.
+struct Batch<'a, K: Kv> {
+    kv: &'a K,
+    entries: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<K: Kv> Batch<'_, K> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.entries.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.kv.get(key),
+        }
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.entries.insert(key, Some(value));
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.entries.insert(key, None);
+    }
+
+    /// Deletes every key under `prefix`, committed or written in this batch.
+    fn delete_prefix(&mut self, prefix: &[u8]) -> Result<(), StoreError> {
+        for (k, _) in self.kv.scan_prefix(prefix, SCAN_ALL)? {
+            self.entries.insert(k, None);
+        }
+        let pending: Vec<Vec<u8>> = self
+            .entries
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in pending {
+            self.entries.insert(k, None);
+        }
+        Ok(())
+    }
+
+    fn into_entries(self) -> Vec<BatchEntry> {
+        self.entries.into_iter().collect()
+    }
+}
+
+/// The index key an operation has in its current status.
+fn index_key(op: &Operation) -> Vec<u8> {
+    let (s, id) = (op.scheduler.as_bytes(), op.id.as_bytes());
+    match op.status {
+        OperationStatus::Pending => key(Kind::Queue, &[s, &signed(op.queue_key), id]),
+        OperationStatus::InProgress => key(Kind::Active, &[s, id]),
+        _ => {
+            let kind = if op.definition.has_no_action() {
+                Kind::NoAction
+            } else {
+                Kind::History
+            };
+            key(kind, &[s, &op.created_at.as_millis().to_be_bytes(), id])
+        }
+    }
+}
+
+fn version_key(name: &str, v: Version) -> Vec<u8> {
+    let mut bytes = [0u8; 24];
+    bytes[..8].copy_from_slice(&v.major.to_be_bytes());
+    bytes[8..16].copy_from_slice(&v.minor.to_be_bytes());
+    bytes[16..].copy_from_slice(&v.patch.to_be_bytes());
+    key(Kind::Version, &[name.as_bytes(), &bytes])
+}
+
+fn outbox_key(seq: u64) -> Vec<u8> {
+    key(Kind::Outbox, &[&seq.to_be_bytes()])
+}
+
+fn parse_version(name: &str, text: &str) -> Result<Version, StoreError> {
+    Version::parse(text).ok_or_else(|| StoreError::Corrupt {
+        tree: Kind::Version.tree(),
+        key: format!("V/{name}/{text}"),
+        cause: "the scheduler's version is not vMAJOR.MINOR.PATCH".to_string(),
+    })
+}
+
+impl<K: Kv> Store<K> {
+    pub fn with_kv(kv: K) -> Result<Store<K>, StoreError> {
+        let next_outbox_seq = match kv.last_key(&prefix(Kind::Outbox, &[]))? {
+            Some(k) => {
+                let tail: [u8; 8] =
+                    k[k.len().saturating_sub(8)..]
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt {
+                            tree: Kind::Outbox.tree(),
+                            key: crate::codec::printable(&k),
+                            cause: "outbox key without a sequence number".to_string(),
+                        })?;
+                u64::from_be_bytes(tail) + 1
+            }
+            None => 1,
+        };
+        Ok(Store {
+            kv,
+            write_lock: Mutex::new(()),
+            next_outbox_seq: AtomicU64::new(next_outbox_seq),
+        })
+    }
+
+    /// Applies the writes atomically, in order. Not yet durable: call
+    /// [`Store::flush`] before acknowledging anything that depends on them.
+    pub fn apply(&self, now: Time, writes: &[Write]) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = Batch {
+            kv: &self.kv,
+            entries: BTreeMap::new(),
+        };
+        for write in writes {
+            self.stage(&mut batch, now, write)?;
+        }
+        self.kv.apply(batch.into_entries())
+    }
+
+    fn stage(&self, batch: &mut Batch<'_, K>, now: Time, write: &Write) -> Result<(), StoreError> {
+        match write {
+            Write::SchedulerVersion { scheduler, active } => {
+                let name = &scheduler.name;
+                let version = parse_version(name, &scheduler.spec.version)?;
+                let vkey = version_key(name, version);
+                let created_at = match batch.get(&vkey)? {
+                    Some(bytes) => {
+                        decode::<VersionRecord>(Kind::Version, &vkey, &bytes)?.created_at
+                    }
+                    None => now,
+                };
+                let record = VersionRecord {
+                    scheduler: (**scheduler).clone(),
+                    created_at,
+                };
+                batch.put(vkey, encode("version", &record)?);
+                if *active {
+                    let meta = SchedulerMeta { active: version };
+                    batch.put(
+                        key(Kind::Scheduler, &[name.as_bytes()]),
+                        encode("scheduler", &meta)?,
+                    );
+                }
+            }
+            Write::DeleteScheduler { name } => {
+                for kind in Kind::PER_SCHEDULER {
+                    if kind == Kind::Scheduler {
+                        batch.delete(key(kind, &[name.as_bytes()]));
+                    } else {
+                        batch.delete_prefix(&prefix(kind, &[name.as_bytes()]))?;
+                    }
+                }
+            }
+            Write::Operation(op) => {
+                let okey = key(
+                    Kind::Operation,
+                    &[op.scheduler.as_bytes(), op.id.as_bytes()],
+                );
+                if let Some(bytes) = batch.get(&okey)? {
+                    let old: Operation = decode(Kind::Operation, &okey, &bytes)?;
+                    batch.delete(index_key(&old));
+                }
+                batch.put(index_key(op), op.id.as_bytes().to_vec());
+                batch.put(okey, encode("operation", op)?);
+            }
+            Write::DeleteOperations { scheduler, ids } => {
+                for id in ids {
+                    let okey = key(Kind::Operation, &[scheduler.as_bytes(), id.as_bytes()]);
+                    if let Some(bytes) = batch.get(&okey)? {
+                        let old: Operation = decode(Kind::Operation, &okey, &bytes)?;
+                        batch.delete(index_key(&old));
+                        batch.delete(okey);
+                    }
+                }
+            }
+            Write::Room(room) => {
+                let rkey = key(Kind::Room, &[room.scheduler.as_bytes(), room.id.as_bytes()]);
+                batch.put(rkey, encode("room", room)?);
+            }
+            Write::ForgetRoom { scheduler, room } => {
+                batch.delete(key(Kind::Room, &[scheduler.as_bytes(), room.as_bytes()]));
+            }
+            Write::OutboxPush(event) => {
+                let seq = self.next_outbox_seq.fetch_add(1, Ordering::Relaxed);
+                let record = OutboxRecord {
+                    event: (**event).clone(),
+                    enqueued_at: now,
+                };
+                batch.put(outbox_key(seq), encode("outbox", &record)?);
+            }
+            Write::OutboxAck { seq } => batch.delete(outbox_key(*seq)),
+        }
+        Ok(())
+    }
+
+    /// Makes every applied write durable (fsync).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.kv.flush()
+    }
+
+    /// Every scheduler with its versions, operations and rooms, for
+    /// `Engine::restore` at start-up.
+    pub fn load(&self) -> Result<Vec<StoredScheduler>, StoreError> {
+        let mut schedulers = Vec::new();
+        for (skey, bytes) in self
+            .kv
+            .scan_prefix(&prefix(Kind::Scheduler, &[]), SCAN_ALL)?
+        {
+            let meta: SchedulerMeta = decode(Kind::Scheduler, &skey, &bytes)?;
+            let name = String::from_utf8_lossy(&skey[2..]).into_owned();
+            let mut stored = StoredScheduler::default();
+            for (vkey, bytes) in self
+                .kv
+                .scan_prefix(&prefix(Kind::Version, &[name.as_bytes()]), SCAN_ALL)?
+            {
+                let record: VersionRecord = decode(Kind::Version, &vkey, &bytes)?;
+                let version = parse_version(&name, &record.scheduler.spec.version)?;
+                stored.versions.push(StoredVersion {
+                    scheduler: record.scheduler,
+                    created_at: record.created_at,
+                    is_active: version == meta.active,
+                });
+            }
+            if !stored.versions.iter().any(|v| v.is_active) {
+                return Err(StoreError::Corrupt {
+                    tree: Kind::Scheduler.tree(),
+                    key: format!("S/{name}"),
+                    cause: format!("active version {} is not stored", meta.active),
+                });
+            }
+            for (okey, bytes) in self
+                .kv
+                .scan_prefix(&prefix(Kind::Operation, &[name.as_bytes()]), SCAN_ALL)?
+            {
+                stored
+                    .operations
+                    .push(decode(Kind::Operation, &okey, &bytes)?);
+            }
+            for (rkey, bytes) in self
+                .kv
+                .scan_prefix(&prefix(Kind::Room, &[name.as_bytes()]), SCAN_ALL)?
+            {
+                stored.rooms.push(decode(Kind::Room, &rkey, &bytes)?);
+            }
+            schedulers.push(stored);
+        }
+        Ok(schedulers)
+    }
+
+    pub fn operation(&self, scheduler: &str, id: &str) -> Result<Option<Operation>, StoreError> {
+        let okey = key(Kind::Operation, &[scheduler.as_bytes(), id.as_bytes()]);
+        match self.kv.get(&okey)? {
+            Some(bytes) => Ok(Some(decode(Kind::Operation, &okey, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A scheduler's operations in one stage. Pending and active listings
+    /// are whole (upstream does not paginate them); the final one is
+    /// newest-created first and paginated.
+    pub fn list_operations(
+        &self,
+        scheduler: &str,
+        stage: Stage,
+        page: Page,
+    ) -> Result<OperationPage, StoreError> {
+        let s = scheduler.as_bytes();
+        let (kind, newest_first) = match stage {
+            Stage::Pending => (Kind::Queue, false),
+            Stage::Active => (Kind::Active, false),
+            Stage::Final => (Kind::History, true),
+        };
+        let mut ids: Vec<Vec<u8>> = self
+            .kv
+            .scan_prefix(&prefix(kind, &[s]), SCAN_ALL)?
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        if newest_first {
+            ids.reverse();
+        }
+        let total = ids.len();
+        let selected: Vec<Vec<u8>> = if stage == Stage::Final {
+            let per_page = page.per_page.max(1);
+            let skip = page.page.saturating_sub(1).saturating_mul(per_page);
+            ids.into_iter().skip(skip).take(per_page).collect()
+        } else {
+            ids
+        };
+        let mut operations = Vec::with_capacity(selected.len());
+        for id in selected {
+            let okey = key(Kind::Operation, &[s, &id]);
+            let bytes = self.kv.get(&okey)?.ok_or_else(|| StoreError::Corrupt {
+                tree: kind.tree(),
+                key: crate::codec::printable(&okey),
+                cause: "indexed operation is missing".to_string(),
+            })?;
+            operations.push(decode(Kind::Operation, &okey, &bytes)?);
+        }
+        Ok(OperationPage { operations, total })
+    }
+
+    /// The oldest undelivered events, at most `limit`, with their sequence numbers.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<(u64, OutboxRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for (k, bytes) in self.kv.scan_prefix(&prefix(Kind::Outbox, &[]), limit)? {
+            let tail: [u8; 8] = k[k.len() - 8..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt {
+                    tree: Kind::Outbox.tree(),
+                    key: crate::codec::printable(&k),
+                    cause: "outbox key without a sequence number".to_string(),
+                })?;
+            out.push((u64::from_be_bytes(tail), decode(Kind::Outbox, &k, &bytes)?));
+        }
+        Ok(out)
+    }
+
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.kv.size_on_disk()
+    }
+}
