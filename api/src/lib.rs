@@ -1,3 +1,6 @@
-//! The HTTP/JSON and gRPC APIs compatible with Maestro Next, and the
-//! forwarders. Tracked by the API issue; this crate owns every wire type so
-//! the engine's types stay free of serialization concerns.
+//! maestro's APIs, compatible with Maestro Next. This crate owns every wire
+//! type, so the engine's types stay free of serialization concerns.
+
+mod backend;
+
+pub use backend::{Backend, RoomPage, SchedulerSummary, Stage};

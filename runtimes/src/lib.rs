@@ -1,3 +1,86 @@
-//! Runtimes: where the engine's room effects reach a cluster. The
-//! Kubernetes runtime (kube-rs) and its fake API server are tracked by the
-//! runtime issue; the simulated cluster lives in `maestro-sim`.
+//! Runtimes: where the engine's room effects reach a cluster.
+//!
+//! [`Runtime`] is the one interface the service drives. Two
+//! implementations exist: Kubernetes (kube-rs, this crate's `kubernetes`
+//! module, tracked by the runtime issue) and the simulated cluster of the
+//! embedded default (in the service). Each call's error says which kind it
+//! is ([`RuntimeErrorKind`]), so the engine decides per kind what to do.
+
+use std::sync::Arc;
+
+use futures::stream::BoxStream;
+use maestro_engine::room::{HostPort, RemovalReason, RoomId};
+use maestro_engine::scheduler::Scheduler;
+use maestro_engine::version::Version;
+pub use maestro_engine::{InstanceEvent, InstanceEventKind, RuntimeError, RuntimeErrorKind};
+
+/// Everything needed to create one room's pod.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoomSpec {
+    pub scheduler: String,
+    pub room: RoomId,
+    pub version: Version,
+    /// The scheduler version the room runs.
+    pub spec: Arc<Scheduler>,
+    pub host_ports: Vec<HostPort>,
+    pub is_validation_room: bool,
+    /// Extra environment for the room's containers (for instance its Rooms
+    /// API token), beside `MAESTRO_SCHEDULER_NAME` and `MAESTRO_ROOM_ID`.
+    pub extra_env: Vec<(String, String)>,
+}
+
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Creates the scheduler's namespace and disruption budget.
+    /// `AlreadyExists` is an error kind the caller may accept.
+    async fn create_scheduler(&self, scheduler: &Scheduler) -> Result<(), RuntimeError>;
+
+    /// Deletes the scheduler's resources (and with them every pod).
+    async fn delete_scheduler(&self, scheduler: &str) -> Result<(), RuntimeError>;
+
+    async fn create_room(&self, room: &RoomSpec) -> Result<(), RuntimeError>;
+
+    /// Deletes a room's pod, recording `reason` on it (as upstream does with
+    /// a Kubernetes Event).
+    async fn delete_room(&self, scheduler: &str, room: &str, reason: RemovalReason) -> Result<(), RuntimeError>;
+
+    /// Sets the disruption budget's `minAvailable` for the scheduler's rooms.
+    async fn set_disruption_budget(&self, scheduler: &str, min_available: u32) -> Result<(), RuntimeError>;
+
+    /// Instance events of one scheduler's rooms. The stream survives
+    /// disconnects: after one it relists, and a room deleted meanwhile still
+    /// produces a `Deleted` event. It ends only when dropped.
+    fn watch(&self, scheduler: &str) -> BoxStream<'static, InstanceEvent>;
+}
+
+/// The disruption budget as upstream computes it: with at least
+/// `MIN_ROOMS_FOR_DISRUPTION` rooms, keep `total × (1 − safety)` available,
+/// the safety percentage clamped to [0.05, 1); below that, no constraint, so
+/// node drains are never blocked.
+pub fn disruption_budget(total_rooms: u64, safety_percentage: f64) -> u32 {
+    const MIN_ROOMS_FOR_DISRUPTION: u64 = 2;
+    if total_rooms < MIN_ROOMS_FOR_DISRUPTION {
+        return 0;
+    }
+    let safety = if safety_percentage.is_finite() {
+        safety_percentage.clamp(0.05, 0.99)
+    } else {
+        0.05
+    };
+    let min_available = (total_rooms as f64 * (1.0 - safety)).floor();
+    u32::try_from(min_available as u64).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disruption_budget_follows_upstream() {
+        // (total rooms, safety, minAvailable)
+        let table = [(0, 0.05, 0), (1, 0.05, 0), (2, 0.05, 1), (100, 0.05, 95), (100, 0.0, 95), (100, 0.5, 50), (10, 2.0, 0)];
+        for (total, safety, want) in table {
+            assert_eq!(disruption_budget(total, safety), want, "{total} rooms at {safety}");
+        }
+    }
+}
