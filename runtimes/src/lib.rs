@@ -1,10 +1,12 @@
 //! Runtimes: where the engine's room effects reach a cluster.
 //!
 //! [`Runtime`] is the one interface the service drives. Two
-//! implementations exist: Kubernetes (kube-rs, this crate's `kubernetes`
-//! module, tracked by the runtime issue) and the simulated cluster of the
+//! implementations exist: Kubernetes ([`kubernetes::KubernetesRuntime`],
+//! kube-rs) and the simulated cluster of the
 //! embedded default (in the service). Each call's error says which kind it
 //! is ([`RuntimeErrorKind`]), so the engine decides per kind what to do.
+
+pub mod kubernetes;
 
 use std::sync::Arc;
 
@@ -42,10 +44,19 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Deletes a room's pod, recording `reason` on it (as upstream does with
     /// a Kubernetes Event).
-    async fn delete_room(&self, scheduler: &str, room: &str, reason: RemovalReason) -> Result<(), RuntimeError>;
+    async fn delete_room(
+        &self,
+        scheduler: &str,
+        room: &str,
+        reason: RemovalReason,
+    ) -> Result<(), RuntimeError>;
 
     /// Sets the disruption budget's `minAvailable` for the scheduler's rooms.
-    async fn set_disruption_budget(&self, scheduler: &str, min_available: u32) -> Result<(), RuntimeError>;
+    async fn set_disruption_budget(
+        &self,
+        scheduler: &str,
+        min_available: u32,
+    ) -> Result<(), RuntimeError>;
 
     /// Instance events of one scheduler's rooms. The stream survives
     /// disconnects: after one it relists, and a room deleted meanwhile still
@@ -78,9 +89,21 @@ mod tests {
     #[test]
     fn disruption_budget_follows_upstream() {
         // (total rooms, safety, minAvailable)
-        let table = [(0, 0.05, 0), (1, 0.05, 0), (2, 0.05, 1), (100, 0.05, 95), (100, 0.0, 95), (100, 0.5, 50), (10, 2.0, 0)];
+        let table = [
+            (0, 0.05, 0),
+            (1, 0.05, 0),
+            (2, 0.05, 1),
+            (100, 0.05, 95),
+            (100, 0.0, 95),
+            (100, 0.5, 50),
+            (10, 2.0, 0),
+        ];
         for (total, safety, want) in table {
-            assert_eq!(disruption_budget(total, safety), want, "{total} rooms at {safety}");
+            assert_eq!(
+                disruption_budget(total, safety),
+                want,
+                "{total} rooms at {safety}"
+            );
         }
     }
 }
