@@ -1,11 +1,23 @@
-//! The `maestro` binary.
+//! The `maestro` binary: one process running any of maestro's modules.
 
-use clap::{Parser, Subcommand};
+mod config;
+mod driver;
+mod metrics_reporter;
+mod service;
+mod sim_cluster;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, FlagValues, LogFormat};
+use crate::service::Module;
 
 #[derive(Parser)]
 #[command(
     name = "maestro",
-    about = "A scheduler for dedicated game servers on Kubernetes"
+    about = "A scheduler for dedicated game servers on Kubernetes, compatible with Maestro Next"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -14,13 +26,100 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run modules: `all`, or any of management-api, rooms-api, worker,
+    /// runtime-watcher, metrics-reporter.
+    Start(StartArgs),
     /// Print the version.
     Version,
 }
 
-fn main() {
+#[derive(Args)]
+struct StartArgs {
+    #[arg(value_enum, required = true)]
+    modules: Vec<Module>,
+    /// A YAML configuration file (upstream's keys where they apply).
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Where the embedded store keeps its data [default: ./maestro-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// `sim` (a simulated cluster) or `kubernetes` [default: sim].
+    #[arg(long)]
+    runtime: Option<String>,
+    /// [default: 8080]
+    #[arg(long)]
+    management_port: Option<u16>,
+    /// [default: 8070]
+    #[arg(long)]
+    rooms_port: Option<u16>,
+    /// Health, readiness and metrics [default: 8081].
+    #[arg(long)]
+    internal_port: Option<u16>,
+    /// `text` or `json` [default: text].
+    #[arg(long)]
+    log_format: Option<String>,
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Version => println!("maestro {}", env!("CARGO_PKG_VERSION")),
+        Cmd::Version => {
+            println!("maestro {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Cmd::Start(args) => start(args),
+    }
+}
+
+fn start(args: StartArgs) -> ExitCode {
+    let flags = FlagValues {
+        config: args.config,
+        data_dir: args.data_dir,
+        runtime: args.runtime,
+        management_port: args.management_port,
+        rooms_port: args.rooms_port,
+        internal_port: args.internal_port,
+        log_format: args.log_format,
+    };
+    let (config, warnings) = match Config::load(&flags, std::env::vars()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("maestro: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("maestro: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(service::run(config, &args.modules)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("maestro: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
 }

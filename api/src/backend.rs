@@ -40,7 +40,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn ping(&self, ping: Ping) -> Result<RoomStatus, PingError>;
 
     /// Allocates a ready room; `key` makes retries idempotent.
-    async fn allocate(&self, scheduler: String, key: Option<String>) -> Result<Allocation, AllocateError>;
+    async fn allocate(
+        &self,
+        scheduler: String,
+        key: Option<String>,
+    ) -> Result<Allocation, AllocateError>;
 
     /// Every scheduler's active version with its counts, by name.
     async fn schedulers(&self) -> Vec<SchedulerSummary>;

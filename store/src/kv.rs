@@ -13,14 +13,13 @@ use crate::error::StoreError;
 /// A batch entry: a put (`Some`) or a delete (`None`).
 pub type BatchEntry = (Vec<u8>, Option<Vec<u8>>);
 
+/// Key-value pairs in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 pub trait Kv: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Entries under `prefix` in key order, at most `limit`.
-    fn scan_prefix(
-        &self,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Entries, StoreError>;
     /// The greatest key under `prefix`.
     fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Applies every entry or none (a crash never leaves half a batch).
@@ -52,11 +51,7 @@ impl Kv for MemoryKv {
         Ok(self.map().get(key).cloned())
     }
 
-    fn scan_prefix(
-        &self,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Entries, StoreError> {
         Ok(self
             .map()
             .range(prefix.to_vec()..)
@@ -161,11 +156,7 @@ impl Kv for SledKv {
         Ok(self.tree.get(key).map_err(db_error)?.map(|v| v.to_vec()))
     }
 
-    fn scan_prefix(
-        &self,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Entries, StoreError> {
         let mut out = Vec::new();
         for entry in self.tree.scan_prefix(prefix).take(limit) {
             let (k, v) = entry.map_err(db_error)?;

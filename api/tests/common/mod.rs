@@ -1,0 +1,324 @@
+//! Shared test support: a [`Backend`] on the real engine in simulated time,
+//! and helpers to call a router in process.
+#![allow(dead_code)] // Each test file uses a different part.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use maestro_api::{ApiConfig, Backend, RoomPage, SchedulerSummary, Stage};
+use maestro_engine::room::{Room, RoomStatus};
+use maestro_engine::scheduler::Scheduler;
+use maestro_engine::{
+    AllocateError, Allocation, Command, CommandError, CommandReply, EngineConfig, Millis,
+    Operation, Ping, PingError, VersionInfo,
+};
+use maestro_sim::{Harness, RoomBehaviour, SimConfig};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// The engine and a simulated cluster behind a lock. After every change
+/// the simulation runs `step` forward, so pods start and rooms get ready
+/// as they would between two API calls.
+pub struct SimBackend {
+    harness: Mutex<Harness>,
+    step: Millis,
+}
+
+impl SimBackend {
+    /// Rooms are ready two seconds after they are asked for.
+    pub fn new() -> Arc<SimBackend> {
+        SimBackend::with_step(Millis::from_secs(2))
+    }
+
+    /// `Millis(0)` freezes time: operations stay pending or in progress.
+    pub fn with_step(step: Millis) -> Arc<SimBackend> {
+        Arc::new(SimBackend {
+            harness: Mutex::new(Harness::new(EngineConfig::default(), SimConfig::default())),
+            step,
+        })
+    }
+
+    pub fn harness(&self) -> MutexGuard<'_, Harness> {
+        self.harness.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs the simulation forward.
+    pub fn advance(&self, duration: Millis) {
+        self.harness().run_for(duration);
+    }
+}
+
+/// Executes what the engine emitted outside the harness's own calls: an
+/// allocation on an unknown scheduler changes nothing, and the harness
+/// drains its effect queue after it.
+fn flush(h: &mut Harness) {
+    let _ = h.allocate("");
+}
+
+#[async_trait::async_trait]
+impl Backend for SimBackend {
+    async fn command(&self, command: Command) -> Result<CommandReply, CommandError> {
+        let mut h = self.harness();
+        let reply = h.command(command);
+        h.run_for(self.step);
+        reply
+    }
+
+    async fn ping(&self, ping: Ping) -> Result<RoomStatus, PingError> {
+        let mut h = self.harness();
+        let now = h.now();
+        let result = h.engine.handle_ping(now, &ping);
+        if result.is_ok() {
+            // The simulated game server keeps pinging what it last said.
+            let behaviour = RoomBehaviour {
+                status: ping.status,
+                running_matches: ping.running_matches,
+            };
+            h.set_behaviour(&ping.scheduler, &ping.room, behaviour);
+        }
+        flush(&mut h);
+        result
+    }
+
+    async fn allocate(
+        &self,
+        scheduler: String,
+        key: Option<String>,
+    ) -> Result<Allocation, AllocateError> {
+        let mut h = self.harness();
+        let now = h.now();
+        let result = h.engine.allocate(now, &scheduler, key.as_deref());
+        flush(&mut h);
+        result
+    }
+
+    async fn schedulers(&self) -> Vec<SchedulerSummary> {
+        let h = self.harness();
+        h.engine
+            .scheduler_names()
+            .filter_map(|name| {
+                Some(SchedulerSummary {
+                    scheduler: h.engine.scheduler(name)?.clone(),
+                    counts: *h.engine.fleet(name)?.counts(),
+                })
+            })
+            .collect()
+    }
+
+    async fn scheduler(&self, name: String, version: Option<String>) -> Option<Scheduler> {
+        let h = self.harness();
+        match version {
+            Some(v) => h.engine.scheduler_version(&name, &v).cloned(),
+            None => h.engine.scheduler(&name).cloned(),
+        }
+    }
+
+    async fn versions(&self, name: String) -> Option<Vec<VersionInfo>> {
+        self.harness().engine.versions(&name)
+    }
+
+    async fn operations(&self, scheduler: String, stage: Stage) -> Option<Vec<Operation>> {
+        let h = self.harness();
+        h.engine.scheduler(&scheduler)?;
+        let ops = match stage {
+            Stage::Pending => h
+                .engine
+                .pending_operations(&scheduler)
+                .into_iter()
+                .cloned()
+                .collect(),
+            Stage::Active => h
+                .engine
+                .in_progress_operation(&scheduler)
+                .into_iter()
+                .cloned()
+                .collect(),
+            Stage::Final => h
+                .engine
+                .operations(&scheduler)
+                .filter(|op| op.status.is_final())
+                .cloned()
+                .collect(),
+        };
+        Some(ops)
+    }
+
+    async fn operation(&self, scheduler: String, id: String) -> Option<Operation> {
+        self.harness().engine.operation(&scheduler, &id).cloned()
+    }
+
+    async fn rooms(
+        &self,
+        scheduler: String,
+        status: Option<RoomStatus>,
+        offset: usize,
+        limit: usize,
+    ) -> Option<RoomPage> {
+        let h = self.harness();
+        let fleet = h.engine.fleet(&scheduler)?;
+        let mut matching: Vec<&Room> = fleet
+            .rooms()
+            .filter(|r| status.is_none_or(|s| r.status == s))
+            .collect();
+        matching.sort_by(|a, b| a.id.cmp(&b.id));
+        Some(RoomPage {
+            total: matching.len(),
+            rooms: matching
+                .into_iter()
+                .skip(offset)
+                .take(limit)
+                .cloned()
+                .collect(),
+        })
+    }
+
+    async fn room(&self, scheduler: String, room: String) -> Option<Room> {
+        self.harness().engine.fleet(&scheduler)?.get(&room).cloned()
+    }
+}
+
+/// The router under test and the backend behind it.
+pub struct Api {
+    pub router: Router,
+    pub backend: Arc<SimBackend>,
+}
+
+impl Api {
+    /// Both APIs, no authentication.
+    pub fn new() -> Api {
+        Api::with(SimBackend::new(), &ApiConfig::default())
+    }
+
+    pub fn with(backend: Arc<SimBackend>, config: &ApiConfig) -> Api {
+        Api {
+            router: maestro_api::router(backend.clone(), config),
+            backend,
+        }
+    }
+
+    /// Sends a request; `body` is raw JSON text.
+    pub async fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        send(&self.router, method, uri, body, headers).await
+    }
+
+    pub async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.send("GET", uri, None, &[]).await
+    }
+
+    pub async fn post(&self, uri: &str, body: &Value) -> (StatusCode, Value) {
+        self.send("POST", uri, Some(&body.to_string()), &[]).await
+    }
+
+    pub async fn put(&self, uri: &str, body: &Value) -> (StatusCode, Value) {
+        self.send("PUT", uri, Some(&body.to_string()), &[]).await
+    }
+
+    pub async fn patch(&self, uri: &str, body: &Value) -> (StatusCode, Value) {
+        self.send("PATCH", uri, Some(&body.to_string()), &[]).await
+    }
+
+    /// Creates `name` and lets its rooms become ready.
+    pub async fn create(&self, name: &str, replicas: i64) -> Value {
+        let (status, body) = self
+            .post("/schedulers", &scheduler_json(name, replicas))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// The ids of a scheduler's rooms, by id.
+    pub fn room_ids(&self, scheduler: &str) -> Vec<String> {
+        let h = self.backend.harness();
+        let mut ids: Vec<String> = h
+            .engine
+            .fleet(scheduler)
+            .map(|f| f.rooms().map(|r| r.id.clone()).collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    pub fn room_status(&self, scheduler: &str, room: &str) -> Option<RoomStatus> {
+        let h = self.backend.harness();
+        Some(h.engine.fleet(scheduler)?.get(room)?.status)
+    }
+}
+
+/// Sends one request to `router` and reads the JSON answer (`Null` when empty).
+pub async fn send(
+    router: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(Body::from(body.unwrap_or("").to_string()))
+        .expect("a valid request");
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("a readable body")
+        .to_bytes();
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("answer is not JSON ({e}): {bytes:?}"))
+    };
+    (status, value)
+}
+
+/// A valid scheduler in upstream's camelCase JSON.
+pub fn scheduler_json(name: &str, replicas: i64) -> Value {
+    json!({
+        "name": name,
+        "game": "game",
+        "spec": {
+            "terminationGracePeriod": "30s",
+            "containers": [{
+                "name": "game",
+                "image": "registry.example/game:1",
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["./run"],
+                "environment": [{"name": "MODE", "value": "prod"}],
+                "requests": {"memory": "64Mi", "cpu": "100m"},
+                "limits": {"memory": "128Mi", "cpu": "200m"},
+                "ports": [{"name": "game", "protocol": "udp", "port": 7777}]
+            }]
+        },
+        "portRange": {"start": 20000, "end": 21000},
+        "maxSurge": "25%",
+        "roomsReplicas": replicas
+    })
+}
+
+/// Asserts an error answer: status, gRPC code, empty details; returns the message.
+pub fn error_message(status: StatusCode, body: &Value, want: StatusCode, code: i64) -> String {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(body["code"], json!(code), "{body}");
+    assert_eq!(body["details"], json!([]), "{body}");
+    body["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message in {body}"))
+        .to_string()
+}

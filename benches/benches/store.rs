@@ -1,0 +1,284 @@
+//! Durable enqueues per second: how many operations the sled store makes
+//! durable each second, against the disk's raw fsync rate.
+//!
+//! Every figure is measured in the same run, on the same filesystem (a
+//! temporary directory under the workspace's `target/`, or under
+//! `MAESTRO_BENCH_DIR`), each for a fixed duration:
+//!
+//! - `raw fsync, overwrite`: write 4 KiB at an offset of a preallocated
+//!   file, then `File::sync_data`: the disk's physical limit for one writer.
+//! - `raw fsync, append`: the same, growing the file (each sync also
+//!   commits the file's new size, as a log's appends do).
+//! - `store.apply + flush`: N writer threads, each enqueueing one operation
+//!   with `Store::apply` and then `Store::flush` (sled's flush and an
+//!   fsync): no sharing beyond what sled and the kernel do by themselves.
+//! - `GroupCommit::commit`: the same N threads through group commit, where
+//!   one flush makes a whole group durable.
+//!
+//! The measurements run round robin in ten slices each (0.3 s by default),
+//! so that other load on a shared disk, which comes in bursts, falls on all
+//! of them alike; the table sums the slices, and each pass's raw fsync rate
+//! is printed to show how steady the disk was.
+//!
+//! Run: `cargo bench -p maestro-benches --bench store` (add `-- 6` for six
+//! seconds per measurement instead of three).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use maestro_engine::{Definition, Operation, Time};
+use maestro_store::{GroupCommit, SledStore, Write};
+
+/// Requests one flush may carry (the service's setting is its own).
+const MAX_GROUP: usize = 256;
+const THREADS: [usize; 3] = [1, 4, 16];
+/// Each measurement runs in this many slices, interleaved with the others.
+const PASSES: u32 = 10;
+
+struct Figure {
+    name: String,
+    threads: usize,
+    ops: u64,
+    elapsed: Duration,
+    /// Per-operation latencies, sorted.
+    latencies: Vec<Duration>,
+}
+
+impl Figure {
+    fn rate(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn add(&mut self, more: Figure) {
+        self.ops += more.ops;
+        self.elapsed += more.elapsed;
+        self.latencies.extend(more.latencies);
+    }
+
+    /// Of sorted latencies.
+    fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((self.latencies.len() - 1) as f64 * p).round() as usize;
+        self.latencies[i]
+    }
+}
+
+fn bench_dir() -> PathBuf {
+    match std::env::var_os("MAESTRO_BENCH_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+    }
+}
+
+/// Runs `step` on `threads` threads until `duration` has passed; each call
+/// is one durable operation.
+fn run_threads<S>(
+    name: &str,
+    threads: usize,
+    duration: Duration,
+    make_step: impl Fn(usize) -> S,
+) -> Figure
+where
+    S: FnMut() + Send + 'static,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let mut step = make_step(t);
+            let (stop, start) = (Arc::clone(&stop), Arc::clone(&start));
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                start.wait();
+                while !stop.load(Ordering::Relaxed) {
+                    let began = Instant::now();
+                    step();
+                    latencies.push(began.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    start.wait();
+    let began = Instant::now();
+    std::thread::sleep(duration);
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies: Vec<Duration> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    // The last operations finish after the stop: count the time they took.
+    let elapsed = began.elapsed();
+    latencies.sort();
+    Figure {
+        name: name.to_string(),
+        threads,
+        ops: latencies.len() as u64,
+        elapsed,
+        latencies,
+    }
+}
+
+fn raw_fsync(dir: &Path, duration: Duration, append: bool) -> Figure {
+    const BLOCK: u64 = 4096;
+    const BLOCKS: u64 = 256;
+    let path = dir.join(if append { "append" } else { "overwrite" });
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    if !append {
+        // Preallocate and sync once, so that each later sync is data only.
+        file.write_at(&vec![0u8; (BLOCK * BLOCKS) as usize], 0)
+            .unwrap();
+        file.sync_all().unwrap();
+    }
+    let file: Arc<File> = Arc::new(file);
+    let name = if append {
+        "raw fsync, append 4 KiB"
+    } else {
+        "raw fsync, overwrite 4 KiB"
+    };
+    let figure = run_threads(name, 1, duration, move |_| {
+        let file = Arc::clone(&file);
+        let block = vec![7u8; BLOCK as usize];
+        let mut n = 0u64;
+        move || {
+            let offset = if append {
+                n * BLOCK
+            } else {
+                (n % BLOCKS) * BLOCK
+            };
+            file.write_at(&block, offset).unwrap();
+            file.sync_data().unwrap();
+            n += 1;
+        }
+    });
+    std::fs::remove_file(&path).unwrap();
+    figure
+}
+
+/// A new pending operation, as an enqueue writes it.
+fn enqueue(thread: usize, n: u64, keys: &AtomicI64) -> Write {
+    let key = keys.fetch_add(1, Ordering::Relaxed);
+    Write::Operation(Box::new(Operation::new(
+        format!("op-{thread}-{n}"),
+        "arena".to_string(),
+        Definition::AddRooms { amount: 1 },
+        Time(1_000 + key as u64),
+        key,
+    )))
+}
+
+fn store_flush_each(dir: &Path, threads: usize, duration: Duration) -> Figure {
+    let db = tempfile::tempdir_in(dir).unwrap();
+    let store = Arc::new(SledStore::open(db.path()).unwrap());
+    let keys = Arc::new(AtomicI64::new(0));
+    run_threads("store.apply + store.flush", threads, duration, |t| {
+        let (store, keys) = (Arc::clone(&store), Arc::clone(&keys));
+        let mut n = 0;
+        move || {
+            n += 1;
+            store.apply(Time(1), &[enqueue(t, n, &keys)]).unwrap();
+            store.flush().unwrap();
+        }
+    })
+}
+
+fn group_commit(dir: &Path, threads: usize, duration: Duration) -> Figure {
+    let db = tempfile::tempdir_in(dir).unwrap();
+    let store = Arc::new(SledStore::open(db.path()).unwrap());
+    let group = Arc::new(GroupCommit::new(store, MAX_GROUP));
+    let keys = Arc::new(AtomicI64::new(0));
+    run_threads("GroupCommit::commit", threads, duration, |t| {
+        let (group, keys) = (Arc::clone(&group), Arc::clone(&keys));
+        let mut n = 0;
+        move || {
+            n += 1;
+            group.commit(Time(1), vec![enqueue(t, n, &keys)]).unwrap();
+        }
+    })
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a number is the seconds per measurement.
+    let secs = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse::<u64>().ok())
+        .unwrap_or(3);
+    let duration = Duration::from_secs(secs);
+    let parent = bench_dir();
+    std::fs::create_dir_all(&parent).unwrap();
+    let dir = tempfile::tempdir_in(&parent).unwrap();
+    println!(
+        "store bench: {}s per measurement, in {}",
+        secs,
+        dir.path().display()
+    );
+
+    // Round robin in short slices, so that other load on the machine (the
+    // disk is shared) falls on every measurement alike.
+    let slice = duration / PASSES;
+    let mut figures: Vec<Figure> = Vec::new();
+    for pass in 0..PASSES {
+        let mut results = vec![
+            raw_fsync(dir.path(), slice, false),
+            raw_fsync(dir.path(), slice, true),
+        ];
+        for threads in THREADS {
+            results.push(store_flush_each(dir.path(), threads, slice));
+        }
+        for threads in THREADS {
+            results.push(group_commit(dir.path(), threads, slice));
+        }
+        println!(
+            "pass {:>2}: raw fsync {:>5.0}/s, flush each x16 {:>5.0}/s, group commit x16 {:>5.0}/s",
+            pass + 1,
+            results[0].rate(),
+            results[1 + THREADS.len()].rate(),
+            results.last().unwrap().rate()
+        );
+        if figures.is_empty() {
+            figures = results;
+        } else {
+            for (total, more) in figures.iter_mut().zip(results) {
+                total.add(more);
+            }
+        }
+    }
+    for f in &mut figures {
+        f.latencies.sort();
+    }
+
+    let raw = figures[0].rate();
+    println!();
+    println!(
+        "| {:<28} | {:>7} | {:>7} | {:>10} | {:>9} | {:>9} | {:>9} |",
+        "measurement", "threads", "ops", "ops/s", "vs fsync", "p50", "p99"
+    );
+    println!(
+        "|{:-<30}|{:->9}|{:->9}|{:->12}|{:->11}|{:->11}|{:->11}|",
+        ":", ":", ":", ":", ":", ":", ":"
+    );
+    for f in &figures {
+        println!(
+            "| {:<28} | {:>7} | {:>7} | {:>10.0} | {:>8.2}x | {:>9.2?} | {:>9.2?} |",
+            f.name,
+            f.threads,
+            f.ops,
+            f.rate(),
+            f.rate() / raw,
+            f.percentile(0.5),
+            f.percentile(0.99)
+        );
+    }
+}

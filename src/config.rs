@@ -1,0 +1,616 @@
+//! Configuration: defaults, then a YAML file, then `MAESTRO_` environment
+//! variables, then command-line flags, each layer overriding the one before.
+//!
+//! Keys are upstream's where they exist (`api.port`,
+//! `services.roomManager.roomPingTimeoutMillis`, ...) and, as with viper,
+//! case-insensitive; an environment variable is the key upper-cased with
+//! dots as underscores (`MAESTRO_API_PORT`). Every value is parsed with an
+//! error naming the key and where it came from. Unknown keys in the file or
+//! the environment are reported as warnings, not errors: upstream config
+//! files carry keys for Redis and Postgres, and Kubernetes injects
+//! `MAESTRO_SERVICE_HOST`-style variables for a Service named maestro.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use maestro_engine::{EngineConfig, Millis};
+
+/// Where a value came from, for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag(&'static str),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => write!(f, "the default"),
+            Source::File(path) => write!(f, "{}", path.display()),
+            Source::Env(var) => write!(f, "environment variable {var}"),
+            Source::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {}: {cause}", path.display())]
+    Read { path: PathBuf, cause: String },
+    #[error("config file {}: {cause}", path.display())]
+    Parse { path: PathBuf, cause: String },
+    #[error("{key} (from {origin}): {value:?} {problem}")]
+    Invalid {
+        key: &'static str,
+        origin: Source,
+        value: String,
+        problem: String,
+    },
+}
+
+/// Every key maestro reads, with its default. Lower-case dotted forms are
+/// matched case-insensitively.
+const KEYS: &[(&str, &str)] = &[
+    ("api.port", "8080"),
+    ("roomsApi.port", "8070"),
+    ("internalApi.port", "8081"),
+    ("api.gracefulShutdownTimeout", "30s"),
+    ("dataDir", "./maestro-data"),
+    ("runtime", "sim"),
+    ("log.format", "text"),
+    ("workers.healthControllerInterval", "1m"),
+    ("workers.storageClenupInterval", "3h"),
+    ("workers.redis.operationsTtl", "24h"),
+    ("operations.rooms.add.limit", "1000"),
+    ("operations.rooms.add.batchSize", "40"),
+    ("operations.rooms.remove.limit", "50"),
+    ("services.roomManager.roomPingTimeoutMillis", "240000"),
+    (
+        "services.roomManager.roomInitializationTimeoutMillis",
+        "120000",
+    ),
+    ("services.roomManager.roomValidationTimeoutMillis", "120000"),
+    ("services.roomManager.roomDeletionTimeoutMillis", "120000"),
+    ("services.roomManager.roomAllocationTTLMillis", "300000"),
+    ("services.roomManager.roomValidationAttempts", "3"),
+    (
+        "services.roomManager.roomValidationAcceptOccupiedStatus",
+        "false",
+    ),
+    ("security.managementTokens", ""),
+    ("security.roomsSecret", ""),
+    ("sim.startDelay", "1500ms"),
+    ("sim.pingInterval", "5s"),
+    ("sim.matchDuration", "60s"),
+    ("adapters.runtime.kubernetes.inCluster", "false"),
+    ("adapters.runtime.kubernetes.masterUrl", ""),
+    ("adapters.runtime.kubernetes.kubeconfig", ""),
+    ("adapters.runtime.kubernetes.qps", "100"),
+    ("adapters.runtime.kubernetes.burst", "200"),
+    ("runtimeWatcher.disruptionWorker.intervalSeconds", "60"),
+    ("runtimeWatcher.disruptionWorker.safetyPercentage", "0.05"),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeKind {
+    Sim,
+    Kubernetes,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The typed configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub management_port: u16,
+    pub rooms_port: u16,
+    pub internal_port: u16,
+    pub graceful_shutdown_timeout: Duration,
+    pub data_dir: PathBuf,
+    pub runtime: RuntimeKind,
+    pub log_format: LogFormat,
+    pub engine: EngineConfig,
+    pub management_tokens: Vec<String>,
+    pub rooms_secret: Option<Vec<u8>>,
+    pub sim_start_delay: Duration,
+    pub sim_ping_interval: Duration,
+    pub sim_match_duration: Duration,
+    pub kubernetes: maestro_runtimes::kubernetes::KubernetesConfig,
+    /// How often the disruption budgets are recomputed.
+    pub disruption_interval: Duration,
+}
+
+/// Values from the command line; `None` leaves the lower layers in charge.
+#[derive(Clone, Debug, Default)]
+pub struct FlagValues {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub runtime: Option<String>,
+    pub management_port: Option<u16>,
+    pub rooms_port: Option<u16>,
+    pub internal_port: Option<u16>,
+    pub log_format: Option<String>,
+}
+
+/// Warnings met while loading (unknown keys), for the caller to log.
+pub type Warnings = Vec<String>;
+
+type Layered = BTreeMap<String, (String, Source)>;
+
+impl Config {
+    pub fn load(
+        flags: &FlagValues,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, Warnings), ConfigError> {
+        let mut warnings = Vec::new();
+        let mut values: Layered = KEYS
+            .iter()
+            .map(|(key, default)| {
+                (
+                    key.to_ascii_lowercase(),
+                    (default.to_string(), Source::Default),
+                )
+            })
+            .collect();
+        if let Some(path) = &flags.config {
+            for (key, value) in read_file(path)? {
+                set(
+                    &mut values,
+                    &mut warnings,
+                    &key,
+                    value,
+                    Source::File(path.clone()),
+                );
+            }
+        }
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix("MAESTRO_") else {
+                continue;
+            };
+            let key = rest.replace('_', ".").to_ascii_lowercase();
+            set(
+                &mut values,
+                &mut warnings,
+                &key,
+                value,
+                Source::Env(var.clone()),
+            );
+        }
+        let flag_values: [(&str, Option<String>, &'static str); 6] = [
+            (
+                "dataDir",
+                flags.data_dir.as_ref().map(|p| p.display().to_string()),
+                "--data-dir",
+            ),
+            ("runtime", flags.runtime.clone(), "--runtime"),
+            (
+                "api.port",
+                flags.management_port.map(|p| p.to_string()),
+                "--management-port",
+            ),
+            (
+                "roomsApi.port",
+                flags.rooms_port.map(|p| p.to_string()),
+                "--rooms-port",
+            ),
+            (
+                "internalApi.port",
+                flags.internal_port.map(|p| p.to_string()),
+                "--internal-port",
+            ),
+            ("log.format", flags.log_format.clone(), "--log-format"),
+        ];
+        for (key, value, flag) in flag_values {
+            if let Some(value) = value {
+                values.insert(key.to_ascii_lowercase(), (value, Source::Flag(flag)));
+            }
+        }
+        let r = Reader { values: &values };
+        let engine = EngineConfig {
+            seed: fresh_seed(),
+            room_initialization_timeout: r
+                .millis("services.roomManager.roomInitializationTimeoutMillis")?,
+            room_ping_timeout: r.millis("services.roomManager.roomPingTimeoutMillis")?,
+            room_deletion_timeout: r.millis("services.roomManager.roomDeletionTimeoutMillis")?,
+            room_allocation_ttl: r.millis("services.roomManager.roomAllocationTTLMillis")?,
+            room_validation_timeout: r
+                .millis("services.roomManager.roomValidationTimeoutMillis")?,
+            room_validation_attempts: r.number::<u32>(
+                "services.roomManager.roomValidationAttempts",
+                1,
+                100,
+            )?,
+            room_validation_accept_occupied: r
+                .boolean("services.roomManager.roomValidationAcceptOccupiedStatus")?,
+            health_controller_interval: to_millis(r.duration("workers.healthControllerInterval")?),
+            storage_clean_up_interval: to_millis(r.duration("workers.storageClenupInterval")?),
+            operations_ttl: to_millis(r.duration("workers.redis.operationsTtl")?),
+            add_rooms_limit: r.number::<u32>("operations.rooms.add.limit", 1, 100_000)?,
+            add_rooms_batch_size: r.number::<u32>("operations.rooms.add.batchSize", 1, 10_000)?,
+            remove_rooms_limit: r.number::<u32>("operations.rooms.remove.limit", 1, 100_000)?,
+            ..EngineConfig::default()
+        };
+        let tokens: Vec<String> = r
+            .text("security.managementTokens")
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect();
+        let secret = r.text("security.roomsSecret");
+        let config = Config {
+            management_port: r.number::<u16>("api.port", 0, u16::MAX)?,
+            rooms_port: r.number::<u16>("roomsApi.port", 0, u16::MAX)?,
+            internal_port: r.number::<u16>("internalApi.port", 0, u16::MAX)?,
+            graceful_shutdown_timeout: r.duration("api.gracefulShutdownTimeout")?,
+            data_dir: PathBuf::from(r.text("dataDir")),
+            runtime: r.choice(
+                "runtime",
+                &[
+                    ("sim", RuntimeKind::Sim),
+                    ("kubernetes", RuntimeKind::Kubernetes),
+                ],
+            )?,
+            log_format: r.choice(
+                "log.format",
+                &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+            )?,
+            engine,
+            management_tokens: tokens,
+            rooms_secret: (!secret.is_empty()).then(|| secret.into_bytes()),
+            sim_start_delay: r.duration("sim.startDelay")?,
+            sim_ping_interval: r.duration("sim.pingInterval")?,
+            sim_match_duration: r.duration("sim.matchDuration")?,
+            kubernetes: maestro_runtimes::kubernetes::KubernetesConfig {
+                in_cluster: r.boolean("adapters.runtime.kubernetes.inCluster")?,
+                kubeconfig: Some(r.text("adapters.runtime.kubernetes.kubeconfig"))
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from),
+                master_url: Some(r.text("adapters.runtime.kubernetes.masterUrl"))
+                    .filter(|s| !s.is_empty()),
+                qps: f64::from(r.number::<u32>("adapters.runtime.kubernetes.qps", 1, 100_000)?),
+                burst: r.number::<u32>("adapters.runtime.kubernetes.burst", 1, 100_000)?,
+                safety_percentage: r
+                    .fraction("runtimeWatcher.disruptionWorker.safetyPercentage")?,
+                create_batch_size: r.number::<u32>("operations.rooms.add.batchSize", 1, 10_000)?
+                    as usize,
+                ..maestro_runtimes::kubernetes::KubernetesConfig::default()
+            },
+            // Upstream reads a bare integer of seconds here.
+            disruption_interval: Duration::from_secs(
+                r.number::<u32>("runtimeWatcher.disruptionWorker.intervalSeconds", 1, 86_400)?
+                    .into(),
+            ),
+        };
+        Ok((config, warnings))
+    }
+}
+
+fn to_millis(d: Duration) -> Millis {
+    Millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A fresh seed for this process run, logged so a run can be replayed.
+fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS; mix in the time for good measure.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+fn set(values: &mut Layered, warnings: &mut Warnings, key: &str, value: String, source: Source) {
+    let key = key.to_ascii_lowercase();
+    if values.contains_key(&key) {
+        values.insert(key, (value, source));
+    } else {
+        warnings.push(format!("{source}: unknown key {key} is ignored"));
+    }
+}
+
+/// The file's leaves as dotted keys.
+fn read_file(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.to_path_buf(),
+        cause: e.to_string(),
+    })?;
+    let root: serde_json::Value =
+        serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            cause: e.to_string(),
+        })?;
+    let mut out = Vec::new();
+    flatten("", &root, &mut out);
+    Ok(out)
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    use serde_json::Value;
+    let join = |key: &str| {
+        if prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{prefix}.{key}")
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                flatten(&join(k), v, out);
+            }
+        }
+        Value::Array(items) => {
+            let joined: Vec<String> = items.iter().map(scalar).collect();
+            out.push((prefix.to_string(), joined.join(",")));
+        }
+        Value::Null => {}
+        other => out.push((prefix.to_string(), scalar(other))),
+    }
+}
+
+fn scalar(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+struct Reader<'a> {
+    values: &'a Layered,
+}
+
+impl Reader<'_> {
+    fn raw(&self, key: &'static str) -> (&str, Source) {
+        match self.values.get(&key.to_ascii_lowercase()) {
+            Some((value, source)) => (value.as_str(), source.clone()),
+            None => ("", Source::Default),
+        }
+    }
+
+    fn invalid(&self, key: &'static str, problem: impl Into<String>) -> ConfigError {
+        let (value, origin) = self.raw(key);
+        ConfigError::Invalid {
+            key,
+            origin,
+            value: value.to_string(),
+            problem: problem.into(),
+        }
+    }
+
+    fn text(&self, key: &'static str) -> String {
+        self.raw(key).0.to_string()
+    }
+
+    fn number<T: TryFrom<u64> + Copy + Into<u64>>(
+        &self,
+        key: &'static str,
+        min: T,
+        max: T,
+    ) -> Result<T, ConfigError> {
+        let (value, _) = self.raw(key);
+        let n: u64 = value
+            .trim()
+            .parse()
+            .map_err(|_| self.invalid(key, "is not a whole number"))?;
+        if n < min.into() || n > max.into() {
+            return Err(self.invalid(
+                key,
+                format!("must be between {} and {}", min.into(), max.into()),
+            ));
+        }
+        T::try_from(n).map_err(|_| self.invalid(key, "is out of range"))
+    }
+
+    fn millis(&self, key: &'static str) -> Result<Millis, ConfigError> {
+        Ok(Millis(self.number::<u64>(key, 1, u64::MAX)?))
+    }
+
+    fn fraction(&self, key: &'static str) -> Result<f64, ConfigError> {
+        let value: f64 = self
+            .raw(key)
+            .0
+            .trim()
+            .parse()
+            .map_err(|_| self.invalid(key, "is not a number"))?;
+        if !(0.0..=1.0).contains(&value) {
+            return Err(self.invalid(key, "must be between 0 and 1"));
+        }
+        Ok(value)
+    }
+
+    fn boolean(&self, key: &'static str) -> Result<bool, ConfigError> {
+        match self.raw(key).0.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err(self.invalid(key, "must be true or false")),
+        }
+    }
+
+    fn choice<T: Copy>(&self, key: &'static str, options: &[(&str, T)]) -> Result<T, ConfigError> {
+        let value = self.raw(key).0.trim().to_ascii_lowercase();
+        options
+            .iter()
+            .find(|(name, _)| *name == value)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+                self.invalid(key, format!("must be one of {}", names.join(", ")))
+            })
+    }
+
+    /// `1500ms`, `5s`, `1m`, `3h`, `1h30m`, or a bare number of seconds.
+    fn duration(&self, key: &'static str) -> Result<Duration, ConfigError> {
+        let text = self.raw(key).0.trim().to_string();
+        parse_duration(&text)
+            .ok_or_else(|| self.invalid(key, "is not a duration such as 500ms, 5s, 1m or 24h"))
+    }
+}
+
+fn parse_duration(text: &str) -> Option<Duration> {
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let part = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.checked_mul(60)?),
+            "h" => Duration::from_secs(n.checked_mul(3600)?),
+            _ => return None,
+        };
+        total = total.checked_add(part)?;
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(flags: FlagValues, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load(&flags, env).map(|(c, _)| c)
+    }
+
+    #[test]
+    fn defaults_are_upstreams() {
+        let c = load(FlagValues::default(), &[]).unwrap();
+        assert_eq!(
+            (c.management_port, c.rooms_port, c.internal_port),
+            (8080, 8070, 8081)
+        );
+        assert_eq!(c.runtime, RuntimeKind::Sim);
+        assert_eq!(c.data_dir, PathBuf::from("./maestro-data"));
+        assert_eq!(c.engine.room_ping_timeout, Millis(240_000));
+        assert_eq!(c.engine.add_rooms_limit, 1000);
+        assert_eq!(c.engine.health_controller_interval, Millis(60_000));
+        assert!(c.management_tokens.is_empty() && c.rooms_secret.is_none());
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.yaml");
+        std::fs::write(
+            &file,
+            "api:\n  port: 9000\nservices:\n  roomManager:\n    roomPingTimeoutMillis: 5000\nadapters:\n  redis:\n    poolSize: 500\nsecurity:\n  managementTokens: [a, b]\n",
+        )
+        .unwrap();
+        let flags = FlagValues {
+            config: Some(file),
+            rooms_port: Some(7000),
+            ..FlagValues::default()
+        };
+        let c = load(
+            flags,
+            &[
+                ("MAESTRO_API_PORT", "9100"),
+                ("MAESTRO_WORKERS_HEALTHCONTROLLERINTERVAL", "5s"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.management_port, 9100, "env beats file");
+        assert_eq!(c.rooms_port, 7000, "flag");
+        assert_eq!(
+            c.engine.room_ping_timeout,
+            Millis(5000),
+            "file, key case-insensitive"
+        );
+        assert_eq!(c.engine.health_controller_interval, Millis(5000));
+        assert_eq!(c.management_tokens, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_source() {
+        let err = load(FlagValues::default(), &[("MAESTRO_API_PORT", "eighty")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("api.port") && err.contains("MAESTRO_API_PORT"),
+            "{err}"
+        );
+        let flags = FlagValues {
+            runtime: Some("docker".into()),
+            ..FlagValues::default()
+        };
+        let err = load(flags, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("runtime") && err.contains("--runtime") && err.contains("sim, kubernetes"),
+            "{err}"
+        );
+        let err = load(
+            FlagValues::default(),
+            &[("MAESTRO_WORKERS_HEALTHCONTROLLERINTERVAL", "soon")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("workers.healthControllerInterval"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_warn() {
+        let env = [("MAESTRO_SERVICE_HOST".to_string(), "10.0.0.1".to_string())];
+        let (_, warnings) = Config::load(&FlagValues::default(), env).unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("service.host"));
+    }
+
+    #[test]
+    fn a_broken_file_names_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.yaml");
+        std::fs::write(&file, "api: [unclosed").unwrap();
+        let flags = FlagValues {
+            config: Some(file),
+            ..FlagValues::default()
+        };
+        let err = load(flags, &[]).unwrap_err().to_string();
+        assert!(err.contains("bad.yaml"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        for (text, ms) in [
+            ("500ms", 500),
+            ("5s", 5000),
+            ("1m", 60_000),
+            ("1h30m", 5_400_000),
+            ("7", 7000),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Some(Duration::from_millis(ms)),
+                "{text}"
+            );
+        }
+        for bad in ["", "x", "5d", "m5", "5s3"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+}

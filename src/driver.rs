@@ -1,0 +1,648 @@
+//! The driver: the imperative shell around the engine.
+//!
+//! One task owns the engine and the store. It takes inputs (API requests,
+//! runtime results, instance events, timer expiries) one at a time, feeds
+//! them to the engine, and executes the effects: runtime calls run
+//! concurrently (bounded) and report back as inputs; store writes are
+//! applied in one batch per turn; a command's reply waits until its writes
+//! are flushed, and every command answered in the same turn shares that one
+//! flush (group commit).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use maestro_api::{Backend, RoomPage, SchedulerSummary, Stage};
+use maestro_engine::room::{Room, RoomStatus};
+use maestro_engine::scheduler::Scheduler;
+use maestro_engine::{
+    AllocateError, Allocation, Command, CommandError, CommandReply, Effect, EffectId, Engine,
+    InstanceEvent, Operation, Ping, PingError, RuntimeError, Time, VersionInfo,
+};
+use maestro_runtimes::{RoomSpec, Runtime};
+use maestro_store::{Kv, Store, StoreError, Write};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// The wall clock as the engine sees it.
+pub fn wall_clock() -> Time {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    Time(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    /// Runtime calls in flight at once.
+    pub runtime_concurrency: usize,
+    /// How often soft state (room records) is flushed when nothing else
+    /// forces a flush.
+    pub soft_flush_interval: Duration,
+    /// Requests taken in one turn (and sharing one flush).
+    pub max_batch: usize,
+    /// Secret for per-room Rooms API tokens, when room auth is on.
+    pub rooms_secret: Option<Vec<u8>>,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            runtime_concurrency: 64,
+            soft_flush_interval: Duration::from_millis(200),
+            max_batch: 256,
+            rooms_secret: None,
+        }
+    }
+}
+
+type Reader = Box<dyn FnOnce(&Engine) + Send>;
+
+enum Request {
+    Command(Command, oneshot::Sender<Result<CommandReply, CommandError>>),
+    Ping(Ping, oneshot::Sender<Result<RoomStatus, PingError>>),
+    Allocate {
+        scheduler: String,
+        key: Option<String>,
+        reply: oneshot::Sender<Result<Allocation, AllocateError>>,
+    },
+    Read(Reader),
+}
+
+/// What woke the driver up.
+enum Wake {
+    /// Whether to stop (the sender said so, or is gone).
+    Shutdown(bool),
+    Result(RuntimeResult),
+    Event(InstanceEvent),
+    Request(Request),
+    Timer,
+    SoftFlush,
+}
+
+/// What a runtime task reports.
+struct RuntimeResult {
+    id: EffectId,
+    result: Result<(), RuntimeError>,
+}
+
+/// The cloneable handle the APIs use; it implements [`Backend`].
+#[derive(Clone)]
+pub struct DriverHandle {
+    requests: mpsc::Sender<Request>,
+}
+
+/// Requests waiting for the driver, beyond which callers wait.
+const REQUEST_QUEUE: usize = 4096;
+
+impl DriverHandle {
+    async fn send(&self, request: Request) -> bool {
+        self.requests.send(request).await.is_ok()
+    }
+
+    /// Runs `read` on the engine, between two inputs.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Engine) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        let reader: Reader = Box::new(move |engine| {
+            let _ = tx.send(read(engine));
+        });
+        if !self.send(Request::Read(reader)).await {
+            return None;
+        }
+        rx.await.ok()
+    }
+}
+
+fn stopped() -> CommandError {
+    CommandError::Exhausted("maestro is shutting down".to_string())
+}
+
+#[async_trait::async_trait]
+impl Backend for DriverHandle {
+    async fn command(&self, command: Command) -> Result<CommandReply, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(Request::Command(command, tx)).await {
+            return Err(stopped());
+        }
+        rx.await.map_err(|_| stopped())?
+    }
+
+    async fn ping(&self, ping: Ping) -> Result<RoomStatus, PingError> {
+        let scheduler = ping.scheduler.clone();
+        let (tx, rx) = oneshot::channel();
+        if !self.send(Request::Ping(ping, tx)).await {
+            return Err(PingError::SchedulerNotFound(scheduler));
+        }
+        rx.await
+            .map_err(|_| PingError::SchedulerNotFound(scheduler))?
+    }
+
+    async fn allocate(
+        &self,
+        scheduler: String,
+        key: Option<String>,
+    ) -> Result<Allocation, AllocateError> {
+        let (tx, rx) = oneshot::channel();
+        let request = Request::Allocate {
+            scheduler: scheduler.clone(),
+            key,
+            reply: tx,
+        };
+        if !self.send(request).await {
+            return Err(AllocateError::SchedulerNotFound(scheduler));
+        }
+        rx.await
+            .map_err(|_| AllocateError::SchedulerNotFound(scheduler))?
+    }
+
+    async fn schedulers(&self) -> Vec<SchedulerSummary> {
+        self.read(|engine| {
+            engine
+                .scheduler_names()
+                .filter_map(|name| {
+                    Some(SchedulerSummary {
+                        scheduler: engine.scheduler(name)?.clone(),
+                        counts: *engine.fleet(name)?.counts(),
+                    })
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    async fn scheduler(&self, name: String, version: Option<String>) -> Option<Scheduler> {
+        self.read(move |engine| match version {
+            Some(v) => engine.scheduler_version(&name, &v).cloned(),
+            None => engine.scheduler(&name).cloned(),
+        })
+        .await
+        .flatten()
+    }
+
+    async fn versions(&self, name: String) -> Option<Vec<VersionInfo>> {
+        self.read(move |engine| engine.versions(&name))
+            .await
+            .flatten()
+    }
+
+    async fn operations(&self, scheduler: String, stage: Stage) -> Option<Vec<Operation>> {
+        self.read(move |engine| {
+            engine.scheduler(&scheduler)?;
+            let ops = match stage {
+                Stage::Pending => engine
+                    .pending_operations(&scheduler)
+                    .into_iter()
+                    .cloned()
+                    .collect(),
+                Stage::Active => engine
+                    .in_progress_operation(&scheduler)
+                    .into_iter()
+                    .cloned()
+                    .collect(),
+                Stage::Final => engine
+                    .operations(&scheduler)
+                    .filter(|o| o.status.is_final() && !o.definition.has_no_action())
+                    .cloned()
+                    .collect(),
+            };
+            Some(ops)
+        })
+        .await
+        .flatten()
+    }
+
+    async fn operation(&self, scheduler: String, id: String) -> Option<Operation> {
+        self.read(move |engine| engine.operation(&scheduler, &id).cloned())
+            .await
+            .flatten()
+    }
+
+    async fn rooms(
+        &self,
+        scheduler: String,
+        status: Option<RoomStatus>,
+        offset: usize,
+        limit: usize,
+    ) -> Option<RoomPage> {
+        self.read(move |engine| {
+            let fleet = engine.fleet(&scheduler)?;
+            let matching = fleet
+                .rooms()
+                .filter(|r| status.is_none_or(|s| r.status == s));
+            let total = fleet
+                .rooms()
+                .filter(|r| status.is_none_or(|s| r.status == s))
+                .count();
+            let rooms: Vec<Room> = matching.skip(offset).take(limit).cloned().collect();
+            Some(RoomPage { rooms, total })
+        })
+        .await
+        .flatten()
+    }
+
+    async fn room(&self, scheduler: String, room: String) -> Option<Room> {
+        self.read(move |engine| engine.fleet(&scheduler)?.get(&room).cloned())
+            .await
+            .flatten()
+    }
+}
+
+/// A reply held back until the writes it depends on are durable.
+type HeldReply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+pub struct Driver<K: Kv + 'static> {
+    engine: Engine,
+    store: Arc<Store<K>>,
+    runtime: Arc<dyn Runtime>,
+    config: DriverConfig,
+    requests: mpsc::Receiver<Request>,
+    results_tx: mpsc::UnboundedSender<RuntimeResult>,
+    results: mpsc::UnboundedReceiver<RuntimeResult>,
+    events_tx: mpsc::Sender<InstanceEvent>,
+    events: mpsc::Receiver<InstanceEvent>,
+    permits: Arc<Semaphore>,
+    watches: BTreeMap<String, JoinHandle<()>>,
+    writes: Vec<Write>,
+    /// Writes applied but not flushed yet.
+    unflushed: bool,
+    held: Vec<HeldReply>,
+}
+
+impl<K: Kv + 'static> Driver<K> {
+    /// Builds the driver and restores every stored scheduler into the
+    /// engine. Returns the driver (to `run`) and the handle the APIs use.
+    pub fn new(
+        mut engine: Engine,
+        store: Arc<Store<K>>,
+        runtime: Arc<dyn Runtime>,
+        config: DriverConfig,
+    ) -> Result<(Driver<K>, DriverHandle), StartupError> {
+        let now = wall_clock();
+        for stored in store.load().map_err(StartupError::Load)? {
+            let name = stored
+                .versions
+                .first()
+                .map(|v| v.scheduler.name.clone())
+                .unwrap_or_default();
+            engine
+                .restore(now, stored)
+                .map_err(|e| StartupError::Restore(name, e))?;
+        }
+        let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
+        let (results_tx, results) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::channel(REQUEST_QUEUE);
+        let permits = Arc::new(Semaphore::new(config.runtime_concurrency.max(1)));
+        let mut driver = Driver {
+            engine,
+            store,
+            runtime,
+            config,
+            requests,
+            results_tx,
+            results,
+            events_tx,
+            events,
+            permits,
+            watches: BTreeMap::new(),
+            writes: Vec::new(),
+            unflushed: false,
+            held: Vec::new(),
+        };
+        let names: Vec<String> = driver
+            .engine
+            .scheduler_names()
+            .map(str::to_string)
+            .collect();
+        for name in names {
+            driver.start_watch(&name);
+        }
+        Ok((
+            driver,
+            DriverHandle {
+                requests: requests_tx,
+            },
+        ))
+    }
+
+    /// Runs until `shutdown` turns true, then flushes the store.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), StoreError> {
+        let _ = self.execute_effects();
+        self.commit();
+        let mut soft_flush = tokio::time::interval(self.config.soft_flush_interval);
+        soft_flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let sleep = timer_sleep(self.engine.poll_timeout());
+            let wake = tokio::select! {
+                biased;
+                changed = shutdown.changed() => Wake::Shutdown(changed.is_err() || *shutdown.borrow()),
+                Some(result) = self.results.recv() => Wake::Result(result),
+                Some(event) = self.events.recv() => Wake::Event(event),
+                Some(request) = self.requests.recv() => Wake::Request(request),
+                () = sleep => Wake::Timer,
+                _ = soft_flush.tick() => Wake::SoftFlush,
+            };
+            let woke = std::time::Instant::now();
+            match wake {
+                Wake::Shutdown(true) => break,
+                Wake::Shutdown(false) => continue,
+                Wake::Result(result) => {
+                    self.engine
+                        .handle_effect_result(wall_clock(), result.id, result.result);
+                    for _ in 1..self.config.max_batch {
+                        let Ok(result) = self.results.try_recv() else {
+                            break;
+                        };
+                        self.engine
+                            .handle_effect_result(wall_clock(), result.id, result.result);
+                    }
+                }
+                Wake::Event(event) => self.engine.handle_instance_event(wall_clock(), &event),
+                Wake::Request(request) => {
+                    self.handle(request);
+                    for _ in 1..self.config.max_batch {
+                        let Ok(request) = self.requests.try_recv() else {
+                            break;
+                        };
+                        self.handle(request);
+                    }
+                }
+                Wake::Timer => self.engine.handle_timeout(wall_clock()),
+                Wake::SoftFlush => {
+                    if self.unflushed {
+                        let _ = self.flush_now();
+                    }
+                }
+            }
+            metrics::histogram!("maestro_engine_step_seconds").record(woke.elapsed().as_secs_f64());
+            if self.execute_effects() > 0 {
+                // From the input waking the driver to its room actions being
+                // dispatched: what "reacts in milliseconds" means.
+                metrics::histogram!("maestro_reaction_latency_seconds")
+                    .record(woke.elapsed().as_secs_f64());
+            }
+            self.commit();
+        }
+        // Graceful stop: what the engine decided is stored and durable.
+        let _ = self.execute_effects();
+        self.commit();
+        let _ = self.flush_now();
+        for (_, watch) in std::mem::take(&mut self.watches) {
+            watch.abort();
+        }
+        if self.unflushed {
+            return Err(StoreError::Io("the final flush failed".to_string()));
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, request: Request) {
+        let now = wall_clock();
+        match request {
+            Request::Command(command, reply) => {
+                let result = self.engine.handle_command(now, command);
+                // Acknowledged only once durable.
+                self.held.push(Box::new(move |flushed| {
+                    let result = match flushed {
+                        Ok(()) => result,
+                        Err(e) => Err(CommandError::Exhausted(format!("the store failed: {e}"))),
+                    };
+                    let _ = reply.send(result);
+                }));
+            }
+            Request::Ping(ping, reply) => {
+                let _ = reply.send(self.engine.handle_ping(now, &ping));
+            }
+            Request::Allocate {
+                scheduler,
+                key,
+                reply,
+            } => {
+                let _ = reply.send(self.engine.allocate(now, &scheduler, key.as_deref()));
+            }
+            Request::Read(read) => read(&self.engine),
+        }
+    }
+
+    /// Starts runtime calls and stages store writes for every effect the
+    /// engine emitted. Returns how many room actions (creations and
+    /// deletions) it dispatched.
+    fn execute_effects(&mut self) -> usize {
+        let mut room_actions = 0;
+        while let Some(effect) = self.engine.poll_effect() {
+            if let Effect::PersistOperation(op) = &effect
+                && op.status.is_final()
+            {
+                metrics::counter!(
+                    "maestro_operations_total",
+                    "scheduler" => op.scheduler.clone(),
+                    "operation" => op.definition.name(),
+                    "status" => op.status.as_str()
+                )
+                .increment(1);
+            }
+            if matches!(
+                effect,
+                Effect::CreateRoom { .. } | Effect::DeleteRoom { .. }
+            ) {
+                room_actions += 1;
+            }
+            if let Some(write) = Write::from_effect(&effect) {
+                // Forwarding is not wired yet: nothing drains an outbox,
+                // so do not fill one.
+                if !matches!(write, Write::OutboxPush(_)) {
+                    self.writes.push(write);
+                }
+            }
+            match effect {
+                Effect::CreateSchedulerResources { id, scheduler } => {
+                    let Some(spec) = self.engine.scheduler(&scheduler).cloned() else {
+                        continue;
+                    };
+                    self.start_watch(&scheduler);
+                    self.call(id, "create_scheduler", move |rt| {
+                        Box::pin(async move { rt.create_scheduler(&spec).await })
+                    });
+                }
+                Effect::DeleteSchedulerResources { id, scheduler } => {
+                    self.call(id, "delete_scheduler", move |rt| {
+                        Box::pin(async move { rt.delete_scheduler(&scheduler).await })
+                    });
+                }
+                Effect::CreateRoom {
+                    id,
+                    scheduler,
+                    room,
+                    version,
+                    spec,
+                    host_ports,
+                    is_validation_room,
+                } => {
+                    let extra_env = match &self.config.rooms_secret {
+                        Some(secret) => vec![(
+                            "MAESTRO_ROOM_TOKEN".to_string(),
+                            maestro_api::room_token(secret, &scheduler, &room),
+                        )],
+                        None => Vec::new(),
+                    };
+                    let room_spec = RoomSpec {
+                        scheduler,
+                        room,
+                        version,
+                        spec,
+                        host_ports,
+                        is_validation_room,
+                        extra_env,
+                    };
+                    self.call(id, "create_room", move |rt| {
+                        Box::pin(async move { rt.create_room(&room_spec).await })
+                    });
+                }
+                Effect::DeleteRoom {
+                    id,
+                    scheduler,
+                    room,
+                    reason,
+                } => {
+                    self.call(id, "delete_room", move |rt| {
+                        Box::pin(async move { rt.delete_room(&scheduler, &room, reason).await })
+                    });
+                }
+                Effect::DeleteSchedulerData { scheduler } => {
+                    if let Some(watch) = self.watches.remove(&scheduler) {
+                        watch.abort();
+                    }
+                }
+                _ => {}
+            }
+        }
+        room_actions
+    }
+
+    /// Runs one runtime call on its own task (bounded by the permits) and
+    /// feeds its result back.
+    fn call(
+        &self,
+        id: EffectId,
+        name: &'static str,
+        call: impl FnOnce(
+            Arc<dyn Runtime>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), RuntimeError>> + Send>,
+        > + Send
+        + 'static,
+    ) {
+        let runtime = Arc::clone(&self.runtime);
+        let permits = Arc::clone(&self.permits);
+        let results = self.results_tx.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let result = match permits.acquire_owned().await {
+                Ok(_permit) => call(runtime).await,
+                Err(_) => Err(RuntimeError::new(
+                    maestro_engine::RuntimeErrorKind::Unavailable,
+                    "maestro is shutting down",
+                )),
+            };
+            let outcome = match &result {
+                Ok(()) => "ok",
+                Err(e) => runtime_error_label(e.kind),
+            };
+            metrics::counter!("maestro_runtime_calls_total", "call" => name, "result" => outcome)
+                .increment(1);
+            metrics::histogram!("maestro_runtime_call_seconds", "call" => name)
+                .record(started.elapsed().as_secs_f64());
+            let _ = results.send(RuntimeResult { id, result });
+        });
+    }
+
+    fn start_watch(&mut self, scheduler: &str) {
+        if self.watches.contains_key(scheduler) {
+            return;
+        }
+        let mut stream = self.runtime.watch(scheduler);
+        let events = self.events_tx.clone();
+        let task = tokio::spawn(async move {
+            use futures::StreamExt;
+            while let Some(event) = stream.next().await {
+                if events.send(event).await.is_err() {
+                    break;
+                }
+            }
+        });
+        self.watches.insert(scheduler.to_string(), task);
+    }
+
+    /// Applies this turn's writes; flushes first if a reply waits on them.
+    fn commit(&mut self) {
+        if !self.writes.is_empty() {
+            let writes = std::mem::take(&mut self.writes);
+            match self.store.apply(wall_clock(), &writes) {
+                Ok(()) => self.unflushed = true,
+                Err(e) => {
+                    // A store that cannot write is fatal for correctness:
+                    // answer what waits with the error and stop acknowledging.
+                    tracing::error!(error = %e, "store write failed");
+                    for reply in std::mem::take(&mut self.held) {
+                        reply(Err(e.clone()));
+                    }
+                    return;
+                }
+            }
+        }
+        if !self.held.is_empty() {
+            let flushed = if self.unflushed {
+                self.flush_now()
+            } else {
+                Ok(())
+            };
+            for reply in std::mem::take(&mut self.held) {
+                reply(flushed.clone());
+            }
+        }
+    }
+
+    fn flush_now(&mut self) -> Result<(), StoreError> {
+        let store = Arc::clone(&self.store);
+        let result = tokio::task::block_in_place(|| store.flush());
+        match &result {
+            Ok(()) => self.unflushed = false,
+            Err(e) => tracing::error!(error = %e, "store flush failed"),
+        }
+        result
+    }
+}
+
+fn runtime_error_label(kind: maestro_engine::RuntimeErrorKind) -> &'static str {
+    use maestro_engine::RuntimeErrorKind as K;
+    match kind {
+        K::NotFound => "not_found",
+        K::AlreadyExists => "already_exists",
+        K::Conflict => "conflict",
+        K::RateLimited => "rate_limited",
+        K::Unavailable => "unavailable",
+        K::Invalid => "invalid",
+        K::Internal => "internal",
+    }
+}
+
+fn timer_sleep(deadline: Option<Time>) -> tokio::time::Sleep {
+    let wait = match deadline {
+        Some(t) => Duration::from_millis(t.0.saturating_sub(wall_clock().0)),
+        // Nothing scheduled: wake up rarely; any input wakes the loop anyway.
+        None => Duration::from_secs(3600),
+    };
+    tokio::time::sleep(wait)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot load the store: {0}")]
+    Load(StoreError),
+    #[error("cannot restore scheduler {0}: {1}")]
+    Restore(String, maestro_engine::RestoreError),
+}

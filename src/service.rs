@@ -1,0 +1,366 @@
+//! `maestro start`: wires the store, the runtime, the driver and the APIs
+//! together, serves them, and stops gracefully on SIGTERM or SIGINT.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::routing::get;
+use maestro_api::{ApiConfig, Backend};
+use maestro_engine::Engine;
+use maestro_engine::room::{PingStatus, RoomStatus};
+use maestro_runtimes::Runtime;
+use maestro_runtimes::kubernetes::KubernetesRuntime;
+use maestro_store::SledStore;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use crate::config::{Config, RuntimeKind};
+use crate::driver::{Driver, DriverConfig, DriverHandle};
+use crate::metrics_reporter;
+use crate::sim_cluster::{RoomsApi, SimCluster, SimClusterConfig};
+
+/// The parts of maestro one process can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Module {
+    All,
+    ManagementApi,
+    RoomsApi,
+    Worker,
+    RuntimeWatcher,
+    MetricsReporter,
+}
+
+pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
+    let modules: BTreeSet<Module> = if modules.contains(&Module::All) || modules.is_empty() {
+        [
+            Module::ManagementApi,
+            Module::RoomsApi,
+            Module::Worker,
+            Module::RuntimeWatcher,
+            Module::MetricsReporter,
+        ]
+        .into_iter()
+        .collect()
+    } else {
+        modules.iter().copied().collect()
+    };
+    // The worker owns the engine and the store, and watches the runtime:
+    // every other module needs it in the same process until the split
+    // deployment (modules talking to a remote worker) lands.
+    if !modules.contains(&Module::Worker) {
+        bail!(
+            "modules {modules:?} need a worker in the same process: add `worker` \
+             (running modules in separate processes against a remote worker is not available yet)"
+        );
+    }
+    if config.management_tokens.is_empty() && modules.contains(&Module::ManagementApi) {
+        tracing::warn!(
+            "the management API has no bearer tokens configured: anyone who reaches it can change schedulers"
+        );
+    }
+
+    // Latency histograms get real buckets (the exporter's default is a
+    // summary, which cannot be aggregated across processes).
+    let buckets = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    let metrics = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), &buckets)
+        .context("configuring histogram buckets")?
+        .install_recorder()
+        .context("installing the Prometheus recorder")?;
+
+    tracing::info!(data_dir = %config.data_dir.display(), seed = config.engine.seed, "opening the store");
+    let store = Arc::new(SledStore::open(&config.data_dir).context("opening the store")?);
+
+    let sim = match config.runtime {
+        RuntimeKind::Sim => Some(SimCluster::new(SimClusterConfig {
+            start_delay: config.sim_start_delay,
+            ping_interval: config.sim_ping_interval,
+            match_duration: config.sim_match_duration,
+            ..SimClusterConfig::default()
+        })),
+        RuntimeKind::Kubernetes => None,
+    };
+    let runtime: Arc<dyn Runtime> = match &sim {
+        Some(sim) => Arc::clone(sim) as Arc<dyn Runtime>,
+        None => Arc::new(
+            KubernetesRuntime::connect(config.kubernetes.clone())
+                .await
+                .context("connecting to Kubernetes")?,
+        ),
+    };
+
+    let watcher_runtime = Arc::clone(&runtime);
+    let driver_config = DriverConfig {
+        rooms_secret: config.rooms_secret.clone(),
+        ..DriverConfig::default()
+    };
+    let engine = Engine::new(config.engine.clone());
+    let (driver, handle) = Driver::new(engine, Arc::clone(&store), watcher_runtime, driver_config)
+        .context("starting the driver")?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let driver_task = tokio::spawn(driver.run(shutdown_rx.clone()));
+
+    let api_config = ApiConfig {
+        management_tokens: config.management_tokens.clone(),
+        rooms_secret: config.rooms_secret.clone(),
+        ..ApiConfig::default()
+    };
+    let backend: Arc<dyn Backend> = Arc::new(handle.clone());
+    let rooms_router = maestro_api::rooms_router(Arc::clone(&backend), &api_config);
+    if let Some(sim) = &sim {
+        sim.connect(Arc::new(SimRooms {
+            router: rooms_router.clone(),
+            backend: handle.clone(),
+            secret: config.rooms_secret.clone(),
+        }));
+    }
+
+    let mut servers = Vec::new();
+    if modules.contains(&Module::ManagementApi) {
+        let router = maestro_api::management_router(Arc::clone(&backend), &api_config);
+        servers.push(
+            serve(
+                "management API",
+                config.management_port,
+                router,
+                shutdown_rx.clone(),
+            )
+            .await?,
+        );
+    }
+    if modules.contains(&Module::RoomsApi) {
+        servers.push(
+            serve(
+                "rooms API",
+                config.rooms_port,
+                rooms_router,
+                shutdown_rx.clone(),
+            )
+            .await?,
+        );
+    }
+    let internal = internal_router(handle.clone(), Arc::clone(&store), metrics.clone());
+    servers.push(
+        serve(
+            "internal API",
+            config.internal_port,
+            internal,
+            shutdown_rx.clone(),
+        )
+        .await?,
+    );
+    if modules.contains(&Module::MetricsReporter) {
+        tokio::spawn(metrics_reporter::run(
+            handle.clone(),
+            metrics.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+    if modules.contains(&Module::RuntimeWatcher) {
+        tokio::spawn(disruption_worker(
+            handle.clone(),
+            Arc::clone(&runtime),
+            config.disruption_interval,
+            config.kubernetes.safety_percentage,
+            shutdown_rx.clone(),
+        ));
+    }
+
+    wait_for_signal().await;
+    tracing::info!("stopping: no new requests; settling the store");
+    let _ = shutdown_tx.send(true);
+    let grace = config.graceful_shutdown_timeout;
+    for server in servers {
+        if tokio::time::timeout(grace, server).await.is_err() {
+            tracing::warn!("a server did not stop within {grace:?}");
+        }
+    }
+    match tokio::time::timeout(grace, driver_task).await {
+        Ok(Ok(Ok(()))) => tracing::info!("stopped; the store is flushed"),
+        Ok(Ok(Err(e))) => bail!("the store could not be flushed on the way out: {e}"),
+        Ok(Err(e)) => bail!("the driver failed: {e}"),
+        Err(_) => bail!("the driver did not stop within {grace:?}"),
+    }
+    Ok(())
+}
+
+/// Upstream's disruption worker: every interval, keep each scheduler's
+/// disruption budget at `total rooms × (1 − safety)` (nothing under two rooms).
+async fn disruption_worker(
+    handle: DriverHandle,
+    runtime: Arc<dyn Runtime>,
+    interval: Duration,
+    safety: f64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+        let Some(totals) = handle
+            .read(|engine| {
+                engine
+                    .scheduler_names()
+                    .filter_map(|name| {
+                        Some((name.to_string(), engine.fleet(name)?.counts().total()))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+        else {
+            return;
+        };
+        for (scheduler, total) in totals {
+            let min_available = maestro_runtimes::disruption_budget(total, safety);
+            if let Err(e) = runtime
+                .set_disruption_budget(&scheduler, min_available)
+                .await
+            {
+                // Upstream logs and goes on (#658); so do we.
+                tracing::warn!(scheduler, error = %e, "cannot update the disruption budget");
+            }
+        }
+    }
+}
+
+async fn serve(
+    name: &'static str,
+    port: u16,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let addr = SocketAddr::from(([0, 0, 0, 0], port));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {name} to {addr}"))?;
+    tracing::info!(%addr, "{name} listening");
+    Ok(tokio::spawn(async move {
+        let stop = async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(error = %e, "{name} stopped");
+        }
+    }))
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// `/healthz`, `/readyz` and `/metrics`.
+fn internal_router(
+    handle: DriverHandle,
+    store: Arc<SledStore>,
+    metrics: PrometheusHandle,
+) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "OK" }))
+        .route("/health", get(|| async { "OK" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let handle = handle.clone();
+                let store = Arc::clone(&store);
+                async move {
+                    // Ready when the driver answers and the store can read.
+                    let driver =
+                        tokio::time::timeout(Duration::from_secs(2), handle.read(|_| ())).await;
+                    let store_ok = store.size_on_disk().is_ok();
+                    if matches!(driver, Ok(Some(()))) && store_ok {
+                        (StatusCode::OK, "OK")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { metrics.render() }
+            }),
+        )
+}
+
+/// Simulated game servers ping through the real Rooms API routes (in
+/// process, no socket), with their room token when room auth is on.
+struct SimRooms {
+    router: Router,
+    backend: DriverHandle,
+    secret: Option<Vec<u8>>,
+}
+
+#[async_trait::async_trait]
+impl RoomsApi for SimRooms {
+    async fn ping(&self, scheduler: &str, room: &str, status: PingStatus, running_matches: u64) {
+        let body = serde_json::json!({
+            "status": status.as_str(),
+            "runningMatches": running_matches,
+            "timestamp": crate::driver::wall_clock().0 / 1000,
+        });
+        let mut request = Request::put(format!("/scheduler/{scheduler}/rooms/{room}/ping"))
+            .header("content-type", "application/json");
+        if let Some(secret) = &self.secret {
+            let token = maestro_api::room_token(secret, scheduler, room);
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let Ok(request) = request.body(Body::from(body.to_string())) else {
+            return;
+        };
+        match self.router.clone().oneshot(request).await {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => {
+                tracing::debug!(room, status = %response.status(), "simulated ping refused")
+            }
+            Err(e) => tracing::debug!(room, error = %e, "simulated ping failed"),
+        }
+    }
+
+    async fn status(&self, scheduler: &str, room: &str) -> Option<RoomStatus> {
+        self.backend
+            .room(scheduler.to_string(), room.to_string())
+            .await
+            .map(|r| r.status)
+    }
+}

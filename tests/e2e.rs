@@ -1,0 +1,409 @@
+//! End to end: the real binary on the embedded default (sled + the simulated
+//! cluster) in a temporary directory, driven over HTTP on loopback.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A running `maestro start all`.
+struct Maestro {
+    child: Child,
+    management: u16,
+    rooms: u16,
+    internal: u16,
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+    listener.local_addr().expect("bound address").port()
+}
+
+impl Maestro {
+    fn start(data_dir: &Path) -> Maestro {
+        let (management, rooms, internal) = (free_port(), free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_maestro"))
+            .args(["start", "all", "--data-dir"])
+            .arg(data_dir)
+            .args(["--management-port", &management.to_string()])
+            .args(["--rooms-port", &rooms.to_string()])
+            .args(["--internal-port", &internal.to_string()])
+            // Quick simulated game servers, short timeouts, and no periodic
+            // health check during the test: every decision must be
+            // event-driven.
+            .env("MAESTRO_SIM_STARTDELAY", "300ms")
+            .env("MAESTRO_SIM_PINGINTERVAL", "1s")
+            .env("MAESTRO_SIM_MATCHDURATION", "4s")
+            .env("MAESTRO_SERVICES_ROOMMANAGER_ROOMPINGTIMEOUTMILLIS", "5000")
+            .env(
+                "MAESTRO_SERVICES_ROOMMANAGER_ROOMINITIALIZATIONTIMEOUTMILLIS",
+                "5000",
+            )
+            .env(
+                "MAESTRO_SERVICES_ROOMMANAGER_ROOMDELETIONTIMEOUTMILLIS",
+                "5000",
+            )
+            .env(
+                "MAESTRO_SERVICES_ROOMMANAGER_ROOMVALIDATIONTIMEOUTMILLIS",
+                "10000",
+            )
+            .env("MAESTRO_WORKERS_HEALTHCONTROLLERINTERVAL", "1h")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the maestro binary starts");
+        let maestro = Maestro {
+            child,
+            management,
+            rooms,
+            internal,
+        };
+        wait_for("readiness", Duration::from_secs(30), || {
+            ureq::get(&format!("http://127.0.0.1:{internal}/readyz"))
+                .call()
+                .is_ok_and(|r| r.status() == 200)
+        });
+        maestro
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.management)
+    }
+
+    fn rooms_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.rooms)
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let response = ureq::get(&self.url(path))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call();
+        decode(response)
+    }
+
+    fn send(&self, method: &str, url: String, body: &Value) -> (u16, Value) {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let response = match method {
+            "POST" => agent.post(&url).send_json(body),
+            "PUT" => agent.put(&url).send_json(body),
+            "PATCH" => agent.patch(&url).send_json(body),
+            "DELETE" => agent.delete(&url).call(),
+            other => panic!("unsupported method {other}"),
+        };
+        decode(response)
+    }
+
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send("POST", self.url(path), body)
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        let text = ureq::get(&format!("http://127.0.0.1:{}/metrics", self.internal))
+            .call()
+            .expect("metrics answer")
+            .body_mut()
+            .read_to_string()
+            .expect("metrics text");
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill(); // SIGKILL on Unix
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Maestro {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn decode(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+    let mut response = response.expect("maestro answers");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+fn scheduler(name: &str, image: &str, autoscaling: Option<Value>, replicas: u32) -> Value {
+    let mut s = json!({
+        "name": name,
+        "game": "tennis",
+        "spec": {
+            "terminationGracePeriod": "30s",
+            "containers": [{
+                "name": "game",
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["./run"],
+                "environment": [{"name": "MODE", "value": "ranked"}],
+                "requests": {"memory": "64Mi", "cpu": "100m"},
+                "limits": {"memory": "128Mi", "cpu": "200m"},
+                "ports": [{"name": "game", "protocol": "udp", "port": 7777}]
+            }]
+        },
+        "portRange": {"start": 20000, "end": 30000},
+        "maxSurge": "50%",
+        "roomsReplicas": replicas,
+        "matchAllocation": {"maxMatches": 1}
+    });
+    if let Some(a) = autoscaling {
+        s["autoscaling"] = a;
+    }
+    s
+}
+
+fn info(m: &Maestro, name: &str) -> Value {
+    let (status, body) = m.get("/schedulers/info");
+    assert_eq!(status, 200, "{body}");
+    body["schedulers"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["name"] == name).cloned())
+        .unwrap_or(Value::Null)
+}
+
+fn number(v: &Value) -> u64 {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Rooms by id: (status, version).
+fn rooms(m: &Maestro, name: &str) -> Vec<(String, String, String)> {
+    let (status, body) = m.get(&format!("/schedulers/{name}/rooms?per_page=100"));
+    assert_eq!(status, 200, "{body}");
+    body["rooms"]
+        .as_array()
+        .map(|rooms| {
+            rooms
+                .iter()
+                .map(|r| {
+                    (
+                        r["id"].as_str().unwrap_or_default().to_string(),
+                        r["status"].as_str().unwrap_or_default().to_string(),
+                        r["version"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn operations(m: &Maestro, name: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    for stage in ["pending", "active", "final"] {
+        let path = match stage {
+            "final" => format!("/schedulers/{name}/operations?stage=final&per_page=100"),
+            _ => format!("/schedulers/{name}/operations?stage={stage}"),
+        };
+        let (status, body) = m.get(&path);
+        assert_eq!(status, 200, "{path}: {body}");
+        all.extend(body["operations"].as_array().cloned().unwrap_or_default());
+    }
+    all
+}
+
+fn operation(m: &Maestro, name: &str, id: &str) -> Value {
+    let (status, body) = m.get(&format!("/schedulers/{name}/operations/{id}"));
+    assert_eq!(status, 200, "{body}");
+    body["operation"].clone()
+}
+
+fn op_id(body: &Value) -> String {
+    body["operationId"]
+        .as_str()
+        .expect("an operation id")
+        .to_string()
+}
+
+#[test]
+fn a_scheduler_lives_scales_rolls_over_and_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Maestro::start(dir.path());
+    let autoscaling = json!({
+        "enabled": true, "min": 2, "max": 20, "cooldown": 0,
+        "policy": {"type": "roomOccupancy", "parameters": {"roomOccupancy": {"readyTarget": 0.5, "downThreshold": 0.99}}}
+    });
+
+    // Create: the rooms come up.
+    let (status, body) = m.post(
+        "/schedulers",
+        &scheduler("arena", "game:1", Some(autoscaling), 0),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scheduler"]["state"], "creating");
+    wait_for("2 ready rooms", Duration::from_secs(20), || {
+        number(&info(&m, "arena")["roomsReady"]) == 2
+    });
+
+    // Allocations push occupancy over the target: the scale-up decision is
+    // taken on the allocation itself (the periodic health check is off).
+    let before: Vec<String> = operations(&m, "arena")
+        .iter()
+        .map(|o| o["id"].to_string())
+        .collect();
+    for _ in 0..2 {
+        let (status, body) = m.send(
+            "POST",
+            m.rooms_url("/scheduler/arena/rooms/allocate"),
+            &json!({}),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["success"], true, "{body}");
+    }
+    let allocated_at = Instant::now();
+    let mut reaction = None;
+    wait_for("the scale-up operation", Duration::from_secs(10), || {
+        let found = operations(&m, "arena")
+            .iter()
+            .any(|o| o["definitionName"] == "add_rooms" && !before.contains(&o["id"].to_string()));
+        if found {
+            reaction = Some(allocated_at.elapsed());
+        }
+        found
+    });
+    eprintln!(
+        "scale-up decision visible over HTTP {:?} after the allocation",
+        reaction.unwrap_or_default()
+    );
+    wait_for("4 rooms in service", Duration::from_secs(20), || {
+        let i = info(&m, "arena");
+        number(&i["roomsReady"]) + number(&i["roomsOccupied"]) >= 4
+    });
+
+    // A major version rolls every room over; busy rooms are never deleted.
+    let (status, body) = m.post("/schedulers/arena", &scheduler("arena", "game:2", None, 0));
+    assert_eq!(status, 200, "{body}");
+    let version_op = op_id(&body);
+    wait_for("the rollout", Duration::from_secs(60), || {
+        let rooms = rooms(&m, "arena");
+        !rooms.is_empty()
+            && rooms
+                .iter()
+                .all(|(_, status, version)| version == "v2.0.0" || status == "terminating")
+    });
+    assert_eq!(operation(&m, "arena", &version_op)["status"], "finished");
+    assert_eq!(
+        m.metric("maestro_sim_matches_interrupted_total"),
+        0.0,
+        "a busy room was deleted"
+    );
+
+    // Cancel a version operation while its validation runs.
+    let (status, body) = m.post("/schedulers/arena", &scheduler("arena", "game:3", None, 0));
+    assert_eq!(status, 200, "{body}");
+    let to_cancel = op_id(&body);
+    let (status, body) = m.post(
+        &format!("/schedulers/arena/operations/{to_cancel}/cancel"),
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(operation(&m, "arena", &to_cancel)["status"], "canceled");
+    let (status, _) = m.post(
+        &format!("/schedulers/arena/operations/{to_cancel}/cancel"),
+        &json!({}),
+    );
+    assert_eq!(status, 409, "a final operation cannot be canceled");
+    let names: Vec<String> = operations(&m, "arena")
+        .iter()
+        .map(|o| o["definitionName"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for expected in [
+        "create_scheduler",
+        "add_rooms",
+        "create_new_scheduler_version",
+        "switch_active_version",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+
+    // Delete.
+    let (status, body) = m.send("DELETE", m.url("/schedulers/arena"), &Value::Null);
+    assert_eq!(status, 200, "{body}");
+    wait_for("the scheduler to go", Duration::from_secs(20), || {
+        m.get("/schedulers/arena").0 == 404
+    });
+}
+
+#[test]
+fn a_crash_mid_rollout_loses_nothing_and_the_rollout_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Maestro::start(dir.path());
+    let mut acknowledged = Vec::new();
+    let (status, body) = m.post("/schedulers", &scheduler("arena", "game:1", None, 4));
+    assert_eq!(status, 200, "{body}");
+    wait_for("4 ready rooms", Duration::from_secs(20), || {
+        number(&info(&m, "arena")["roomsReady"]) == 4
+    });
+    let (status, body) = m.post("/schedulers/arena", &scheduler("arena", "game:2", None, 4));
+    assert_eq!(status, 200, "{body}");
+    acknowledged.push(op_id(&body));
+    wait_for("the rollout to begin", Duration::from_secs(20), || {
+        rooms(&m, "arena").iter().any(|(_, _, v)| v == "v2.0.0")
+    });
+    acknowledged.extend(
+        operations(&m, "arena")
+            .iter()
+            .map(|o| o["id"].as_str().unwrap_or_default().to_string()),
+    );
+    m.kill(); // SIGKILL, mid-rollout
+
+    let m = Maestro::start(dir.path());
+    for id in &acknowledged {
+        let (status, body) = m.get(&format!("/schedulers/arena/operations/{id}"));
+        assert_eq!(status, 200, "acknowledged operation {id} lost: {body}");
+    }
+    wait_for(
+        "the rollout to finish after the restart",
+        Duration::from_secs(60),
+        || {
+            let rooms = rooms(&m, "arena");
+            let serving = rooms
+                .iter()
+                .filter(|(_, status, _)| status == "ready")
+                .count();
+            serving == 4
+                && rooms
+                    .iter()
+                    .all(|(_, status, version)| version == "v2.0.0" || status == "terminating")
+        },
+    );
+    for id in &acknowledged {
+        let status = operation(&m, "arena", id)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            ["finished", "canceled", "error"].contains(&status.as_str()),
+            "{id} is {status}"
+        );
+    }
+}
