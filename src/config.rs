@@ -313,10 +313,9 @@ fn fresh_seed() -> u64 {
 
 fn set(values: &mut Layered, warnings: &mut Warnings, key: &str, value: String, source: Source) {
     let key = key.to_ascii_lowercase();
-    if values.contains_key(&key) {
-        values.insert(key, (value, source));
-    } else {
-        warnings.push(format!("{source}: unknown key {key} is ignored"));
+    match values.get_mut(&key) {
+        Some(slot) => *slot = (value, source),
+        None => warnings.push(format!("{source}: unknown key {key} is ignored")),
     }
 }
 

@@ -60,7 +60,11 @@ impl Default for DriverConfig {
 type Reader = Box<dyn FnOnce(&Engine) + Send>;
 
 enum Request {
-    Command(Command, oneshot::Sender<Result<CommandReply, CommandError>>),
+    /// Boxed: a command (a whole scheduler) dwarfs the other requests.
+    Command(
+        Box<Command>,
+        oneshot::Sender<Result<CommandReply, CommandError>>,
+    ),
     Ping(Ping, oneshot::Sender<Result<RoomStatus, PingError>>),
     Allocate {
         scheduler: String,
@@ -125,7 +129,7 @@ fn stopped() -> CommandError {
 impl Backend for DriverHandle {
     async fn command(&self, command: Command) -> Result<CommandReply, CommandError> {
         let (tx, rx) = oneshot::channel();
-        if !self.send(Request::Command(command, tx)).await {
+        if !self.send(Request::Command(Box::new(command), tx)).await {
             return Err(stopped());
         }
         rx.await.map_err(|_| stopped())?
@@ -268,6 +272,9 @@ pub struct Driver<K: Kv + 'static> {
     permits: Arc<Semaphore>,
     watches: BTreeMap<String, JoinHandle<()>>,
     writes: Vec<Write>,
+    /// Room records (soft state), coalesced per room (the last write wins)
+    /// and written on the soft-flush tick instead of once per ping.
+    room_writes: BTreeMap<(String, String), Write>,
     /// Writes applied but not flushed yet.
     unflushed: bool,
     held: Vec<HeldReply>,
@@ -310,6 +317,7 @@ impl<K: Kv + 'static> Driver<K> {
             permits,
             watches: BTreeMap::new(),
             writes: Vec::new(),
+            room_writes: BTreeMap::new(),
             unflushed: false,
             held: Vec::new(),
         };
@@ -373,6 +381,9 @@ impl<K: Kv + 'static> Driver<K> {
                 }
                 Wake::Timer => self.engine.handle_timeout(wall_clock()),
                 Wake::SoftFlush => {
+                    self.writes
+                        .extend(std::mem::take(&mut self.room_writes).into_values());
+                    self.commit();
                     if self.unflushed {
                         let _ = self.flush_now();
                     }
@@ -389,6 +400,8 @@ impl<K: Kv + 'static> Driver<K> {
         }
         // Graceful stop: what the engine decided is stored and durable.
         let _ = self.execute_effects();
+        self.writes
+            .extend(std::mem::take(&mut self.room_writes).into_values());
         self.commit();
         let _ = self.flush_now();
         for (_, watch) in std::mem::take(&mut self.watches) {
@@ -404,7 +417,7 @@ impl<K: Kv + 'static> Driver<K> {
         let now = wall_clock();
         match request {
             Request::Command(command, reply) => {
-                let result = self.engine.handle_command(now, command);
+                let result = self.engine.handle_command(now, *command);
                 // Acknowledged only once durable.
                 self.held.push(Box::new(move |flushed| {
                     let result = match flushed {
@@ -451,10 +464,26 @@ impl<K: Kv + 'static> Driver<K> {
             ) {
                 room_actions += 1;
             }
-            if let Some(write) = Write::from_effect(&effect) {
+            match Write::from_effect(&effect) {
                 // Forwarding is not wired yet: nothing drains an outbox,
                 // so do not fill one.
-                if !matches!(write, Write::OutboxPush(_)) {
+                Some(Write::OutboxPush(_)) | None => {}
+                Some(Write::Room(room)) => {
+                    let key = (room.scheduler.clone(), room.id.clone());
+                    self.room_writes.insert(key, Write::Room(room));
+                }
+                Some(Write::ForgetRoom { scheduler, room }) => {
+                    let key = (scheduler.clone(), room.clone());
+                    self.room_writes
+                        .insert(key, Write::ForgetRoom { scheduler, room });
+                }
+                Some(write) => {
+                    if let Write::DeleteScheduler { name } = &write {
+                        // Its rooms go with it: a late room write must not
+                        // bring records of a deleted scheduler back.
+                        self.room_writes
+                            .retain(|(scheduler, _), _| scheduler != name);
+                    }
                     self.writes.push(write);
                 }
             }

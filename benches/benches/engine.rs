@@ -1,1 +1,448 @@
-fn main() {}
+//! Engine hot paths at 1k, 10k and 100k ready rooms in one scheduler.
+//!
+//! - `ping/steady/N`: a ready room pings ready again (no status change).
+//! - `ping/flip/N`: a ping that changes the status (ready → occupied, later
+//!   occupied → ready), which marks the scheduler dirty and reconciles; with
+//!   fixed replicas the reconcile decides nothing.
+//! - `reconcile/full/N`: `Engine::health_check`, the periodic audit that
+//!   recomputes every fleet index from scratch, plus the decision.
+//!
+//! Each fleet is built once per size with the simulated cluster
+//! ([`maestro_sim::Harness`]), then the engine is taken out of the harness and
+//! driven directly, as the shell would: every call is followed by draining
+//! `poll_effect` (an accepted ping emits one `Effect::SaveRoom`, a boxed copy
+//! of the room, which is drained and dropped here; the idle health check
+//! emits nothing). Simulated time advances 1 ms per call. Pings visit the rooms
+//! in a fixed shuffled order (as real pings arrive), not in id order, so that
+//! a lookup does not find its path already in cache.
+//!
+//! Run: `cargo bench -p maestro-benches --bench engine`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
+use maestro_engine::room::{PingStatus, RoomStatus};
+use maestro_engine::scheduler::{
+    Container, ContainerPort, MatchAllocation, PortRange, Resources, Scheduler, SchedulerState,
+    Spec,
+};
+use maestro_engine::{Command, CommandReply, Effect, Engine, EngineConfig, Millis, Ping, Time};
+use maestro_sim::{Harness, SimConfig};
+
+const SCHEDULER: &str = "bench";
+const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
+
+// ----- heap accounting ------------------------------------------------------
+
+/// The system allocator, counting live heap bytes while `TRACKING` is on.
+/// Off (one relaxed load per allocation) while benchmarks run.
+struct CountingAlloc;
+
+static TRACKING: AtomicBool = AtomicBool::new(false);
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+fn count(delta: isize) {
+    if TRACKING.load(Ordering::Relaxed) {
+        LIVE_BYTES.fetch_add(delta, Ordering::Relaxed);
+    }
+}
+
+fn signed(size: usize) -> isize {
+    isize::try_from(size).unwrap_or(isize::MAX)
+}
+
+// SAFETY: every call is forwarded to `System` unchanged; only counters move.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as ours.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            count(signed(layout.size()));
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as ours.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            count(signed(layout.size()));
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) };
+        count(-signed(layout.size()));
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: same contract as ours.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            count(signed(new_size) - signed(layout.size()));
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAlloc = CountingAlloc;
+
+// ----- fleet setup ----------------------------------------------------------
+
+/// The `scheduler()` helper of sim/tests/scenarios.rs, with a wide port range.
+fn scheduler(name: &str, replicas: i64) -> Scheduler {
+    Scheduler {
+        name: name.to_string(),
+        game: "game".to_string(),
+        state: SchedulerState::Creating,
+        spec: Spec {
+            version: String::new(),
+            termination_grace_period_secs: 30,
+            containers: vec![Container {
+                name: "game".to_string(),
+                image: "game:1".to_string(),
+                image_pull_policy: "IfNotPresent".to_string(),
+                command: Vec::new(),
+                environment: Vec::new(),
+                requests: Resources {
+                    memory: "64Mi".to_string(),
+                    cpu: "100m".to_string(),
+                },
+                limits: Resources {
+                    memory: "64Mi".to_string(),
+                    cpu: "100m".to_string(),
+                },
+                ports: vec![ContainerPort {
+                    name: "game".to_string(),
+                    protocol: "udp".to_string(),
+                    port: 7777,
+                    host_port: 0,
+                    host_port_range: None,
+                }],
+            }],
+            toleration: String::new(),
+            affinity: String::new(),
+            restart_policy: "Never".to_string(),
+        },
+        port_range: Some(PortRange {
+            start: 20000,
+            end: 60000,
+        }),
+        rooms_replicas: replicas,
+        max_surge: "25%".to_string(),
+        autoscaling: None,
+        forwarders: Vec::new(),
+        annotations: Default::default(),
+        labels: Default::default(),
+        match_allocation: MatchAllocation { max_matches: 1 },
+        created_at: Time::ZERO,
+        last_downscale_at: None,
+        rollback_version: None,
+    }
+}
+
+/// An engine holding one scheduler of `n` ready rooms, and a ping per room.
+struct Fleet {
+    engine: Engine,
+    /// One ping per room, in a shuffled order.
+    pings: Vec<Ping>,
+    now: Time,
+}
+
+impl Fleet {
+    fn tick(&mut self) -> Time {
+        self.now = self.now + Millis(1);
+        self.now
+    }
+
+    fn ready(&self) -> u64 {
+        self.engine
+            .fleet(SCHEDULER)
+            .expect("the scheduler exists")
+            .counts()
+            .get(RoomStatus::Ready)
+    }
+}
+
+/// Drains the engine's effects, as the shell must after every input.
+fn drain(engine: &mut Engine) -> u64 {
+    let mut drained = 0;
+    while let Some(effect) = engine.poll_effect() {
+        black_box(effect);
+        drained += 1;
+    }
+    drained
+}
+
+/// Drains the effects of one ping, asserting they are at most one write of
+/// that room's record: no operation, no runtime call.
+fn only_saves_of(engine: &mut Engine, room: &str) {
+    let mut saves = 0;
+    while let Some(effect) = engine.poll_effect() {
+        match effect {
+            Effect::SaveRoom(r) if r.id == room => saves += 1,
+            other => panic!("a ping of {room} emitted {other:?}"),
+        }
+    }
+    assert!(saves <= 1, "{saves} writes of {room}");
+}
+
+fn take_engine(h: Harness) -> (Engine, Time) {
+    let now = h.now();
+    let Harness { engine, .. } = h;
+    (engine, now)
+}
+
+/// A deterministic shuffle (xorshift64* + Fisher–Yates).
+fn shuffle<T>(items: &mut [T], mut seed: u64) {
+    for i in (1..items.len()).rev() {
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        let r = seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let j = usize::try_from(r % (i as u64 + 1)).expect("fits");
+        items.swap(i, j);
+    }
+}
+
+fn build(n: usize) -> Fleet {
+    let started = Instant::now();
+    LIVE_BYTES.store(0, Ordering::Relaxed);
+    TRACKING.store(true, Ordering::Relaxed);
+
+    let config = EngineConfig {
+        add_rooms_limit: 10_000,
+        add_rooms_batch_size: 1_000,
+        max_rooms_per_scheduler: 200_000,
+        ..EngineConfig::default()
+    };
+    let sim = SimConfig {
+        ping_interval: Millis::from_secs(3600),
+        ..SimConfig::default()
+    };
+    let mut h = Harness::new(config, sim);
+    let replicas = i64::try_from(n).expect("fits");
+    match h.command(Command::CreateScheduler(scheduler(SCHEDULER, replicas))) {
+        Ok(CommandReply::Enqueued(_)) => {}
+        other => panic!("creating the scheduler: {other:?}"),
+    }
+    let target = n as u64;
+    let ready = |h: &Harness| {
+        h.engine
+            .fleet(SCHEDULER)
+            .map_or(0, |f| f.counts().get(RoomStatus::Ready))
+    };
+    // Rooms ping once at boot and then hourly, so the fleet must be complete
+    // well within the 240 s ping timeout.
+    for _ in 0..120 {
+        if ready(&h) == target {
+            break;
+        }
+        h.run_for(Millis::from_secs(1));
+    }
+    assert_eq!(ready(&h), target, "the fleet did not reach {n} ready rooms");
+    // Let the last operations finish so that the reconcile is not skipped.
+    for _ in 0..1_000 {
+        if h.engine.in_progress_operation(SCHEDULER).is_none()
+            && h.engine.pending_operations(SCHEDULER).is_empty()
+        {
+            break;
+        }
+        h.run_for(Millis(10));
+    }
+    assert!(h.engine.in_progress_operation(SCHEDULER).is_none());
+    assert!(h.engine.pending_operations(SCHEDULER).is_empty());
+    h.engine.check_invariants().expect("a consistent engine");
+    let sim_secs = h.now().as_millis() as f64 / 1000.0 - 1000.0;
+
+    let (mut engine, now) = take_engine(h);
+    drain(&mut engine);
+    TRACKING.store(false, Ordering::Relaxed);
+    let engine_bytes = LIVE_BYTES.load(Ordering::Relaxed);
+
+    let fleet = engine.fleet(SCHEDULER).expect("the scheduler exists");
+    assert_eq!(fleet.len(), n);
+    let mut pings: Vec<Ping> = fleet
+        .rooms()
+        .map(|r| Ping {
+            scheduler: SCHEDULER.to_string(),
+            room: r.id.clone(),
+            status: PingStatus::Ready,
+            running_matches: 0,
+            metadata_json: String::new(),
+        })
+        .collect();
+    shuffle(&mut pings, 0x9E37_79B9_7F4A_7C15 ^ n as u64);
+
+    eprintln!(
+        "setup {n} rooms: {:.2} s wall, {sim_secs:.1} s simulated; engine heap ~{:.1} MiB \
+         ({} B per room, requested bytes, allocator overhead excluded)",
+        started.elapsed().as_secs_f64(),
+        engine_bytes as f64 / (1024.0 * 1024.0),
+        engine_bytes / signed(n),
+    );
+    Fleet { engine, pings, now }
+}
+
+// ----- benchmarks -----------------------------------------------------------
+
+/// Ping i of the flip sequence: pair p occupies room p and frees room
+/// p - N/2 (occupied N/2 pairs earlier), so every call changes a status and
+/// half of the fleet is occupied at any time. `prime` occupies rooms
+/// N/2..N first so the sequence starts in that steady state.
+fn flip_ping(pings: &mut [Ping], i: usize) -> &Ping {
+    let n = pings.len();
+    let pair = i / 2;
+    let (index, status, matches) = if i.is_multiple_of(2) {
+        (pair % n, PingStatus::Occupied, 1)
+    } else {
+        ((pair + n - n / 2) % n, PingStatus::Ready, 0)
+    };
+    let ping = &mut pings[index];
+    ping.status = status;
+    ping.running_matches = matches;
+    ping
+}
+
+fn bench_size(c: &mut Criterion, n: usize) {
+    let mut fleet = build(n);
+    let large = n >= 100_000;
+
+    // ping/steady and ping/flip
+    {
+        let mut group = c.benchmark_group("ping");
+        group.throughput(Throughput::Elements(1));
+        if large {
+            group.sample_size(20);
+            group.warm_up_time(Duration::from_secs(1));
+            group.measurement_time(Duration::from_secs(2));
+        } else {
+            group.sample_size(50);
+            group.warm_up_time(Duration::from_secs(1));
+            group.measurement_time(Duration::from_secs(3));
+        }
+
+        // Sanity: a ready ping on a ready room keeps its status; the only
+        // effect is the room's record (its last ping time changed).
+        let now = fleet.tick();
+        let status = fleet.engine.handle_ping(now, &fleet.pings[0]);
+        assert_eq!(status, Ok(RoomStatus::Ready));
+        only_saves_of(&mut fleet.engine, &fleet.pings[0].room);
+
+        let (mut calls, mut drained) = (0u64, 0u64);
+        group.bench_with_input(BenchmarkId::new("steady", n), &n, |b, &n| {
+            b.iter(|| {
+                let now = fleet.tick();
+                let ping = &fleet.pings[calls as usize % n];
+                let status = fleet.engine.handle_ping(now, black_box(ping));
+                drained += drain(&mut fleet.engine);
+                calls += 1;
+                status
+            })
+        });
+        eprintln!("ping/steady/{n}: {drained} effects drained over {calls} calls");
+        assert_eq!(fleet.ready(), n as u64);
+
+        // Prime: occupy the second half of the shuffled order.
+        for ping in &mut fleet.pings[n - n / 2..] {
+            ping.status = PingStatus::Occupied;
+            ping.running_matches = 1;
+            let now = fleet.now + Millis(1);
+            fleet.now = now;
+            let status = fleet.engine.handle_ping(now, ping);
+            assert_eq!(status, Ok(RoomStatus::Occupied));
+            only_saves_of(&mut fleet.engine, &ping.room);
+        }
+        assert!(
+            fleet.engine.in_progress_operation(SCHEDULER).is_none()
+                && fleet.engine.pending_operations(SCHEDULER).is_empty(),
+            "a flip started an operation"
+        );
+
+        let (mut calls, mut drained) = (0usize, 0u64);
+        group.bench_with_input(BenchmarkId::new("flip", n), &n, |b, _| {
+            b.iter(|| {
+                let now = fleet.tick();
+                let ping = flip_ping(&mut fleet.pings, calls);
+                let status = fleet.engine.handle_ping(now, black_box(ping));
+                drained += drain(&mut fleet.engine);
+                calls += 1;
+                status
+            })
+        });
+        eprintln!("ping/flip/{n}: {drained} effects drained over {calls} calls");
+        group.finish();
+
+        let counts = fleet.engine.fleet(SCHEDULER).expect("exists").counts();
+        let (ready, occupied) = (
+            counts.get(RoomStatus::Ready),
+            counts.get(RoomStatus::Occupied),
+        );
+        assert_eq!(ready + occupied, n as u64);
+        assert!(
+            occupied.abs_diff(n as u64 / 2) <= 1,
+            "{occupied} occupied rooms"
+        );
+        assert!(
+            fleet.engine.in_progress_operation(SCHEDULER).is_none()
+                && fleet.engine.pending_operations(SCHEDULER).is_empty(),
+            "a flip started an operation"
+        );
+    }
+
+    // reconcile/full
+    {
+        let mut group = c.benchmark_group("reconcile");
+        group.throughput(Throughput::Elements(1));
+        if large {
+            group.sample_size(10);
+            group.sampling_mode(SamplingMode::Flat);
+            group.warm_up_time(Duration::from_secs(1));
+            group.measurement_time(Duration::from_secs(5));
+        } else {
+            group.sample_size(30);
+            group.warm_up_time(Duration::from_secs(1));
+            group.measurement_time(Duration::from_secs(3));
+        }
+        let now = fleet.tick();
+        assert_eq!(fleet.engine.health_check(now, SCHEDULER), Some(false));
+        assert_eq!(
+            drain(&mut fleet.engine),
+            0,
+            "an idle health check emitted effects"
+        );
+
+        let (mut calls, mut drained, mut actions) = (0u64, 0u64, 0u64);
+        group.bench_with_input(BenchmarkId::new("full", n), &n, |b, _| {
+            b.iter(|| {
+                let now = fleet.tick();
+                let took_action = fleet.engine.health_check(now, black_box(SCHEDULER));
+                drained += drain(&mut fleet.engine);
+                calls += 1;
+                actions += u64::from(took_action == Some(true));
+                took_action
+            })
+        });
+        eprintln!(
+            "reconcile/full/{n}: {drained} effects drained, {actions} actions over {calls} calls"
+        );
+        group.finish();
+    }
+}
+
+fn engine(c: &mut Criterion) {
+    for n in SIZES {
+        bench_size(c, n);
+    }
+}
+
+criterion_group!(benches, engine);
+criterion_main!(benches);

@@ -258,7 +258,7 @@ impl SchedulerEntry {
             .expect("the room was just updated");
         let changed = (room.status, room.running_matches) != before;
         let is_validation_room = room.is_validation_room;
-        if result.is_ok() && room.deletion.is_none() {
+        if result.is_ok() && room.deletion.is_none() && self.active().has_enabled_forwarders() {
             let room = room.clone();
             self.forward(io, &room, ForwardKind::Resync(ping.status));
         }

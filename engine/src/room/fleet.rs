@@ -260,6 +260,12 @@ impl Fleet {
         if room.is_validation_room {
             return None; // the validating operation owns it until it deletes it
         }
+        if room.restored {
+            // Unconfirmed since a restart: a live pod is confirmed by the
+            // runtime's relist or the room's next ping; a room whose pod is
+            // gone must not linger, whatever status it was stored with.
+            return Some(room.last_ping_at + t.ping);
+        }
         match room.status {
             RoomStatus::Terminated => Some(room.last_ping_at),
             RoomStatus::Terminating => Some(room.last_ping_at + t.deletion),
@@ -485,6 +491,14 @@ mod tests {
         assert_eq!(fleet.expiry_deadline(&r), Some(Time(130_000)));
         r.status = RoomStatus::Terminated;
         assert_eq!(fleet.expiry_deadline(&r), Some(Time(10_000)));
+        r.status = RoomStatus::Pending;
+        r.restored = true;
+        assert_eq!(
+            fleet.expiry_deadline(&r),
+            Some(Time(250_000)),
+            "unconfirmed after a restart"
+        );
+        r.restored = false;
         r.is_validation_room = true;
         assert_eq!(fleet.expiry_deadline(&r), None);
         // A validation room whose delete failed is retried like any other.
