@@ -704,7 +704,7 @@ async fn rooms_listing_filters_and_pages() {
     assert!(room["lastPingAt"].as_str().unwrap().ends_with('Z'));
     assert_eq!(
         room["address"],
-        json!({"host": "node-1.sim", "ports": [{"name": "game", "protocol": "udp", "port": "7777"}]})
+        json!({"host": "node-1.sim", "ports": [{"name": "game", "protocol": "udp", "port": 7777}]})
     );
     let ids: Vec<&str> = body["rooms"]
         .as_array()

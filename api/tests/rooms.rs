@@ -147,7 +147,7 @@ async fn address_of_a_room() {
     assert_eq!(
         answer,
         json!({
-            "ports": [{"name": "game", "protocol": "udp", "port": "7777"}],
+            "ports": [{"name": "game", "protocol": "udp", "port": 7777}],
             "host": "node-1.sim",
             "ipv6Label": ""
         })
@@ -182,7 +182,7 @@ async fn allocate_hands_out_ready_rooms_then_says_none_is_left() {
     assert_eq!(answer["host"], "node-1.sim");
     assert_eq!(
         answer["ports"],
-        json!([{"name": "game", "protocol": "udp", "port": "7777"}])
+        json!([{"name": "game", "protocol": "udp", "port": 7777}])
     );
     let first = answer["roomId"].as_str().unwrap().to_string();
     assert!(ids.contains(&first));

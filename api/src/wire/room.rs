@@ -83,13 +83,14 @@ pub struct StatusResponse {
     pub success: bool,
 }
 
-/// A room's port as the rooms API reports it (`port` is an int64).
+/// A room's port as the rooms API reports it. `port` is an int32 in
+/// upstream's messages (as everywhere in Kubernetes), so protojson writes
+/// it as a JSON number.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Port {
     pub name: String,
     pub protocol: String,
-    #[serde(serialize_with = "codec::int64::serialize")]
-    pub port: i64,
+    pub port: i32,
 }
 
 /// Answer of `GET /scheduler/{s}/rooms/{room}/address`.
@@ -118,7 +119,7 @@ fn ports(ports: &[AddressPort]) -> Vec<Port> {
         .map(|p| Port {
             name: p.name.clone(),
             protocol: p.protocol.clone(),
-            port: i64::from(p.port),
+            port: i32::from(p.port),
         })
         .collect()
 }
