@@ -26,6 +26,9 @@ pub struct EngineConfig {
     pub room_validation_attempts: u32,
     /// Whether an occupied validation room counts as a success.
     pub room_validation_accept_occupied: bool,
+    /// How long a running operation's lease lasts; renewed at half of it
+    /// (upstream 5 s).
+    pub operation_lease_ttl: Millis,
     /// Period of the health_controller operation (upstream 1 min). Decisions
     /// are event-driven; this is the periodic safety net.
     pub health_controller_interval: Millis,
@@ -66,6 +69,7 @@ impl Default for EngineConfig {
             room_validation_timeout: Millis::from_secs(120),
             room_validation_attempts: 3,
             room_validation_accept_occupied: false,
+            operation_lease_ttl: Millis::from_secs(5),
             health_controller_interval: Millis::from_secs(60),
             storage_clean_up_interval: Millis::from_secs(3 * 3600),
             operations_ttl: Millis::from_secs(24 * 3600),

@@ -140,6 +140,11 @@ pub struct Operation {
     pub started_at: Option<Time>,
     pub finished_at: Option<Time>,
     pub execution_history: Vec<HistoryEntry>,
+    /// While the operation runs: when its lease expires unless renewed. The
+    /// engine renews it on a timer and persists it, so an operation whose
+    /// lease lies in the past was held by a process that stopped.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub lease: Option<Time>,
     /// Position in the scheduler's queue: pending operations run in
     /// ascending order. Priority operations take keys below every other,
     /// so the store can keep the queue's order across a restart.
@@ -166,6 +171,7 @@ impl Operation {
                 at: now,
                 event: "Created".to_string(),
             }],
+            lease: None,
             queue_key,
         }
     }

@@ -697,3 +697,41 @@ fn a_restart_during_validation_resumes_the_version_operation() {
     );
     assert!(fleet.rooms().all(|r| r.version.major == 2));
 }
+
+#[test]
+fn a_running_operation_holds_a_lease_the_engine_renews() {
+    // Slow pods: a major version's validation room takes 20 s to start.
+    let sim = SimConfig {
+        start_delay: Millis::from_secs(20),
+        ..SimConfig::default()
+    };
+    let mut h = Harness::new(EngineConfig::default(), sim);
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 1))));
+    h.run_for(Millis::from_secs(25));
+    let mut v2 = scheduler("arena", 1);
+    v2.spec.containers[0].image = "game:2".to_string();
+    let op = enqueued(h.command(Command::NewSchedulerVersion(v2)));
+    let started = h
+        .engine
+        .operation("arena", &op)
+        .unwrap()
+        .started_at
+        .unwrap();
+    let ttl = EngineConfig::default().operation_lease_ttl;
+
+    h.run_for(Millis::from_secs(7));
+    let running = h.engine.operation("arena", &op).unwrap();
+    assert_eq!(running.status, OperationStatus::InProgress);
+    let lease = running.lease.expect("a running operation holds a lease");
+    assert!(lease > h.now(), "the lease is live");
+    assert!(lease > started + ttl, "the lease was renewed");
+    // The renewal is persisted, so the store shows a live lease too.
+    let stored = h.store.load().unwrap().remove(0).operations;
+    let stored = stored.iter().find(|o| o.id == op).unwrap();
+    assert_eq!(stored.lease, Some(lease));
+
+    h.run_for(Millis::from_secs(60));
+    let done = h.engine.operation("arena", &op).unwrap();
+    assert_eq!(done.status, OperationStatus::Finished);
+    assert_eq!(done.lease, None, "a finished operation holds no lease");
+}

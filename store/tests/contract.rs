@@ -77,6 +77,7 @@ fn op(
             at: Time(created),
             event: "Created".to_string(),
         }],
+        lease: None,
         queue_key,
     }
 }

@@ -55,6 +55,7 @@ fn health_check(n: u64) -> Operation {
             at,
             event: "Created".to_string(),
         }],
+        lease: None,
         queue_key: n as i64,
     }
 }

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use super::scheduler::json_object;
 use super::time::{GO_ZERO_TIME, go_time, timestamp};
 
-/// The operation lease. maestro runs operations in process and has no
-/// leases, so it is never filled (the field is proto3 `optional`).
+/// The operation lease of a running operation: when it expires unless the
+/// worker renews it (RFC 3339). Absent otherwise (proto3 `optional`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Lease {
     pub ttl: String,
@@ -78,7 +78,7 @@ impl From<&EngineOperation> for ListOperationItem {
             id: op.id.clone(),
             status: op.status.as_str().to_string(),
             definition_name: op.definition.name().to_string(),
-            lease: None,
+            lease: op.lease.map(|at| Lease { ttl: timestamp(at) }),
             scheduler_name: op.scheduler.clone(),
             created_at: timestamp(op.created_at),
         }
@@ -91,7 +91,7 @@ impl From<&EngineOperation> for Operation {
             id: op.id.clone(),
             status: op.status.as_str().to_string(),
             definition_name: op.definition.name().to_string(),
-            lease: None,
+            lease: op.lease.map(|at| Lease { ttl: timestamp(at) }),
             scheduler_name: op.scheduler.clone(),
             created_at: timestamp(op.created_at),
             input: definition_input(&op.definition),

@@ -39,6 +39,8 @@ pub(crate) struct SchedulerEntry {
     /// A reconcile the cooldown postponed.
     pub reconcile_at: Option<Time>,
     pub allocations: Allocations,
+    /// When the running operation's lease is renewed next.
+    pub lease_renewal: Option<Time>,
     /// Next queue keys at the back and at the front of the queue.
     pub next_back_key: i64,
     pub next_front_key: i64,
@@ -83,6 +85,7 @@ impl SchedulerEntry {
             next_clean_up: now + clean_up_delay(config.storage_clean_up_interval, io),
             reconcile_at: None,
             allocations: Allocations::default(),
+            lease_renewal: None,
             next_back_key: 0,
             next_front_key: -1,
         }
@@ -193,6 +196,10 @@ impl SchedulerEntry {
         assert!(!op.status.is_final(), "operation {id} finalized twice");
         op.status = status;
         op.finished_at = Some(now);
+        op.lease = None;
+        if self.running.as_ref().is_none_or(|r| r.id == id) {
+            self.lease_renewal = None;
+        }
         if !message.is_empty() {
             op.record(now, message, config.max_history_entries);
         }
@@ -381,10 +388,27 @@ impl SchedulerEntry {
             io.mark_dirty(&self.name);
         }
         self.allocations.expire(now);
+        self.renew_lease(io, config, now);
         if self.on_operation_timeout(io, config, now) == EntryFate::Remove {
             return EntryFate::Remove;
         }
         self.drive(io, config, now)
+    }
+
+    /// Renews the running operation's lease once half of it has passed.
+    fn renew_lease(&mut self, io: &mut Io, config: &EngineConfig, now: Time) {
+        let Some(id) = self.running.as_ref().map(|r| r.id.clone()) else {
+            self.lease_renewal = None;
+            return;
+        };
+        if self.lease_renewal.is_some_and(|at| now < at) {
+            return;
+        }
+        self.lease_renewal = Some(now + Millis(config.operation_lease_ttl.0 / 2));
+        if let Some(op) = self.operations.get_mut(&id) {
+            op.lease = Some(now + config.operation_lease_ttl);
+        }
+        self.persist_operation(io, &id);
     }
 
     /// The earliest time this scheduler needs `handle_timeout`.
@@ -396,6 +420,7 @@ impl SchedulerEntry {
         times.extend(self.reconcile_at);
         times.extend(self.allocations.next_expiry());
         times.extend(self.running.as_ref().and_then(|r| r.deadline()));
+        times.extend(self.lease_renewal);
         times.into_iter().min()
     }
 

@@ -11,7 +11,7 @@ use crate::effect::{Effect, RuntimeError, RuntimeErrorKind};
 use crate::operation::{Definition, OperationId, OperationStatus};
 use crate::room::{RemovalReason, RoomId, RoomStatus};
 use crate::scheduler::{Scheduler, SchedulerState};
-use crate::time::Time;
+use crate::time::{Millis, Time};
 use crate::version::{self, Version};
 
 /// The operation in progress and how far it got.
@@ -112,6 +112,8 @@ impl SchedulerEntry {
         }
         op.status = OperationStatus::InProgress;
         op.started_at = Some(now);
+        op.lease = Some(now + config.operation_lease_ttl);
+        self.lease_renewal = Some(now + Millis(config.operation_lease_ttl.0 / 2));
         op.record(now, "Starting operation", config.max_history_entries);
         let definition = op.definition.clone();
         let step = match definition {

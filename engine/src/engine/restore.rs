@@ -161,6 +161,7 @@ impl Engine {
                     Recovery::Resume => {
                         op.status = OperationStatus::Pending;
                         op.started_at = None;
+                        op.lease = None;
                         op.queue_key = entry.next_front_key;
                         entry.next_front_key -= 1;
                         op.record(
