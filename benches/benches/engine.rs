@@ -27,10 +27,7 @@ use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use maestro_engine::room::{PingStatus, RoomStatus};
-use maestro_engine::scheduler::{
-    Container, ContainerPort, MatchAllocation, PortRange, Resources, Scheduler, SchedulerState,
-    Spec,
-};
+use maestro_engine::scheduler::{PortRange, Scheduler, fixtures};
 use maestro_engine::{Command, CommandReply, Effect, Engine, EngineConfig, Millis, Ping, Time};
 use maestro_sim::{Harness, SimConfig};
 
@@ -99,54 +96,15 @@ static ALLOCATOR: CountingAlloc = CountingAlloc;
 
 /// The `scheduler()` helper of sim/tests/scenarios.rs, with a wide port range.
 fn scheduler(name: &str, replicas: i64) -> Scheduler {
-    Scheduler {
-        name: name.to_string(),
-        game: "game".to_string(),
-        state: SchedulerState::Creating,
-        spec: Spec {
-            version: String::new(),
-            termination_grace_period_secs: 30,
-            containers: vec![Container {
-                name: "game".to_string(),
-                image: "game:1".to_string(),
-                image_pull_policy: "IfNotPresent".to_string(),
-                command: Vec::new(),
-                environment: Vec::new(),
-                requests: Resources {
-                    memory: "64Mi".to_string(),
-                    cpu: "100m".to_string(),
-                },
-                limits: Resources {
-                    memory: "64Mi".to_string(),
-                    cpu: "100m".to_string(),
-                },
-                ports: vec![ContainerPort {
-                    name: "game".to_string(),
-                    protocol: "udp".to_string(),
-                    port: 7777,
-                    host_port: 0,
-                    host_port_range: None,
-                }],
-            }],
-            toleration: String::new(),
-            affinity: String::new(),
-            restart_policy: "Never".to_string(),
-        },
-        port_range: Some(PortRange {
-            start: 20000,
-            end: 60000,
-        }),
-        rooms_replicas: replicas,
-        max_surge: "25%".to_string(),
-        autoscaling: None,
-        forwarders: Vec::new(),
-        annotations: Default::default(),
-        labels: Default::default(),
-        match_allocation: MatchAllocation { max_matches: 1 },
-        created_at: Time::ZERO,
-        last_downscale_at: None,
-        rollback_version: None,
-    }
+    // The engine's valid fixture, with a wide scheduler-wide port range.
+    let mut s = fixtures::scheduler(name);
+    s.rooms_replicas = replicas;
+    s.spec.containers[0].ports[0].host_port_range = None;
+    s.port_range = Some(PortRange {
+        start: 20000,
+        end: 60000,
+    });
+    s
 }
 
 /// An engine holding one scheduler of `n` ready rooms, and a ping per room.

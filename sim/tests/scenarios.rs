@@ -2,65 +2,24 @@
 //! creation through autoscaling, a rolling update and deletion.
 
 use maestro_engine::room::{PingStatus, RoomStatus};
-use maestro_engine::scheduler::{
-    Autoscaling, AutoscalingPolicy, Container, ContainerPort, MatchAllocation,
-    POLICY_ROOM_OCCUPANCY, PortRange, Resources, RoomOccupancyParams, Scheduler, SchedulerState,
-    Spec,
-};
+use maestro_engine::scheduler::{PortRange, Scheduler, SchedulerState, fixtures};
 use maestro_engine::{
-    Command, CommandError, CommandReply, Definition, EngineConfig, Millis, OperationStatus, Time,
+    Command, CommandError, CommandReply, Definition, EngineConfig, Millis, OperationStatus,
 };
 use maestro_sim::{Harness, RoomBehaviour, SimConfig};
 
 fn scheduler(name: &str, replicas: i64) -> Scheduler {
-    Scheduler {
-        name: name.to_string(),
-        game: "game".to_string(),
-        state: SchedulerState::Creating,
-        spec: Spec {
-            version: String::new(),
-            termination_grace_period_secs: 30,
-            containers: vec![Container {
-                name: "game".to_string(),
-                image: "game:1".to_string(),
-                image_pull_policy: "IfNotPresent".to_string(),
-                command: Vec::new(),
-                environment: Vec::new(),
-                requests: Resources {
-                    memory: "64Mi".to_string(),
-                    cpu: "100m".to_string(),
-                },
-                limits: Resources {
-                    memory: "64Mi".to_string(),
-                    cpu: "100m".to_string(),
-                },
-                ports: vec![ContainerPort {
-                    name: "game".to_string(),
-                    protocol: "udp".to_string(),
-                    port: 7777,
-                    host_port: 0,
-                    host_port_range: None,
-                }],
-            }],
-            toleration: String::new(),
-            affinity: String::new(),
-            restart_policy: "Never".to_string(),
-        },
-        port_range: Some(PortRange {
-            start: 20000,
-            end: 21000,
-        }),
-        rooms_replicas: replicas,
-        max_surge: "25%".to_string(),
-        autoscaling: None,
-        forwarders: Vec::new(),
-        annotations: Default::default(),
-        labels: Default::default(),
-        match_allocation: MatchAllocation { max_matches: 1 },
-        created_at: Time::ZERO,
-        last_downscale_at: None,
-        rollback_version: None,
-    }
+    // The engine's valid fixture, with a scheduler-wide port range.
+    let mut s = fixtures::scheduler(name);
+    s.rooms_replicas = replicas;
+    s.spec.version = String::new();
+    s.spec.containers[0].image = "game:1".to_string();
+    s.spec.containers[0].ports[0].host_port_range = None;
+    s.port_range = Some(PortRange {
+        start: 20000,
+        end: 21000,
+    });
+    s
 }
 
 fn harness() -> Harness {
@@ -129,20 +88,7 @@ fn creating_an_existing_or_invalid_scheduler_is_refused() {
 fn occupancy_scales_up_in_the_same_step() {
     let mut h = harness();
     let mut s = scheduler("arena", 0);
-    s.autoscaling = Some(Autoscaling {
-        enabled: true,
-        min: 2,
-        max: 50,
-        cooldown_secs: 0,
-        policy: AutoscalingPolicy {
-            kind: POLICY_ROOM_OCCUPANCY.to_string(),
-            room_occupancy: Some(RoomOccupancyParams {
-                ready_target: 0.5,
-                down_threshold: 0.99,
-            }),
-            fixed_buffer: None,
-        },
-    });
+    s.autoscaling = Some(fixtures::room_occupancy(2, 50, 0.5));
     enqueued(h.command(Command::CreateScheduler(s)));
     h.run_for(Millis::from_secs(5));
     assert_eq!(count(&h, "arena", RoomStatus::Ready), 2);

@@ -6,17 +6,13 @@
 //! the faults stop. A second property replays each sequence and compares the
 //! effect traces.
 
+use std::collections::BTreeSet;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 
 use maestro_engine::health;
 use maestro_engine::room::{Address, AddressPort, InstanceStatus, PingStatus, RoomId};
-use maestro_engine::scheduler::{
-    Autoscaling, AutoscalingPolicy, Container, ContainerPort, FixedBufferParams, MatchAllocation,
-    POLICY_FIXED_BUFFER, POLICY_ROOM_OCCUPANCY, PortRange, Resources, RoomOccupancyParams,
-    Scheduler, SchedulerState, Spec,
-};
+use maestro_engine::scheduler::{Scheduler, fixtures};
 use maestro_engine::{
     Command, Effect, EffectId, Engine, EngineConfig, InstanceEvent, InstanceEventKind, Millis,
     OperationStatus, Ping, RuntimeError, RuntimeErrorKind, Time,
@@ -159,88 +155,30 @@ fn scheduler(
             max,
             ready_target_pct,
             cooldown_secs,
-        } => Some(Autoscaling {
-            enabled: true,
-            min: i64::from(min),
-            max: i64::from(max),
-            cooldown_secs: i64::from(cooldown_secs),
-            policy: AutoscalingPolicy {
-                kind: POLICY_ROOM_OCCUPANCY.to_string(),
-                room_occupancy: Some(RoomOccupancyParams {
-                    ready_target: f64::from(ready_target_pct) / 100.0,
-                    down_threshold: 0.99,
-                }),
-                fixed_buffer: None,
-            },
-        }),
-        Autoscale::Buffer { min, max, amount } => Some(Autoscaling {
-            enabled: true,
-            min: i64::from(min),
-            max: i64::from(max),
-            cooldown_secs: 0,
-            policy: AutoscalingPolicy {
-                kind: POLICY_FIXED_BUFFER.to_string(),
-                room_occupancy: None,
-                fixed_buffer: Some(FixedBufferParams {
-                    amount: i64::from(amount),
-                }),
-            },
-        }),
+        } => {
+            let ready_target = f64::from(ready_target_pct) / 100.0;
+            let mut a = fixtures::room_occupancy(i64::from(min), i64::from(max), ready_target);
+            a.cooldown_secs = i64::from(cooldown_secs);
+            Some(a)
+        }
+        Autoscale::Buffer { min, max, amount } => Some(fixtures::fixed_buffer(
+            i64::from(min),
+            i64::from(max),
+            i64::from(amount),
+        )),
     };
-    Scheduler {
-        name: name.to_string(),
-        game: "game".to_string(),
-        state: SchedulerState::Creating,
-        spec: Spec {
-            version: "v1.0.0".to_string(),
-            termination_grace_period_secs: 30,
-            containers: vec![Container {
-                name: "game".to_string(),
-                image: "game:1".to_string(),
-                image_pull_policy: "IfNotPresent".to_string(),
-                command: Vec::new(),
-                environment: Vec::new(),
-                requests: Resources {
-                    memory: "64Mi".to_string(),
-                    cpu: "100m".to_string(),
-                },
-                limits: Resources {
-                    memory: "64Mi".to_string(),
-                    cpu: "100m".to_string(),
-                },
-                ports: vec![ContainerPort {
-                    name: "game".to_string(),
-                    protocol: "udp".to_string(),
-                    port: 7777,
-                    host_port: 0,
-                    host_port_range: Some(PortRange {
-                        start: 20000,
-                        end: 40000,
-                    }),
-                }],
-            }],
-            toleration: String::new(),
-            affinity: String::new(),
-            restart_policy: "Never".to_string(),
-        },
-        port_range: None,
-        rooms_replicas: i64::from(replicas),
-        max_surge: if percent {
-            format!("{}%", u32::from(surge) * 25)
-        } else {
-            surge.to_string()
-        },
-        autoscaling,
-        forwarders: Vec::new(),
-        annotations: BTreeMap::new(),
-        labels: BTreeMap::new(),
-        match_allocation: MatchAllocation {
-            max_matches: i64::from(max_matches),
-        },
-        created_at: Time::ZERO,
-        last_downscale_at: None,
-        rollback_version: None,
-    }
+    // The engine's valid fixture (per-port host port ranges).
+    let mut s = fixtures::scheduler(name);
+    s.spec.containers[0].image = "game:1".to_string();
+    s.rooms_replicas = i64::from(replicas);
+    s.max_surge = if percent {
+        format!("{}%", u32::from(surge) * 25)
+    } else {
+        surge.to_string()
+    };
+    s.autoscaling = autoscaling;
+    s.match_allocation.max_matches = i64::from(max_matches);
+    s
 }
 
 /// A runtime effect awaiting its result, and what it was.

@@ -1,14 +1,11 @@
 //! One contract, two stores: every test here runs against the in-memory
 //! store and against sled in a temporary directory.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use maestro_engine::operation::{Definition, HistoryEntry};
 use maestro_engine::room::{InstanceStatus, PingStatus, Room, RoomStatus};
-use maestro_engine::scheduler::{
-    Container, MatchAllocation, Resources, Scheduler, SchedulerState, Spec,
-};
+use maestro_engine::scheduler::{Scheduler, SchedulerState, fixtures};
 use maestro_engine::version::Version;
 use maestro_engine::{ForwardEvent, ForwardKind, Operation, OperationStatus, Time};
 use maestro_store::{
@@ -16,45 +13,17 @@ use maestro_store::{
 };
 
 fn scheduler(name: &str, version: &str) -> Arc<Scheduler> {
-    Arc::new(Scheduler {
-        name: name.to_string(),
-        game: "game".to_string(),
-        state: SchedulerState::InSync,
-        spec: Spec {
-            version: version.to_string(),
-            termination_grace_period_secs: 30,
-            containers: vec![Container {
-                name: "game".to_string(),
-                image: "game:1".to_string(),
-                image_pull_policy: "IfNotPresent".to_string(),
-                command: Vec::new(),
-                environment: Vec::new(),
-                requests: Resources {
-                    memory: "64Mi".to_string(),
-                    cpu: "100m".to_string(),
-                },
-                limits: Resources {
-                    memory: "64Mi".to_string(),
-                    cpu: "100m".to_string(),
-                },
-                ports: Vec::new(),
-            }],
-            toleration: String::new(),
-            affinity: String::new(),
-            restart_policy: "Always".to_string(),
-        },
-        port_range: None,
-        rooms_replicas: 3,
-        max_surge: "25%".to_string(),
-        autoscaling: None,
-        forwarders: Vec::new(),
-        annotations: BTreeMap::new(),
-        labels: BTreeMap::from([("team".to_string(), "a".to_string())]),
-        match_allocation: MatchAllocation { max_matches: 2 },
-        created_at: Time(5),
-        last_downscale_at: Some(Time(9)),
-        rollback_version: None,
-    })
+    // The engine's valid fixture, with a few non-default values to round-trip.
+    let mut s = fixtures::scheduler(name);
+    s.spec.version = version.to_string();
+    s.state = SchedulerState::InSync;
+    s.spec.restart_policy = "Always".to_string();
+    s.rooms_replicas = 3;
+    s.labels.insert("team".to_string(), "a".to_string());
+    s.match_allocation.max_matches = 2;
+    s.created_at = Time(5);
+    s.last_downscale_at = Some(Time(9));
+    Arc::new(s)
 }
 
 fn op(

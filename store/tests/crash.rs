@@ -43,9 +43,7 @@ use std::time::{Duration, Instant};
 
 use maestro_engine::operation::{Definition, HistoryEntry};
 use maestro_engine::room::{InstanceStatus, PingStatus, RemovalReason, Room, RoomStatus};
-use maestro_engine::scheduler::{
-    Container, MatchAllocation, Resources, Scheduler, SchedulerState, Spec,
-};
+use maestro_engine::scheduler::{Scheduler, SchedulerState, fixtures};
 use maestro_engine::version::Version;
 use maestro_engine::{
     Effect, Engine, EngineConfig, Operation, OperationStatus, StoredScheduler, Time,
@@ -90,45 +88,9 @@ impl Rng {
 }
 
 fn scheduler(name: &str) -> Arc<Scheduler> {
-    Arc::new(Scheduler {
-        name: name.to_string(),
-        game: "game".to_string(),
-        state: SchedulerState::InSync,
-        spec: Spec {
-            version: "v1.0.0".to_string(),
-            termination_grace_period_secs: 30,
-            containers: vec![Container {
-                name: "game".to_string(),
-                image: "game:1".to_string(),
-                image_pull_policy: "IfNotPresent".to_string(),
-                command: Vec::new(),
-                environment: Vec::new(),
-                requests: Resources {
-                    memory: "64Mi".to_string(),
-                    cpu: "100m".to_string(),
-                },
-                limits: Resources {
-                    memory: "64Mi".to_string(),
-                    cpu: "100m".to_string(),
-                },
-                ports: Vec::new(),
-            }],
-            toleration: String::new(),
-            affinity: String::new(),
-            restart_policy: "Always".to_string(),
-        },
-        port_range: None,
-        rooms_replicas: 1,
-        max_surge: "25%".to_string(),
-        autoscaling: None,
-        forwarders: Vec::new(),
-        annotations: BTreeMap::new(),
-        labels: BTreeMap::new(),
-        match_allocation: MatchAllocation { max_matches: 1 },
-        created_at: Time(1),
-        last_downscale_at: None,
-        rollback_version: None,
-    })
+    let mut s = fixtures::scheduler(name);
+    s.state = SchedulerState::InSync;
+    Arc::new(s)
 }
 
 /// The room record written with every batch: `<seq> <id>:<status> ...`.

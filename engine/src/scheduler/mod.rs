@@ -232,9 +232,10 @@ impl Scheduler {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod fixtures {
-    //! Builder-style test objects shared by the engine's tests.
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures {
+    //! Test objects shared by the engine's tests and, through the
+    //! `fixtures` feature, by the other crates' tests and benchmarks.
     use super::*;
 
     /// A valid single-container scheduler with a per-port host port range.
