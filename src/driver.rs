@@ -593,7 +593,12 @@ impl<K: Kv + 'static> Driver<K> {
         if self.watches.contains_key(scheduler) {
             return;
         }
-        let mut stream = self.runtime.watch(scheduler);
+        let known: Vec<String> = self
+            .engine
+            .fleet(scheduler)
+            .map(|f| f.rooms().map(|r| r.id.clone()).collect())
+            .unwrap_or_default();
+        let mut stream = self.runtime.watch(scheduler, known);
         let events = self.events_tx.clone();
         let task = tokio::spawn(async move {
             use futures::StreamExt;

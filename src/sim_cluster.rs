@@ -325,10 +325,30 @@ impl Runtime for SimCluster {
         Ok(())
     }
 
-    fn watch(&self, scheduler: &str) -> BoxStream<'static, InstanceEvent> {
+    fn watch(
+        &self,
+        scheduler: &str,
+        known_rooms: Vec<String>,
+    ) -> BoxStream<'static, InstanceEvent> {
         let (tx, rx) = mpsc::unbounded_channel();
         {
             let mut state = self.state();
+            // The known rooms without a pod are gone (their pods died with
+            // the previous process, in this simulated cluster).
+            for room in known_rooms {
+                if !state
+                    .pods
+                    .contains_key(&(scheduler.to_string(), room.clone()))
+                {
+                    let _ = tx.send(instance(
+                        scheduler,
+                        &room,
+                        InstanceEventKind::Deleted,
+                        InstanceStatus::Terminating,
+                        None,
+                    ));
+                }
+            }
             // A new watch starts with a relist of the pods that exist.
             for ((s, room), pod) in &state.pods {
                 if s == scheduler && !pod.deleting {

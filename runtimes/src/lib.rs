@@ -61,7 +61,13 @@ pub trait Runtime: Send + Sync + 'static {
     /// Instance events of one scheduler's rooms. The stream survives
     /// disconnects: after one it relists, and a room deleted meanwhile still
     /// produces a `Deleted` event. It ends only when dropped.
-    fn watch(&self, scheduler: &str) -> BoxStream<'static, InstanceEvent>;
+    ///
+    /// `known_rooms` are the rooms the caller believes exist (after a
+    /// restart, the ones it restored): the first listing reports `Deleted`
+    /// for each of them the cluster does not have, so rooms whose pods went
+    /// away while maestro was down are cleaned up at once.
+    fn watch(&self, scheduler: &str, known_rooms: Vec<RoomId>)
+    -> BoxStream<'static, InstanceEvent>;
 }
 
 /// The disruption budget as upstream computes it: with at least

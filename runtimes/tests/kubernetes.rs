@@ -139,7 +139,16 @@ fn room(name: &str) -> RoomSpec {
 /// Drives the watch stream in a task, as the service does, so the watch
 /// keeps going (and reconnecting) between the test's reads.
 fn watch(rt: &KubernetesRuntime, scheduler: &str) -> mpsc::Receiver<InstanceEvent> {
-    let mut stream: BoxStream<'static, InstanceEvent> = rt.watch(scheduler);
+    watch_knowing(rt, scheduler, Vec::new())
+}
+
+/// A watch started by a caller that believes `known` rooms exist.
+fn watch_knowing(
+    rt: &KubernetesRuntime,
+    scheduler: &str,
+    known: Vec<String>,
+) -> mpsc::Receiver<InstanceEvent> {
+    let mut stream: BoxStream<'static, InstanceEvent> = rt.watch(scheduler, known);
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         while let Some(event) = stream.next().await {
@@ -907,4 +916,28 @@ async fn connect_builds_a_client_from_kubeconfig_or_master_url() {
     .await;
     assert!(matches!(bad_url, Err(KubernetesError::MasterUrl { .. })));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// After a restart the service starts each watch with the rooms it
+/// restored: those whose pods went away while it was down come back as
+/// `Deleted` from the first listing; the others as the cluster has them.
+#[tokio::test]
+async fn a_watch_reports_known_rooms_without_a_pod_as_deleted() {
+    let fake = FakeKube::new();
+    let rt = runtime(&fake, config());
+    rt.create_scheduler(&scheduler()).await.unwrap();
+    rt.create_room(&room("arena-alive")).await.unwrap();
+    let known = vec!["arena-alive".to_string(), "arena-ghost".to_string()];
+    let mut events = watch_knowing(&rt, SCHEDULER, known);
+    let e = next(&mut events).await;
+    assert_eq!(
+        (e.kind, e.room.as_str()),
+        (InstanceEventKind::Upsert, "arena-alive")
+    );
+    let e = next(&mut events).await;
+    assert_eq!(
+        (e.kind, e.room.as_str()),
+        (InstanceEventKind::Deleted, "arena-ghost")
+    );
+    quiet(&mut events).await;
 }

@@ -96,7 +96,7 @@ async fn real_cluster_round_trip() {
         Err(e) if e.kind == RuntimeErrorKind::AlreadyExists => {}
         Err(e) => panic!("create scheduler: {e}"),
     }
-    let mut events = rt.watch(&name);
+    let mut events = rt.watch(&name, Vec::new());
     let room = format!("{name}-room1");
     rt.create_room(&RoomSpec {
         scheduler: name.clone(),

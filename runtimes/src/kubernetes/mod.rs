@@ -31,7 +31,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, MicroTime, O
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
-use maestro_engine::room::RemovalReason;
+use maestro_engine::room::{RemovalReason, RoomId};
 use maestro_engine::scheduler::Scheduler;
 use maestro_engine::{InstanceEvent, RuntimeError, RuntimeErrorKind};
 use tokio::sync::Semaphore;
@@ -420,11 +420,20 @@ impl Runtime for KubernetesRuntime {
         ))
     }
 
-    fn watch(&self, scheduler: &str) -> BoxStream<'static, InstanceEvent> {
+    fn watch(
+        &self,
+        scheduler: &str,
+        known_rooms: Vec<RoomId>,
+    ) -> BoxStream<'static, InstanceEvent> {
         let converter = watch::Converter {
             client: self.client.clone(),
             nodes: self.nodes.clone(),
         };
-        watch::instance_events(converter, scheduler, self.config.watch_backoff())
+        watch::instance_events(
+            converter,
+            scheduler,
+            known_rooms,
+            self.config.watch_backoff(),
+        )
     }
 }

@@ -119,15 +119,33 @@ struct WatchState {
 pub(crate) fn instance_events(
     converter: Converter,
     scheduler: &str,
+    known_rooms: Vec<String>,
     (initial_delay, max_delay): (Duration, Duration),
 ) -> BoxStream<'static, InstanceEvent> {
     let api: Api<Pod> = Api::namespaced(converter.client.clone(), scheduler);
+    // Rooms the caller knows count as seen before: the first listing's
+    // diff reports those the cluster no longer has.
+    let known = known_rooms
+        .into_iter()
+        .map(|room| {
+            let placeholder = InstanceEvent {
+                scheduler: scheduler.to_string(),
+                room: room.clone(),
+                kind: InstanceEventKind::Upsert,
+                status: InstanceStatus::Unknown,
+                description: String::new(),
+                address: None,
+                version: None,
+            };
+            (room, placeholder)
+        })
+        .collect();
     let state = WatchState {
         scheduler: scheduler.to_string(),
         events: pod_watcher(api.clone()),
         api,
         converter,
-        known: HashMap::new(),
+        known,
         relisting: None,
         pending: VecDeque::new(),
         initial_delay,
