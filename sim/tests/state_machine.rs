@@ -6,12 +6,12 @@
 //! the faults stop. A second property replays each sequence and compares the
 //! effect traces.
 
-use std::collections::BTreeSet;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 
 use maestro_engine::health;
-use maestro_engine::room::{Address, AddressPort, InstanceStatus, PingStatus, RoomId};
+use maestro_engine::room::{Address, AddressPort, InstanceStatus, PingStatus, RoomId, RoomStatus};
 use maestro_engine::scheduler::{Scheduler, fixtures};
 use maestro_engine::{
     Command, Effect, EffectId, Engine, EngineConfig, InstanceEvent, InstanceEventKind, Millis,
@@ -201,6 +201,8 @@ struct Driver {
     outstanding: Vec<(EffectId, Outstanding)>,
     trace: DefaultHasher,
     images: u64,
+    /// The room each allocation key last got.
+    keys: BTreeMap<(String, String), RoomId>,
 }
 
 impl Driver {
@@ -217,6 +219,7 @@ impl Driver {
             now: Time(1_000_000),
             outstanding: Vec::new(),
             trace: DefaultHasher::new(),
+            keys: BTreeMap::new(),
             images: 1,
         }
     }
@@ -503,10 +506,36 @@ impl Driver {
                 self.ping(SCHEDULERS[*s], &room, status, u64::from(*matches));
             }
             Step::Allocate { s, key } => {
+                let scheduler = SCHEDULERS[*s];
                 let key = key.map(|k| format!("key-{k}"));
-                let _ = self
+                let statuses: BTreeMap<RoomId, RoomStatus> = self
                     .engine
-                    .allocate(self.now, SCHEDULERS[*s], key.as_deref());
+                    .fleet(scheduler)
+                    .map(|f| f.rooms().map(|r| (r.id.clone(), r.status)).collect())
+                    .unwrap_or_default();
+                let Ok(allocation) = self.engine.allocate(self.now, scheduler, key.as_deref())
+                else {
+                    return;
+                };
+                // No room is allocated twice: a fresh allocation takes a
+                // ready room; only a retry with the same key may get a
+                // room that is already taken, and then the same one.
+                let was = statuses.get(&allocation.room).copied();
+                let retry = key
+                    .as_ref()
+                    .and_then(|k| self.keys.get(&(scheduler.to_string(), k.clone())));
+                if was != Some(RoomStatus::Ready) {
+                    assert_eq!(
+                        retry,
+                        Some(&allocation.room),
+                        "room {} allocated while {was:?}, not as a retry of its key",
+                        allocation.room
+                    );
+                }
+                if let Some(k) = key {
+                    self.keys
+                        .insert((scheduler.to_string(), k), allocation.room);
+                }
             }
             Step::Instance { s, pick, event } => {
                 let Some(room) = self.room(*s, *pick) else {
