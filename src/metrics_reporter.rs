@@ -33,15 +33,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(PERIOD);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
-                    return;
-                }
-            }
-        }
+    while crate::service::tick_or_stop(&mut tick, &mut shutdown).await {
         metrics.run_upkeep();
         let Some(samples) = handle.read(sample).await else {
             return;

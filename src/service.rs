@@ -193,6 +193,18 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
     Ok(())
 }
 
+/// Waits for the next tick; false once a stop is requested (or nobody can
+/// request one any more, so a periodic task never outlives the service).
+pub async fn tick_or_stop(
+    tick: &mut tokio::time::Interval,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = tick.tick() => !*shutdown.borrow(),
+        changed = shutdown.changed() => changed.is_ok() && !*shutdown.borrow(),
+    }
+}
+
 /// Upstream's disruption worker: every interval, keep each scheduler's
 /// disruption budget at `total rooms × (1 − safety)` (nothing under two rooms).
 async fn disruption_worker(
@@ -203,15 +215,7 @@ async fn disruption_worker(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(interval);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
-                    return;
-                }
-            }
-        }
+    while tick_or_stop(&mut tick, &mut shutdown).await {
         let Some(totals) = handle
             .read(|engine| {
                 engine

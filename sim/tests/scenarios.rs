@@ -171,31 +171,35 @@ fn scale_down_never_removes_a_busy_room() {
     assert_eq!(h.engine.fleet("arena").unwrap().counts().in_service(), 2);
 }
 
-#[test]
-fn a_major_version_rolls_every_room_over_without_deleting_a_busy_one() {
-    let mut h = harness();
-    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 8))));
+/// `replicas` ready rooms, one of them playing a match, then a major
+/// version enqueued. Returns the busy room and the version operation.
+fn major_version_with_a_busy_room(h: &mut Harness, replicas: i64) -> (String, String) {
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", replicas))));
     h.run_for(Millis::from_secs(5));
-    let rooms: Vec<String> = h
+    let busy = h
         .engine
         .fleet("arena")
         .unwrap()
         .rooms()
-        .map(|r| r.id.clone())
-        .collect();
-    let busy = rooms[0].clone();
-    h.set_behaviour(
-        "arena",
-        &busy,
-        RoomBehaviour {
-            status: PingStatus::Occupied,
-            running_matches: 1,
-        },
-    );
-
-    let mut v2 = scheduler("arena", 8);
+        .next()
+        .unwrap()
+        .id
+        .clone();
+    let occupied = RoomBehaviour {
+        status: PingStatus::Occupied,
+        running_matches: 1,
+    };
+    h.set_behaviour("arena", &busy, occupied);
+    let mut v2 = scheduler("arena", replicas);
     v2.spec.containers[0].image = "game:2".to_string();
     let op = enqueued(h.command(Command::NewSchedulerVersion(v2)));
+    (busy, op)
+}
+
+#[test]
+fn a_major_version_rolls_every_room_over_without_deleting_a_busy_one() {
+    let mut h = harness();
+    let (busy, op) = major_version_with_a_busy_room(&mut h, 8);
     h.run_for(Millis::from_secs(30));
     check(&h);
     let op = h.engine.operation("arena", &op).unwrap();
@@ -531,27 +535,7 @@ fn stored_operations(h: &Harness, name: &str) -> Vec<(String, OperationStatus)> 
 #[test]
 fn a_restart_mid_rollout_finishes_the_rollout_and_loses_no_operation() {
     let mut h = harness();
-    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 6))));
-    h.run_for(Millis::from_secs(5));
-    let rooms: Vec<String> = h
-        .engine
-        .fleet("arena")
-        .unwrap()
-        .rooms()
-        .map(|r| r.id.clone())
-        .collect();
-    let busy = rooms[0].clone();
-    h.set_behaviour(
-        "arena",
-        &busy,
-        RoomBehaviour {
-            status: PingStatus::Occupied,
-            running_matches: 1,
-        },
-    );
-    let mut v2 = scheduler("arena", 6);
-    v2.spec.containers[0].image = "game:2".to_string();
-    let version_op = enqueued(h.command(Command::NewSchedulerVersion(v2)));
+    let (busy, version_op) = major_version_with_a_busy_room(&mut h, 6);
     // Mid-way: the validation room is up and the rollout has begun.
     h.run_for(Millis::from_secs(2));
     let acknowledged = stored_operations(&h, "arena");
