@@ -132,7 +132,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::room::{ExpiryTimeouts, InstanceStatus, PingStatus, Room, RoomStatus};
+    use crate::room::{ExpiryTimeouts, InstanceStatus, Room, RoomStatus};
     use crate::scheduler::fixtures;
     use crate::version::Version;
 
@@ -152,25 +152,9 @@ mod tests {
     };
 
     fn room(id: usize, version: Version, status: RoomStatus) -> Room {
-        Room {
-            id: format!("room-{id:06}"),
-            scheduler: "s".to_string(),
-            version,
-            status,
-            ping_status: PingStatus::Ready,
-            instance_status: InstanceStatus::Ready,
-            instance_description: String::new(),
-            address: None,
-            host_ports: Vec::new(),
-            running_matches: u64::from(status == RoomStatus::Occupied),
-            metadata_json: String::new(),
-            is_validation_room: false,
-            created_at: Time(0),
-            last_ping_at: Time(0),
-            allocated_at: None,
-            deletion: None,
-            restored: false,
-        }
+        let mut room = fixtures::room("s", &format!("room-{id:06}"), status);
+        room.version = version;
+        room
     }
 
     /// A fleet of `total` rooms, `current` of them on the active version,

@@ -22,6 +22,18 @@ fn scheduler(name: &str, replicas: i64) -> Scheduler {
     s
 }
 
+/// The lowest-named room of the "arena" fleet.
+fn first_room(h: &Harness) -> String {
+    h.engine
+        .fleet("arena")
+        .unwrap()
+        .rooms()
+        .next()
+        .unwrap()
+        .id
+        .clone()
+}
+
 fn harness() -> Harness {
     Harness::new(EngineConfig::default(), SimConfig::default())
 }
@@ -176,15 +188,7 @@ fn scale_down_never_removes_a_busy_room() {
 fn major_version_with_a_busy_room(h: &mut Harness, replicas: i64) -> (String, String) {
     enqueued(h.command(Command::CreateScheduler(scheduler("arena", replicas))));
     h.run_for(Millis::from_secs(5));
-    let busy = h
-        .engine
-        .fleet("arena")
-        .unwrap()
-        .rooms()
-        .next()
-        .unwrap()
-        .id
-        .clone();
+    let busy = first_room(h);
     let occupied = RoomBehaviour {
         status: PingStatus::Occupied,
         running_matches: 1,
@@ -361,15 +365,7 @@ fn silent_rooms_expire_and_are_replaced() {
     let mut h = harness();
     enqueued(h.command(Command::CreateScheduler(scheduler("arena", 2))));
     h.run_for(Millis::from_secs(5));
-    let room = h
-        .engine
-        .fleet("arena")
-        .unwrap()
-        .rooms()
-        .next()
-        .unwrap()
-        .id
-        .clone();
+    let room = first_room(&h);
     // The room's game server hangs: it reports terminated, which expires it.
     h.set_behaviour(
         "arena",
@@ -396,15 +392,7 @@ fn a_hung_room_expires_after_the_ping_timeout() {
     let mut h = harness();
     enqueued(h.command(Command::CreateScheduler(scheduler("arena", 2))));
     h.run_for(Millis::from_secs(5));
-    let room = h
-        .engine
-        .fleet("arena")
-        .unwrap()
-        .rooms()
-        .next()
-        .unwrap()
-        .id
-        .clone();
+    let room = first_room(&h);
     h.set_behaviour(
         "arena",
         &room,

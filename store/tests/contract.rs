@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use maestro_engine::operation::{Definition, HistoryEntry};
-use maestro_engine::room::{InstanceStatus, PingStatus, Room, RoomStatus};
+use maestro_engine::room::{PingStatus, Room, RoomStatus};
 use maestro_engine::scheduler::{Scheduler, SchedulerState, fixtures};
-use maestro_engine::version::Version;
 use maestro_engine::{ForwardEvent, ForwardKind, Operation, OperationStatus, Time};
 use maestro_store::{
     Kv, MemoryKv, MemoryStore, Page, SledKv, SledStore, Stage, Store, StoreError, Write,
@@ -56,25 +55,9 @@ fn add(amount: u64) -> Definition {
 }
 
 fn room(scheduler: &str, id: &str) -> Room {
-    Room {
-        id: id.to_string(),
-        scheduler: scheduler.to_string(),
-        version: Version::FIRST,
-        status: RoomStatus::Occupied,
-        ping_status: PingStatus::Occupied,
-        instance_status: InstanceStatus::Ready,
-        instance_description: String::new(),
-        address: None,
-        host_ports: Vec::new(),
-        running_matches: 1,
-        metadata_json: "{\"k\":1}".to_string(),
-        is_validation_room: false,
-        created_at: Time(1),
-        last_ping_at: Time(2),
-        allocated_at: None,
-        deletion: None,
-        restored: false,
-    }
+    let mut room = fixtures::room(scheduler, id, RoomStatus::Occupied);
+    room.metadata_json = "{\"k\":1}".to_string();
+    room
 }
 
 const ALL: Page = Page {

@@ -42,7 +42,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use maestro_engine::operation::{Definition, HistoryEntry};
-use maestro_engine::room::{InstanceStatus, PingStatus, RemovalReason, Room, RoomStatus};
+use maestro_engine::room::{RemovalReason, Room, RoomStatus};
 use maestro_engine::scheduler::{Scheduler, SchedulerState, fixtures};
 use maestro_engine::version::Version;
 use maestro_engine::{
@@ -95,25 +95,13 @@ fn scheduler(name: &str) -> Arc<Scheduler> {
 
 /// The room record written with every batch: `<seq> <id>:<status> ...`.
 fn journal(scheduler: &str, text: String) -> Room {
-    Room {
-        id: format!("{scheduler}-journal"),
-        scheduler: scheduler.to_string(),
-        version: Version::FIRST,
-        status: RoomStatus::Occupied,
-        ping_status: PingStatus::Occupied,
-        instance_status: InstanceStatus::Ready,
-        instance_description: String::new(),
-        address: None,
-        host_ports: Vec::new(),
-        running_matches: 1,
-        metadata_json: text,
-        is_validation_room: false,
-        created_at: Time(1),
-        last_ping_at: Time(1),
-        allocated_at: None,
-        deletion: None,
-        restored: false,
-    }
+    let mut room = fixtures::room(
+        scheduler,
+        &format!("{scheduler}-journal"),
+        RoomStatus::Occupied,
+    );
+    room.metadata_json = text;
+    room
 }
 
 /// Every third operation of each kind: one finished by recovery

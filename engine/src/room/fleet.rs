@@ -400,25 +400,12 @@ mod tests {
     }
 
     pub(crate) fn room(id: &str, version: Version, status: RoomStatus) -> Room {
-        Room {
-            id: id.to_string(),
-            scheduler: "s".to_string(),
-            version,
-            status,
-            ping_status: PingStatus::Ready,
-            instance_status: InstanceStatus::Ready,
-            instance_description: String::new(),
-            address: None,
-            host_ports: Vec::new(),
-            running_matches: 0,
-            metadata_json: String::new(),
-            is_validation_room: false,
-            created_at: Time(1_000),
-            last_ping_at: Time(1_000),
-            allocated_at: None,
-            deletion: None,
-            restored: false,
-        }
+        let mut room = crate::scheduler::fixtures::room("s", id, status);
+        room.version = version;
+        // These tests reason about pings, not matches.
+        room.ping_status = PingStatus::Ready;
+        room.running_matches = 0;
+        room
     }
 
     #[test]

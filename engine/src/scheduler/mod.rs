@@ -294,6 +294,37 @@ pub mod fixtures {
         }
     }
 
+    /// A room of scheduler `s` at v1.0.0 whose pod is ready and whose ping
+    /// matches `status` (one running match when occupied), created and last
+    /// pinged at 1 s.
+    pub fn room(scheduler: &str, id: &str, status: crate::room::RoomStatus) -> crate::room::Room {
+        use crate::room::{InstanceStatus, PingStatus, Room, RoomStatus};
+        let occupied = status == RoomStatus::Occupied;
+        Room {
+            id: id.to_string(),
+            scheduler: scheduler.to_string(),
+            version: crate::version::Version::FIRST,
+            status,
+            ping_status: if occupied {
+                PingStatus::Occupied
+            } else {
+                PingStatus::Ready
+            },
+            instance_status: InstanceStatus::Ready,
+            instance_description: String::new(),
+            address: None,
+            host_ports: Vec::new(),
+            running_matches: u64::from(occupied),
+            metadata_json: String::new(),
+            is_validation_room: false,
+            created_at: Time(1_000),
+            last_ping_at: Time(1_000),
+            allocated_at: None,
+            deletion: None,
+            restored: false,
+        }
+    }
+
     pub fn room_occupancy(min: i64, max: i64, ready_target: f64) -> Autoscaling {
         Autoscaling {
             enabled: true,
