@@ -61,6 +61,7 @@ const KEYS: &[(&str, &str)] = &[
     ("dataDir", "./maestro-data"),
     ("runtime", "sim"),
     ("log.format", "text"),
+    ("workerUrl", ""),
     ("workers.healthControllerInterval", "1m"),
     ("workers.storageClenupInterval", "3h"),
     ("workers.redis.operationsTtl", "24h"),
@@ -125,6 +126,8 @@ pub struct Config {
     pub kubernetes: maestro_runtimes::kubernetes::KubernetesConfig,
     /// How often the disruption budgets are recomputed.
     pub disruption_interval: Duration,
+    /// The worker's internal address, for modules started without it.
+    pub worker_url: Option<String>,
 }
 
 /// Values from the command line; `None` leaves the lower layers in charge.
@@ -137,6 +140,7 @@ pub struct FlagValues {
     pub rooms_port: Option<u16>,
     pub internal_port: Option<u16>,
     pub log_format: Option<String>,
+    pub worker_url: Option<String>,
 }
 
 /// Warnings met while loading (unknown keys), for the caller to log.
@@ -183,7 +187,7 @@ impl Config {
                 Source::Env(var.clone()),
             );
         }
-        let flag_values: [(&str, Option<String>, &'static str); 6] = [
+        let flag_values: [(&str, Option<String>, &'static str); 7] = [
             (
                 "dataDir",
                 flags.data_dir.as_ref().map(|p| p.display().to_string()),
@@ -206,6 +210,7 @@ impl Config {
                 "--internal-port",
             ),
             ("log.format", flags.log_format.clone(), "--log-format"),
+            ("workerUrl", flags.worker_url.clone(), "--worker-url"),
         ];
         for (key, value, flag) in flag_values {
             if let Some(value) = value {
@@ -288,6 +293,7 @@ impl Config {
                 r.number::<u32>("runtimeWatcher.disruptionWorker.intervalSeconds", 1, 86_400)?
                     .into(),
             ),
+            worker_url: Some(r.text("workerUrl").to_string()).filter(|s| !s.is_empty()),
         };
         Ok((config, warnings))
     }

@@ -8,19 +8,25 @@
 //! are flushed, and every command answered in the same turn shares that one
 //! flush (group commit).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use maestro_api::{Backend, RoomPage, SchedulerSummary, Stage};
+use maestro_api::{
+    Backend, ReportError, RoomPage, RoomReport, SchedulerSummary, Stage, Unavailable,
+};
+use maestro_engine::room::PingStatus;
 use maestro_engine::room::{Room, RoomStatus};
 use maestro_engine::scheduler::Scheduler;
 use maestro_engine::{
     AllocateError, Allocation, Command, CommandError, CommandReply, Effect, EffectId, Engine,
-    InstanceEvent, Operation, Ping, PingError, RuntimeError, Time, VersionInfo,
+    ForwardEvent, ForwardKind, InstanceEvent, Operation, Ping, PingError, RuntimeError, Time,
+    VersionInfo,
 };
 use maestro_runtimes::{RoomSpec, Runtime};
-use maestro_store::{Kv, Store, StoreError, Write};
+use maestro_store::{Kv, Lane, Store, StoreError, Write};
+
+use crate::forwarding::{self, Forwarding};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -71,6 +77,7 @@ enum Request {
         key: Option<String>,
         reply: oneshot::Sender<Result<Allocation, AllocateError>>,
     },
+    Report(RoomReport, oneshot::Sender<Result<(), ReportError>>),
     Read(Reader),
 }
 
@@ -109,20 +116,24 @@ impl DriverHandle {
     pub async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Engine) -> T + Send + 'static,
-    ) -> Option<T> {
+    ) -> Result<T, Unavailable> {
         let (tx, rx) = oneshot::channel();
         let reader: Reader = Box::new(move |engine| {
             let _ = tx.send(read(engine));
         });
         if !self.send(Request::Read(reader)).await {
-            return None;
+            return Err(shutting_down());
         }
-        rx.await.ok()
+        rx.await.map_err(|_| shutting_down())
     }
 }
 
+fn shutting_down() -> Unavailable {
+    Unavailable("maestro is shutting down".to_string())
+}
+
 fn stopped() -> CommandError {
-    CommandError::Exhausted("maestro is shutting down".to_string())
+    CommandError::Exhausted(shutting_down().0)
 }
 
 #[async_trait::async_trait]
@@ -136,13 +147,12 @@ impl Backend for DriverHandle {
     }
 
     async fn ping(&self, ping: Ping) -> Result<RoomStatus, PingError> {
-        let scheduler = ping.scheduler.clone();
         let (tx, rx) = oneshot::channel();
         if !self.send(Request::Ping(ping, tx)).await {
-            return Err(PingError::SchedulerNotFound(scheduler));
+            return Err(PingError::Unavailable(shutting_down().0));
         }
         rx.await
-            .map_err(|_| PingError::SchedulerNotFound(scheduler))?
+            .map_err(|_| PingError::Unavailable(shutting_down().0))?
     }
 
     async fn allocate(
@@ -157,44 +167,53 @@ impl Backend for DriverHandle {
             reply: tx,
         };
         if !self.send(request).await {
-            return Err(AllocateError::SchedulerNotFound(scheduler));
+            return Err(AllocateError::Unavailable(shutting_down().0));
         }
         rx.await
-            .map_err(|_| AllocateError::SchedulerNotFound(scheduler))?
+            .map_err(|_| AllocateError::Unavailable(shutting_down().0))?
     }
 
-    async fn schedulers(&self) -> Vec<SchedulerSummary> {
+    async fn schedulers(&self) -> Result<Vec<SchedulerSummary>, Unavailable> {
         self.read(|engine| {
+            let now = wall_clock();
             engine
                 .scheduler_names()
                 .filter_map(|name| {
+                    let scheduler = engine.scheduler(name)?;
+                    let fleet = engine.fleet(name)?;
                     Some(SchedulerSummary {
-                        scheduler: engine.scheduler(name)?.clone(),
-                        counts: *engine.fleet(name)?.counts(),
+                        scheduler: scheduler.clone(),
+                        counts: *fleet.counts(),
+                        desired: maestro_engine::health::target(scheduler, fleet, now)
+                            .map_or(0, |t| t.desired),
                     })
                 })
                 .collect()
         })
         .await
-        .unwrap_or_default()
     }
 
-    async fn scheduler(&self, name: String, version: Option<String>) -> Option<Scheduler> {
+    async fn scheduler(
+        &self,
+        name: String,
+        version: Option<String>,
+    ) -> Result<Option<Scheduler>, Unavailable> {
         self.read(move |engine| match version {
             Some(v) => engine.scheduler_version(&name, &v).cloned(),
             None => engine.scheduler(&name).cloned(),
         })
         .await
-        .flatten()
     }
 
-    async fn versions(&self, name: String) -> Option<Vec<VersionInfo>> {
-        self.read(move |engine| engine.versions(&name))
-            .await
-            .flatten()
+    async fn versions(&self, name: String) -> Result<Option<Vec<VersionInfo>>, Unavailable> {
+        self.read(move |engine| engine.versions(&name)).await
     }
 
-    async fn operations(&self, scheduler: String, stage: Stage) -> Option<Vec<Operation>> {
+    async fn operations(
+        &self,
+        scheduler: String,
+        stage: Stage,
+    ) -> Result<Option<Vec<Operation>>, Unavailable> {
         self.read(move |engine| {
             engine.scheduler(&scheduler)?;
             let ops = match stage {
@@ -217,13 +236,15 @@ impl Backend for DriverHandle {
             Some(ops)
         })
         .await
-        .flatten()
     }
 
-    async fn operation(&self, scheduler: String, id: String) -> Option<Operation> {
+    async fn operation(
+        &self,
+        scheduler: String,
+        id: String,
+    ) -> Result<Option<Operation>, Unavailable> {
         self.read(move |engine| engine.operation(&scheduler, &id).cloned())
             .await
-            .flatten()
     }
 
     async fn rooms(
@@ -232,7 +253,7 @@ impl Backend for DriverHandle {
         status: Option<RoomStatus>,
         offset: usize,
         limit: usize,
-    ) -> Option<RoomPage> {
+    ) -> Result<Option<RoomPage>, Unavailable> {
         self.read(move |engine| {
             let fleet = engine.fleet(&scheduler)?;
             let matching = fleet
@@ -246,13 +267,20 @@ impl Backend for DriverHandle {
             Some(RoomPage { rooms, total })
         })
         .await
-        .flatten()
     }
 
-    async fn room(&self, scheduler: String, room: String) -> Option<Room> {
+    async fn room(&self, scheduler: String, room: String) -> Result<Option<Room>, Unavailable> {
         self.read(move |engine| engine.fleet(&scheduler)?.get(&room).cloned())
             .await
-            .flatten()
+    }
+
+    async fn report(&self, report: RoomReport) -> Result<(), ReportError> {
+        let stopped = || ReportError::Unavailable("maestro is shutting down".to_string());
+        let (tx, rx) = oneshot::channel();
+        if !self.send(Request::Report(report, tx)).await {
+            return Err(stopped());
+        }
+        rx.await.map_err(|_| stopped())?
     }
 }
 
@@ -263,6 +291,7 @@ pub struct Driver<K: Kv + 'static> {
     engine: Engine,
     store: Arc<Store<K>>,
     runtime: Arc<dyn Runtime>,
+    forwarding: Forwarding,
     config: DriverConfig,
     requests: mpsc::Receiver<Request>,
     results_tx: mpsc::UnboundedSender<RuntimeResult>,
@@ -275,6 +304,9 @@ pub struct Driver<K: Kv + 'static> {
     /// Room records (soft state), coalesced per room (the last write wins)
     /// and written on the soft-flush tick instead of once per ping.
     room_writes: BTreeMap<(String, String), Write>,
+    /// Lanes with outbox events among this turn's writes: told once the
+    /// writes are applied.
+    outbox_lanes: BTreeSet<Lane>,
     /// Writes applied but not flushed yet.
     unflushed: bool,
     held: Vec<HeldReply>,
@@ -287,6 +319,7 @@ impl<K: Kv + 'static> Driver<K> {
         mut engine: Engine,
         store: Arc<Store<K>>,
         runtime: Arc<dyn Runtime>,
+        forwarding: Forwarding,
         config: DriverConfig,
     ) -> Result<(Driver<K>, DriverHandle), StartupError> {
         let now = wall_clock();
@@ -308,6 +341,7 @@ impl<K: Kv + 'static> Driver<K> {
             engine,
             store,
             runtime,
+            forwarding,
             config,
             requests,
             results_tx,
@@ -318,6 +352,7 @@ impl<K: Kv + 'static> Driver<K> {
             watches: BTreeMap::new(),
             writes: Vec::new(),
             room_writes: BTreeMap::new(),
+            outbox_lanes: BTreeSet::new(),
             unflushed: false,
             held: Vec::new(),
         };
@@ -437,7 +472,89 @@ impl<K: Kv + 'static> Driver<K> {
             } => {
                 let _ = reply.send(self.engine.allocate(now, &scheduler, key.as_deref()));
             }
+            Request::Report(report, reply) => match self.report(now, report) {
+                // Acknowledged once the events are durable.
+                Ok(()) => self.held.push(Box::new(move |flushed| {
+                    let result = flushed
+                        .map_err(|e| ReportError::Unavailable(format!("the store failed: {e}")));
+                    let _ = reply.send(result);
+                })),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Request::Read(read) => read(&self.engine),
+        }
+    }
+
+    /// Queues a room or player event in the outbox of every enabled
+    /// forwarder of the room's scheduler.
+    fn report(&mut self, now: Time, report: RoomReport) -> Result<(), ReportError> {
+        let not_found = || ReportError::RoomNotFound {
+            scheduler: report.scheduler.clone(),
+            room: report.room.clone(),
+        };
+        let scheduler = self
+            .engine
+            .scheduler(&report.scheduler)
+            .ok_or_else(not_found)?;
+        let room = self
+            .engine
+            .fleet(&report.scheduler)
+            .and_then(|f| f.get(&report.room))
+            .ok_or_else(not_found)?;
+        if room.is_validation_room {
+            // Upstream forwards nothing about validation rooms.
+            return Ok(());
+        }
+        let event = ForwardEvent {
+            scheduler: report.scheduler.clone(),
+            game: scheduler.game.clone(),
+            room: report.room.clone(),
+            kind: report.kind,
+            metadata_json: report.metadata_json,
+            address: room.address.clone(),
+        };
+        let mut refused = None;
+        for forwarder in scheduler.forwarders.iter().filter(|f| f.enabled) {
+            let record = forwarding::record(&event, forwarder, now);
+            if self.forwarding.admit(&record) {
+                self.outbox_lanes.insert(record.lane());
+                self.writes.push(Write::OutboxPush(Box::new(record)));
+            } else {
+                refused.get_or_insert(ReportError::Backlog {
+                    scheduler: report.scheduler.clone(),
+                    forwarder: forwarder.name.clone(),
+                });
+            }
+        }
+        refused.map_or(Ok(()), Err)
+    }
+
+    /// Hands a room's resync or termination to the forwarders: resyncs in
+    /// memory (coalesced per room), terminations through the outbox.
+    fn forward(&mut self, event: &ForwardEvent, scheduler: &Scheduler) {
+        let now = wall_clock();
+        for forwarder in scheduler.forwarders.iter().filter(|f| f.enabled) {
+            match event.kind {
+                ForwardKind::Resync(status) if status != PingStatus::Terminated => {
+                    self.forwarding.resync(event, forwarder);
+                }
+                _ => {
+                    let record = forwarding::record(event, forwarder, now);
+                    if self.forwarding.admit(&record) {
+                        self.outbox_lanes.insert(record.lane());
+                        self.writes.push(Write::OutboxPush(Box::new(record)));
+                    } else {
+                        tracing::error!(
+                            scheduler = %event.scheduler,
+                            forwarder = %forwarder.name,
+                            room = %event.room,
+                            "forwarder backlog full: dropping the room's termination event"
+                        );
+                    }
+                }
+            }
         }
     }
 
@@ -465,9 +582,7 @@ impl<K: Kv + 'static> Driver<K> {
                 room_actions += 1;
             }
             match Write::from_effect(&effect) {
-                // Forwarding is not wired yet: nothing drains an outbox,
-                // so do not fill one.
-                Some(Write::OutboxPush(_)) | None => {}
+                None => {}
                 Some(Write::Room(room)) => {
                     let key = (room.scheduler.clone(), room.id.clone());
                     self.room_writes.insert(key, Write::Room(room));
@@ -546,6 +661,7 @@ impl<K: Kv + 'static> Driver<K> {
                         watch.abort();
                     }
                 }
+                Effect::Forward { event, scheduler } => self.forward(&event, &scheduler),
                 _ => {}
             }
         }
@@ -616,7 +732,11 @@ impl<K: Kv + 'static> Driver<K> {
         if !self.writes.is_empty() {
             let writes = std::mem::take(&mut self.writes);
             match self.store.apply(wall_clock(), &writes) {
-                Ok(()) => self.unflushed = true,
+                Ok(()) => {
+                    self.unflushed = true;
+                    self.forwarding
+                        .written(std::mem::take(&mut self.outbox_lanes).iter());
+                }
                 Err(e) => {
                     // A store that cannot write is fatal for correctness:
                     // answer what waits with the error and stop acknowledging.

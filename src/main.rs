@@ -2,6 +2,7 @@
 
 mod config;
 mod driver;
+mod forwarding;
 mod metrics_reporter;
 mod service;
 mod sim_cluster;
@@ -58,6 +59,11 @@ struct StartArgs {
     /// `text` or `json` [default: text].
     #[arg(long)]
     log_format: Option<String>,
+    /// The worker's internal address (e.g. http://maestro-worker:8081), for
+    /// management-api, rooms-api or metrics-reporter started without the
+    /// worker: they run stateless against it.
+    #[arg(long)]
+    worker_url: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -80,6 +86,7 @@ fn start(args: StartArgs) -> ExitCode {
         rooms_port: args.rooms_port,
         internal_port: args.internal_port,
         log_format: args.log_format,
+        worker_url: args.worker_url,
     };
     let (config, warnings) = match Config::load(&flags, std::env::vars()) {
         Ok(loaded) => loaded,

@@ -1,15 +1,14 @@
 //! The metrics reporter: fleet gauges per scheduler, with upstream's metric
 //! names, refreshed on a period from the engine's incremental counts.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use maestro_engine::health;
+use maestro_api::{Backend, SchedulerSummary};
 use maestro_engine::room::RoomStatus;
 use maestro_engine::scheduler::{POLICY_FIXED_BUFFER, POLICY_ROOM_OCCUPANCY};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
-
-use crate::driver::{DriverHandle, wall_clock};
 
 /// Upstream reports every 10 s; the counts are maintained per event, so a
 /// shorter period costs little.
@@ -27,18 +26,24 @@ struct Sample {
     fixed_buffer: Option<f64>,
 }
 
+/// Reports from `backend`: the engine in process, or the worker from a
+/// separate metrics-reporter process.
 pub async fn run(
-    handle: DriverHandle,
+    backend: Arc<dyn Backend>,
     metrics: PrometheusHandle,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(PERIOD);
     while crate::service::tick_or_stop(&mut tick, &mut shutdown).await {
         metrics.run_upkeep();
-        let Some(samples) = handle.read(sample).await else {
-            return;
+        let summaries = match backend.schedulers().await {
+            Ok(summaries) => summaries,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the fleets for metrics");
+                continue;
+            }
         };
-        for s in samples {
+        for s in summaries.iter().map(sample) {
             let labels = [("scheduler", s.scheduler.clone()), ("game", s.game.clone())];
             for status in RoomStatus::ALL {
                 if status == RoomStatus::Terminated {
@@ -62,34 +67,25 @@ pub async fn run(
     }
 }
 
-fn sample(engine: &maestro_engine::Engine) -> Vec<Sample> {
-    let now = wall_clock();
-    engine
-        .scheduler_names()
-        .filter_map(|name| {
-            let scheduler = engine.scheduler(name)?;
-            let fleet = engine.fleet(name)?;
-            let counts = fleet.counts();
-            let policy = scheduler.active_autoscaling().map(|a| &a.policy);
-            Some(Sample {
-                scheduler: name.to_string(),
-                game: scheduler.game.clone(),
-                by_status: counts.by_status,
-                desired: health::target(scheduler, fleet, now)
-                    .map(|t| t.desired)
-                    .unwrap_or(0),
-                in_service: counts.in_service(),
-                running_matches: counts.running_matches,
-                max_matches: scheduler.match_allocation.max_matches as f64,
-                ready_target: policy
-                    .filter(|p| p.kind == POLICY_ROOM_OCCUPANCY)
-                    .and_then(|p| p.room_occupancy)
-                    .map(|p| p.ready_target),
-                fixed_buffer: policy
-                    .filter(|p| p.kind == POLICY_FIXED_BUFFER)
-                    .and_then(|p| p.fixed_buffer)
-                    .map(|p| p.amount as f64),
-            })
-        })
-        .collect()
+fn sample(summary: &SchedulerSummary) -> Sample {
+    let scheduler = &summary.scheduler;
+    let counts = &summary.counts;
+    let policy = scheduler.active_autoscaling().map(|a| &a.policy);
+    Sample {
+        scheduler: scheduler.name.clone(),
+        game: scheduler.game.clone(),
+        by_status: counts.by_status,
+        desired: summary.desired,
+        in_service: counts.in_service(),
+        running_matches: counts.running_matches,
+        max_matches: scheduler.match_allocation.max_matches as f64,
+        ready_target: policy
+            .filter(|p| p.kind == POLICY_ROOM_OCCUPANCY)
+            .and_then(|p| p.room_occupancy)
+            .map(|p| p.ready_target),
+        fixed_buffer: policy
+            .filter(|p| p.kind == POLICY_FIXED_BUFFER)
+            .and_then(|p| p.fixed_buffer)
+            .map(|p| p.amount as f64),
+    }
 }

@@ -11,6 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
+use maestro_api::remote::RemoteBackend;
 use maestro_api::{ApiConfig, Backend};
 use maestro_engine::Engine;
 use maestro_engine::room::{PingStatus, RoomStatus};
@@ -23,6 +24,7 @@ use tower::ServiceExt;
 
 use crate::config::{Config, RuntimeKind};
 use crate::driver::{Driver, DriverConfig, DriverHandle};
+use crate::forwarding::{Forwarding, ForwardingConfig, Outbox};
 use crate::metrics_reporter;
 use crate::sim_cluster::{RoomsApi, SimCluster, SimClusterConfig};
 
@@ -51,13 +53,15 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
     } else {
         modules.iter().copied().collect()
     };
-    // The worker owns the engine and the store, and watches the runtime:
-    // every other module needs it in the same process until the split
-    // deployment (modules talking to a remote worker) lands.
-    if !modules.contains(&Module::Worker) {
+    let with_worker = modules.contains(&Module::Worker);
+    // The runtime watcher feeds the engine, so it lives with the worker.
+    if modules.contains(&Module::RuntimeWatcher) && !with_worker {
+        bail!("runtime-watcher feeds the engine: start it together with `worker`");
+    }
+    if !with_worker && config.worker_url.is_none() {
         bail!(
-            "modules {modules:?} need a worker in the same process: add `worker` \
-             (running modules in separate processes against a remote worker is not available yet)"
+            "modules {modules:?} without `worker` run against a remote worker: \
+             give its internal address with --worker-url (or workerUrl), e.g. http://maestro-worker:8081"
         );
     }
     if config.management_tokens.is_empty() && modules.contains(&Module::ManagementApi) {
@@ -74,9 +78,137 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
     let metrics = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), &buckets)
         .context("configuring histogram buckets")?
+        .set_buckets_for_metric(Matcher::Suffix("_latency".to_string()), &buckets)
+        .context("configuring histogram buckets")?
         .install_recorder()
         .context("installing the Prometheus recorder")?;
 
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let api_config = ApiConfig {
+        management_tokens: config.management_tokens.clone(),
+        rooms_secret: config.rooms_secret.clone(),
+        ..ApiConfig::default()
+    };
+    let mut servers = Vec::new();
+    let worker = if with_worker {
+        Some(start_worker(&config, &api_config, &shutdown_rx).await?)
+    } else {
+        None
+    };
+    let backend: Arc<dyn Backend> = match (&worker, &config.worker_url) {
+        (Some(worker), _) => Arc::new(worker.handle.clone()),
+        (None, Some(url)) => {
+            tracing::info!(worker = %url, "running stateless against a remote worker");
+            Arc::new(
+                RemoteBackend::connect(url, config.management_tokens.first().cloned())
+                    .context("connecting to the worker")?,
+            )
+        }
+        (None, None) => bail!("no worker: give --worker-url"),
+    };
+
+    if modules.contains(&Module::ManagementApi) {
+        // HTTP/JSON and gRPC on one port (gRPC clients speak h2c).
+        let router = maestro_api::management_router(Arc::clone(&backend), &api_config)
+            .merge(maestro_api::grpc::management_routes(Arc::clone(&backend), &api_config).await);
+        servers.push(
+            serve(
+                "management API",
+                config.management_port,
+                router,
+                shutdown_rx.clone(),
+            )
+            .await?,
+        );
+    }
+    if modules.contains(&Module::RoomsApi) {
+        let rooms_router = maestro_api::rooms_router(Arc::clone(&backend), &api_config);
+        servers.push(
+            serve(
+                "rooms API",
+                config.rooms_port,
+                rooms_router.merge(
+                    maestro_api::grpc::rooms_routes(Arc::clone(&backend), &api_config).await,
+                ),
+                shutdown_rx.clone(),
+            )
+            .await?,
+        );
+    }
+    let mut internal = internal_router(
+        Arc::clone(&backend),
+        worker.as_ref().map(|w| Arc::clone(&w.store)),
+        metrics.clone(),
+    );
+    if worker.is_some() {
+        // The worker protocol, for API processes started without a worker.
+        let service = maestro_api::remote::worker_service(Arc::clone(&backend), &api_config);
+        internal = internal.merge(tonic::service::Routes::new(service).into_axum_router());
+    }
+    servers.push(
+        serve(
+            "internal API",
+            config.internal_port,
+            internal,
+            shutdown_rx.clone(),
+        )
+        .await?,
+    );
+    if modules.contains(&Module::MetricsReporter) {
+        tokio::spawn(metrics_reporter::run(
+            Arc::clone(&backend),
+            metrics.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+    if let Some(worker) = &worker
+        && modules.contains(&Module::RuntimeWatcher)
+    {
+        tokio::spawn(disruption_worker(
+            worker.handle.clone(),
+            Arc::clone(&worker.runtime),
+            config.disruption_interval,
+            config.kubernetes.safety_percentage,
+            shutdown_rx.clone(),
+        ));
+    }
+
+    wait_for_signal().await;
+    tracing::info!("stopping: no new requests; settling the store");
+    let _ = shutdown_tx.send(true);
+    let grace = config.graceful_shutdown_timeout;
+    for server in servers {
+        if tokio::time::timeout(grace, server).await.is_err() {
+            tracing::warn!("a server did not stop within {grace:?}");
+        }
+    }
+    let Some(worker) = worker else {
+        tracing::info!("stopped");
+        return Ok(());
+    };
+    match tokio::time::timeout(grace, worker.driver_task).await {
+        Ok(Ok(Ok(()))) => tracing::info!("stopped; the store is flushed"),
+        Ok(Ok(Err(e))) => bail!("the store could not be flushed on the way out: {e}"),
+        Ok(Err(e)) => bail!("the driver failed: {e}"),
+        Err(_) => bail!("the driver did not stop within {grace:?}"),
+    }
+    Ok(())
+}
+
+/// The worker's parts: the store, the runtime, forwarding and the driver
+/// that owns the engine.
+struct Worker {
+    handle: DriverHandle,
+    store: Arc<SledStore>,
+    runtime: Arc<dyn Runtime>,
+    driver_task: tokio::task::JoinHandle<Result<(), maestro_store::StoreError>>,
+}
+
+async fn start_worker(
+    config: &Config,
+    api_config: &ApiConfig,
+    shutdown_rx: &watch::Receiver<bool>,
+) -> Result<Worker> {
     tracing::info!(data_dir = %config.data_dir.display(), seed = config.engine.seed, "opening the store");
     let store = Arc::new(SledStore::open(&config.data_dir).context("opening the store")?);
 
@@ -98,99 +230,39 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
         ),
     };
 
-    let watcher_runtime = Arc::clone(&runtime);
     let driver_config = DriverConfig {
         rooms_secret: config.rooms_secret.clone(),
         ..DriverConfig::default()
     };
     let engine = Engine::new(config.engine.clone());
-    let (driver, handle) = Driver::new(engine, Arc::clone(&store), watcher_runtime, driver_config)
-        .context("starting the driver")?;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let outbox: Arc<dyn Outbox> = Arc::clone(&store) as Arc<dyn Outbox>;
+    let forwarding = Forwarding::start(outbox, ForwardingConfig::default(), shutdown_rx.clone())
+        .context("reading the forwarding outbox")?;
+    let (driver, handle) = Driver::new(
+        engine,
+        Arc::clone(&store),
+        Arc::clone(&runtime),
+        forwarding,
+        driver_config,
+    )
+    .context("starting the driver")?;
     let driver_task = tokio::spawn(driver.run(shutdown_rx.clone()));
 
-    let api_config = ApiConfig {
-        management_tokens: config.management_tokens.clone(),
-        rooms_secret: config.rooms_secret.clone(),
-        ..ApiConfig::default()
-    };
-    let backend: Arc<dyn Backend> = Arc::new(handle.clone());
-    let rooms_router = maestro_api::rooms_router(Arc::clone(&backend), &api_config);
     if let Some(sim) = &sim {
+        // Simulated game servers ping through the real rooms routes.
+        let backend: Arc<dyn Backend> = Arc::new(handle.clone());
         sim.connect(Arc::new(SimRooms {
-            router: rooms_router.clone(),
+            router: maestro_api::rooms_router(backend, api_config),
             backend: handle.clone(),
             secret: config.rooms_secret.clone(),
         }));
     }
-
-    let mut servers = Vec::new();
-    if modules.contains(&Module::ManagementApi) {
-        let router = maestro_api::management_router(Arc::clone(&backend), &api_config);
-        servers.push(
-            serve(
-                "management API",
-                config.management_port,
-                router,
-                shutdown_rx.clone(),
-            )
-            .await?,
-        );
-    }
-    if modules.contains(&Module::RoomsApi) {
-        servers.push(
-            serve(
-                "rooms API",
-                config.rooms_port,
-                rooms_router,
-                shutdown_rx.clone(),
-            )
-            .await?,
-        );
-    }
-    let internal = internal_router(handle.clone(), Arc::clone(&store), metrics.clone());
-    servers.push(
-        serve(
-            "internal API",
-            config.internal_port,
-            internal,
-            shutdown_rx.clone(),
-        )
-        .await?,
-    );
-    if modules.contains(&Module::MetricsReporter) {
-        tokio::spawn(metrics_reporter::run(
-            handle.clone(),
-            metrics.clone(),
-            shutdown_rx.clone(),
-        ));
-    }
-    if modules.contains(&Module::RuntimeWatcher) {
-        tokio::spawn(disruption_worker(
-            handle.clone(),
-            Arc::clone(&runtime),
-            config.disruption_interval,
-            config.kubernetes.safety_percentage,
-            shutdown_rx.clone(),
-        ));
-    }
-
-    wait_for_signal().await;
-    tracing::info!("stopping: no new requests; settling the store");
-    let _ = shutdown_tx.send(true);
-    let grace = config.graceful_shutdown_timeout;
-    for server in servers {
-        if tokio::time::timeout(grace, server).await.is_err() {
-            tracing::warn!("a server did not stop within {grace:?}");
-        }
-    }
-    match tokio::time::timeout(grace, driver_task).await {
-        Ok(Ok(Ok(()))) => tracing::info!("stopped; the store is flushed"),
-        Ok(Ok(Err(e))) => bail!("the store could not be flushed on the way out: {e}"),
-        Ok(Err(e)) => bail!("the driver failed: {e}"),
-        Err(_) => bail!("the driver did not stop within {grace:?}"),
-    }
-    Ok(())
+    Ok(Worker {
+        handle,
+        store,
+        runtime,
+        driver_task,
+    })
 }
 
 /// Waits for the next tick; false once a stop is requested (or nobody can
@@ -216,7 +288,7 @@ async fn disruption_worker(
 ) {
     let mut tick = tokio::time::interval(interval);
     while tick_or_stop(&mut tick, &mut shutdown).await {
-        let Some(totals) = handle
+        let Ok(totals) = handle
             .read(|engine| {
                 engine
                     .scheduler_names()
@@ -293,8 +365,8 @@ async fn wait_for_signal() {
 
 /// `/healthz`, `/readyz` and `/metrics`.
 fn internal_router(
-    handle: DriverHandle,
-    store: Arc<SledStore>,
+    backend: Arc<dyn Backend>,
+    store: Option<Arc<SledStore>>,
     metrics: PrometheusHandle,
 ) -> Router {
     Router::new()
@@ -303,14 +375,18 @@ fn internal_router(
         .route(
             "/readyz",
             get(move || {
-                let handle = handle.clone();
-                let store = Arc::clone(&store);
+                let backend = Arc::clone(&backend);
+                let store = store.clone();
                 async move {
-                    // Ready when the driver answers and the store can read.
-                    let driver =
-                        tokio::time::timeout(Duration::from_secs(2), handle.read(|_| ())).await;
-                    let store_ok = store.size_on_disk().is_ok();
-                    if matches!(driver, Ok(Some(()))) && store_ok {
+                    // Ready when the engine answers (in process, or the
+                    // remote worker) and, on the worker, the store reads.
+                    let engine = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        backend.scheduler(String::new(), None),
+                    )
+                    .await;
+                    let store_ok = store.is_none_or(|s| s.size_on_disk().is_ok());
+                    if matches!(engine, Ok(Ok(_))) && store_ok {
                         (StatusCode::OK, "OK")
                     } else {
                         (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
@@ -365,6 +441,8 @@ impl RoomsApi for SimRooms {
         self.backend
             .room(scheduler.to_string(), room.to_string())
             .await
+            .ok()
+            .flatten()
             .map(|r| r.status)
     }
 }

@@ -407,3 +407,143 @@ fn a_crash_mid_rollout_loses_nothing_and_the_rollout_finishes() {
         );
     }
 }
+
+/// A forwarder (a matchmaker, say) that records what maestro sends it.
+mod recording_forwarder {
+    use std::sync::{Arc, Mutex};
+
+    use maestro_api::proto::eventforwarder::grpc_forwarder_server::{
+        GrpcForwarder, GrpcForwarderServer,
+    };
+    use maestro_api::proto::eventforwarder::{
+        PlayerEvent, Response, Room, RoomEvent, RoomInfo, RoomStatus,
+    };
+    use tonic::{Request, Status};
+
+    /// (method, room id, event type or player id, room type)
+    pub type Call = (&'static str, String, String, String);
+
+    #[derive(Clone, Default)]
+    pub struct Recorder(pub Arc<Mutex<Vec<Call>>>);
+
+    type Answer = Result<tonic::Response<Response>, Status>;
+
+    impl Recorder {
+        fn note(&self, method: &'static str, room: Option<Room>, detail: String) -> Answer {
+            let room = room.unwrap_or_default();
+            let call = (method, room.room_id, detail, room.room_type);
+            self.0.lock().unwrap().push(call);
+            Ok(tonic::Response::new(Response {
+                code: 200,
+                message: String::new(),
+            }))
+        }
+
+        pub fn calls(&self) -> Vec<Call> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    #[tonic::async_trait]
+    impl GrpcForwarder for Recorder {
+        async fn send_room_info(&self, _: Request<RoomInfo>) -> Answer {
+            self.note("SendRoomInfo", None, String::new())
+        }
+        async fn send_room_status(&self, r: Request<RoomStatus>) -> Answer {
+            self.note("SendRoomStatus", r.into_inner().room, String::new())
+        }
+        async fn send_room_ping(&self, r: Request<RoomStatus>) -> Answer {
+            self.note("SendRoomPing", r.into_inner().room, String::new())
+        }
+        async fn send_room_resync(&self, r: Request<RoomStatus>) -> Answer {
+            self.note("SendRoomResync", r.into_inner().room, String::new())
+        }
+        async fn send_room_event(&self, r: Request<RoomEvent>) -> Answer {
+            let m = r.into_inner();
+            self.note("SendRoomEvent", m.room, m.event_type)
+        }
+        async fn send_player_event(&self, r: Request<PlayerEvent>) -> Answer {
+            let m = r.into_inner();
+            self.note("SendPlayerEvent", m.room, m.player_id)
+        }
+    }
+
+    /// Serves the recorder on `port` on a runtime of its own.
+    pub fn serve(port: u16) -> (Recorder, tokio::runtime::Runtime) {
+        let recorder = Recorder::default();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let service = GrpcForwarderServer::new(recorder.clone());
+        runtime.spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve(([127, 0, 0, 1], port).into())
+                .await
+                .unwrap();
+        });
+        (recorder, runtime)
+    }
+}
+
+#[test]
+fn events_accepted_while_the_forwarder_is_down_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let forwarder_port = free_port();
+    let m = Maestro::start(dir.path());
+    let mut s = scheduler("arena", "game:1", None, 2);
+    s["forwarders"] = json!([{
+        "name": "matchmaker",
+        "enable": true,
+        "type": "gRPC",
+        "address": format!("127.0.0.1:{forwarder_port}"),
+        "options": {"timeout": 1000, "metadata": {"roomType": "ranked"}}
+    }]);
+    let (status, body) = m.post("/schedulers", &s);
+    assert_eq!(status, 200, "{body}");
+    wait_for("2 ready rooms", Duration::from_secs(20), || {
+        number(&info(&m, "arena")["roomsReady"]) == 2
+    });
+    let room = rooms(&m, "arena")[0].0.clone();
+    // The forwarder is down: the events are accepted (durably queued).
+    for event in ["e1", "e2", "e3"] {
+        let url = m.rooms_url(&format!("/scheduler/arena/rooms/{room}/roomevent"));
+        let (status, body) = m.send("POST", url, &json!({"event": event, "metadata": {}}));
+        assert_eq!((status, &body["success"]), (200, &json!(true)), "{body}");
+    }
+    let url = m.rooms_url(&format!("/scheduler/arena/rooms/{room}/playerevent"));
+    let body = json!({"event": "playerJoin", "metadata": {"playerId": "p7"}});
+    let (status, body) = m.send("POST", url, &body);
+    assert_eq!((status, &body["success"]), (200, &json!(true)), "{body}");
+    m.kill(); // SIGKILL with the events undelivered
+
+    let m = Maestro::start(dir.path());
+    let (recorder, _runtime) = recording_forwarder::serve(forwarder_port);
+    wait_for(
+        "the queued events to arrive after the restart",
+        Duration::from_secs(30),
+        || {
+            let calls = recorder.calls();
+            calls.iter().any(|c| c.0 == "SendPlayerEvent")
+                && calls.iter().filter(|c| c.0 == "SendRoomEvent").count() >= 3
+        },
+    );
+    let calls = recorder.calls();
+    let events: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.0 == "SendRoomEvent" && c.1 == room)
+        .map(|c| c.2.as_str())
+        .collect();
+    assert_eq!(events, ["e1", "e2", "e3"], "in order, each once");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.0 == "SendPlayerEvent" && c.1 == room && c.2 == "p7")
+    );
+    // Pings are forwarded as resyncs, with the forwarder's room type.
+    wait_for("ping resyncs", Duration::from_secs(10), || {
+        recorder
+            .calls()
+            .iter()
+            .any(|c| c.0 == "SendRoomResync" && c.3 == "ranked")
+    });
+    assert!(m.metric("maestro_forwarding_events_delivered_total") >= 5.0);
+}

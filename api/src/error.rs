@@ -19,6 +19,7 @@ pub enum Code {
     Aborted = 10,
     Unimplemented = 12,
     Internal = 13,
+    Unavailable = 14,
     Unauthenticated = 16,
 }
 
@@ -32,6 +33,7 @@ impl Code {
             Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
             Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
             Code::Unknown | Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         }
     }
@@ -45,6 +47,12 @@ pub struct ApiError {
     pub message: String,
     /// Overrides the status the code maps to (only 405 needs it).
     status: Option<StatusCode>,
+}
+
+impl From<crate::backend::Unavailable> for ApiError {
+    fn from(e: crate::backend::Unavailable) -> ApiError {
+        ApiError::new(Code::Unavailable, e.0)
+    }
 }
 
 impl ApiError {
@@ -169,7 +177,11 @@ mod tests {
                 StatusCode::CONFLICT,
                 10,
             ),
-            (CommandError::Unsupported("x"), StatusCode::BAD_REQUEST, 9),
+            (
+                CommandError::Unsupported("x".into()),
+                StatusCode::BAD_REQUEST,
+                9,
+            ),
             (
                 CommandError::Exhausted("x".into()),
                 StatusCode::TOO_MANY_REQUESTS,

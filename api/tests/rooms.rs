@@ -5,8 +5,8 @@ mod common;
 use axum::http::StatusCode;
 use common::{Api, SimBackend, error_message, send};
 use maestro_api::{ApiConfig, room_token};
-use maestro_engine::Millis;
 use maestro_engine::room::RoomStatus;
+use maestro_engine::{ForwardKind, Millis, PlayerEventKind};
 use serde_json::json;
 
 const OK: StatusCode = StatusCode::OK;
@@ -102,11 +102,11 @@ async fn bad_pings_are_400s() {
 }
 
 #[tokio::test]
-async fn room_and_player_events_are_acknowledged() {
+async fn room_and_player_events_are_handed_to_the_backend() {
     let (api, ids) = arena(1).await;
     for kind in ["roomevent", "playerevent"] {
         let uri = format!("/scheduler/arena/rooms/{}/{kind}", ids[0]);
-        let body = json!({"event": "playerJoin", "metadata": {"playerId": "p1"}, "timestamp": 1});
+        let body = json!({"event": "playerJoin", "metadata": {"playerId": "p1", "team": 2}, "timestamp": 1});
         let (status, answer) = api.post(&uri, &body).await;
         assert_eq!(
             (status, answer),
@@ -124,6 +124,69 @@ async fn room_and_player_events_are_acknowledged() {
         let (status, answer) = api.send("POST", &uri, Some(r#"{"event": []}"#), &[]).await;
         error_message(status, &answer, BAD_REQUEST, 3);
     }
+    let reports = api.backend.reports();
+    let kinds: Vec<ForwardKind> = reports.iter().map(|r| r.kind.clone()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ForwardKind::RoomEvent {
+                event: "playerJoin".into()
+            },
+            ForwardKind::PlayerEvent {
+                player_id: "p1".into(),
+                event: PlayerEventKind::Join
+            },
+        ]
+    );
+    let metadata: serde_json::Value = serde_json::from_str(&reports[1].metadata_json).unwrap();
+    assert_eq!(metadata, json!({"playerId": "p1", "team": 2}));
+    assert_eq!(
+        (reports[1].scheduler.as_str(), reports[1].room.as_str()),
+        ("arena", ids[0].as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_player_event_needs_a_known_event_and_a_player_id() {
+    let (api, ids) = arena(1).await;
+    let uri = format!("/scheduler/arena/rooms/{}/playerevent", ids[0]);
+    let cases = [
+        (
+            json!({"event": "playerJump", "metadata": {"playerId": "p1"}}),
+            "event: \"playerJump\" is not a player event",
+        ),
+        (
+            json!({"event": "playerLeft"}),
+            "metadata.playerId: required",
+        ),
+        (
+            json!({"event": "playerLeft", "metadata": {"playerId": 7}}),
+            "metadata.playerId: must be a string",
+        ),
+    ];
+    for (body, want) in cases {
+        let (status, answer) = api.post(&uri, &body).await;
+        let message = error_message(status, &answer, BAD_REQUEST, 3);
+        assert!(message.starts_with(want), "{body}: {message:?}");
+    }
+    assert!(
+        api.backend.reports().is_empty(),
+        "nothing refused is forwarded"
+    );
+    let (status, answer) = api
+        .post(
+            &uri,
+            &json!({"event": "playerLeft", "metadata": {"playerId": "p1"}}),
+        )
+        .await;
+    assert_eq!((status, answer["success"].clone()), (OK, json!(true)));
+    assert_eq!(
+        api.backend.reports()[0].kind,
+        ForwardKind::PlayerEvent {
+            player_id: "p1".into(),
+            event: PlayerEventKind::Left
+        }
+    );
 }
 
 #[tokio::test]
@@ -285,11 +348,12 @@ async fn room_tokens_let_a_room_act_only_for_itself() {
         let (status, _) = send(&router, "GET", &uri, None, &[]).await;
         assert_eq!(status, UNAUTHORIZED, "{route}");
     }
+    let event = r#"{"event": "playerJoin", "metadata": {"playerId": "p1"}}"#;
     for route in ["roomevent", "playerevent"] {
         let uri = format!("/scheduler/arena/rooms/{a}/{route}");
-        let (status, _) = send(&router, "POST", &uri, Some("{}"), &as_a).await;
+        let (status, _) = send(&router, "POST", &uri, Some(event), &as_a).await;
         assert_eq!(status, OK, "{route}");
-        let (status, _) = send(&router, "POST", &uri, Some("{}"), &[]).await;
+        let (status, _) = send(&router, "POST", &uri, Some(event), &[]).await;
         assert_eq!(status, UNAUTHORIZED, "{route}");
     }
     let uri = format!("/scheduler/arena/rooms/{a}/status");

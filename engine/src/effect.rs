@@ -66,8 +66,13 @@ pub enum Effect {
     SaveRoom(Box<Room>),
     /// Store: the room is gone.
     ForgetRoom { scheduler: String, room: RoomId },
-    /// Forwarders: tell the scheduler's forwarders about a room.
-    Forward(Box<ForwardEvent>),
+    /// Forwarders: tell the scheduler's enabled forwarders about a room.
+    /// `scheduler` is the active version when the event happened; the shell
+    /// fans the event out to its enabled forwarders.
+    Forward {
+        event: Box<ForwardEvent>,
+        scheduler: Arc<Scheduler>,
+    },
 }
 
 impl Effect {
@@ -83,8 +88,10 @@ impl Effect {
     }
 }
 
-/// A room event for the forwarders (upstream's `SendRoomResync` /
-/// `SendRoomStatus`).
+/// A room event for the forwarders: what happened, to which room, with the
+/// room's metadata and address at that moment. The engine emits resyncs and
+/// terminations; the shell builds room and player events reported through
+/// the rooms API, which change no state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ForwardEvent {
@@ -96,13 +103,40 @@ pub struct ForwardEvent {
     pub address: Option<Address>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum ForwardKind {
     /// Every accepted ping: a resync with the ping's status.
     Resync(PingStatus),
-    /// The room is gone.
+    /// The room is gone (upstream's `SendRoomStatus` with `terminated`).
     Terminated,
+    /// A room event (`POST …/roomevent`, upstream's `SendRoomEvent`).
+    RoomEvent { event: String },
+    /// A player event (`POST …/playerevent`, upstream's `SendPlayerEvent`).
+    PlayerEvent {
+        player_id: String,
+        event: PlayerEventKind,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum PlayerEventKind {
+    /// `playerJoin`
+    Join,
+    /// `playerLeft`
+    Left,
+}
+
+impl PlayerEventKind {
+    /// Parses upstream's event names.
+    pub fn parse(text: &str) -> Option<PlayerEventKind> {
+        match text {
+            "playerJoin" => Some(PlayerEventKind::Join),
+            "playerLeft" => Some(PlayerEventKind::Left),
+            _ => None,
+        }
+    }
 }
 
 /// How a runtime call failed. The kinds are those the runtime interface

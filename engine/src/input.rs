@@ -10,6 +10,7 @@ use crate::version::Version;
 /// acknowledges the client only after flushing the persistence effects the
 /// command emitted.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Command {
     /// Store the scheduler as v1.0.0 and enqueue create_scheduler.
     CreateScheduler(Scheduler),
@@ -37,6 +38,7 @@ pub enum Command {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum CommandReply {
     /// The operation the command enqueued.
     Enqueued(OperationId),
@@ -45,6 +47,7 @@ pub enum CommandReply {
 
 /// Why a command was refused. Each maps to one upstream error code.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum CommandError {
     #[error("Validation Error:\n{0}")]
     Invalid(ValidationErrors),
@@ -61,7 +64,7 @@ pub enum CommandError {
     #[error("operation is {}", .0.as_str())]
     NotCancelable(OperationStatus),
     #[error("{0}")]
-    Unsupported(&'static str),
+    Unsupported(String),
     /// A bound was reached (queue length, scheduler count).
     #[error("{0}")]
     Exhausted(String),
@@ -69,6 +72,7 @@ pub enum CommandError {
 
 /// A room's ping to the Rooms API.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Ping {
     pub scheduler: String,
     pub room: RoomId,
@@ -79,6 +83,7 @@ pub struct Ping {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum PingError {
     #[error("scheduler {0} not found")]
     SchedulerNotFound(String),
@@ -87,6 +92,9 @@ pub enum PingError {
     RoomNotFound(RoomId),
     #[error("cannot change game room status from {} to {}", .from.as_str(), .to.as_str())]
     InvalidTransition { from: RoomStatus, to: RoomStatus },
+    /// The shell could not reach the engine (never the engine's answer).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// What the runtime reports about a room's pod.
@@ -111,6 +119,7 @@ pub enum InstanceEventKind {
 
 /// A room handed out by the allocate API.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Allocation {
     pub room: RoomId,
     /// `None` until the pod has a node; the API answers that clearly.
@@ -119,9 +128,13 @@ pub struct Allocation {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum AllocateError {
     #[error("scheduler {0} not found")]
     SchedulerNotFound(String),
     #[error("no ready room available")]
     NoRoomAvailable,
+    /// The shell could not reach the engine (never the engine's answer).
+    #[error("{0}")]
+    Unavailable(String),
 }

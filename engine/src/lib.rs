@@ -26,7 +26,9 @@ pub mod time;
 pub mod version;
 
 pub use config::EngineConfig;
-pub use effect::{Effect, EffectId, ForwardEvent, ForwardKind, RuntimeError, RuntimeErrorKind};
+pub use effect::{
+    Effect, EffectId, ForwardEvent, ForwardKind, PlayerEventKind, RuntimeError, RuntimeErrorKind,
+};
 pub use engine::{Engine, RestoreError, StoredScheduler, StoredVersion, VersionInfo};
 pub use input::{
     AllocateError, Allocation, Command, CommandError, CommandReply, InstanceEvent,

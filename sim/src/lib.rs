@@ -360,11 +360,9 @@ impl Harness {
                 | Effect::DeleteSchedulerData { .. }
                 | Effect::SaveRoom(_)
                 | Effect::ForgetRoom { .. } => self.stats.persisted += 1,
-                Effect::Forward(_) => self.stats.forwarded += 1,
+                Effect::Forward { .. } => self.stats.forwarded += 1,
             }
         }
-        // Forwarding is not simulated: acknowledge the outbox right away.
-        writes.retain(|w| !matches!(w, Write::OutboxPush(_)));
         self.store
             .apply(self.now, &writes)
             .expect("the in-memory store accepts the engine's writes");

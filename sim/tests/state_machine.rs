@@ -229,8 +229,7 @@ impl Driver {
         let mut writes = Vec::new();
         while let Some(effect) = self.engine.poll_effect() {
             format!("{effect:?}").hash(&mut self.trace);
-            writes
-                .extend(Write::from_effect(&effect).filter(|w| !matches!(w, Write::OutboxPush(_))));
+            writes.extend(Write::from_effect(&effect));
             if let Effect::CreateRoom {
                 scheduler,
                 is_validation_room: false,

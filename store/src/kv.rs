@@ -20,6 +20,9 @@ pub trait Kv: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Entries under `prefix` in key order, at most `limit`.
     fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Entries, StoreError>;
+    /// Entries under `prefix` whose key is at least `start`, in key order,
+    /// at most `limit`: paging through a prefix without loading all of it.
+    fn scan_from(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Entries, StoreError>;
     /// The greatest key under `prefix`.
     fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Applies every entry or none (a crash never leaves half a batch).
@@ -55,6 +58,17 @@ impl Kv for MemoryKv {
         Ok(self
             .map()
             .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn scan_from(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Entries, StoreError> {
+        let from = start.max(prefix).to_vec();
+        Ok(self
+            .map()
+            .range(from..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -160,6 +174,19 @@ impl Kv for SledKv {
         let mut out = Vec::new();
         for entry in self.tree.scan_prefix(prefix).take(limit) {
             let (k, v) = entry.map_err(db_error)?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn scan_from(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Entries, StoreError> {
+        let from = start.max(prefix).to_vec();
+        let mut out = Vec::new();
+        for entry in self.tree.range(from..).take(limit) {
+            let (k, v) = entry.map_err(db_error)?;
+            if !k.starts_with(prefix) {
+                break;
+            }
             out.push((k.to_vec(), v.to_vec()));
         }
         Ok(out)

@@ -13,10 +13,12 @@ mod codec;
 mod error;
 mod group_commit;
 mod kv;
+mod outbox;
 mod store;
 
 pub use codec::FORMAT_VERSION;
 pub use error::StoreError;
 pub use group_commit::GroupCommit;
 pub use kv::{Kv, MemoryKv, SledKv, TREE};
-pub use store::{MemoryStore, OperationPage, OutboxRecord, Page, SledStore, Stage, Store, Write};
+pub use outbox::{Lane, OutboxRecord};
+pub use store::{MemoryStore, OperationPage, Page, SledStore, Stage, Store, Write};

@@ -8,14 +8,13 @@ use std::sync::{Arc, Mutex};
 use maestro_engine::room::Room;
 use maestro_engine::scheduler::Scheduler;
 use maestro_engine::version::Version;
-use maestro_engine::{
-    Effect, ForwardEvent, Operation, OperationStatus, StoredScheduler, StoredVersion, Time,
-};
+use maestro_engine::{Effect, Operation, OperationStatus, StoredScheduler, StoredVersion, Time};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{Kind, decode, encode, key, prefix, signed};
 use crate::error::StoreError;
 use crate::kv::{BatchEntry, Kv, MemoryKv, SledKv};
+use crate::outbox::{Lane, OutboxRecord, outbox_key};
 
 /// One write of a batch.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,10 +38,11 @@ pub enum Write {
         scheduler: String,
         room: String,
     },
-    /// Queue an event for the forwarders.
-    OutboxPush(Box<ForwardEvent>),
+    /// Queue an event for one forwarder, in the record's lane.
+    OutboxPush(Box<OutboxRecord>),
     /// The event with this sequence number was delivered (or given up).
     OutboxAck {
+        lane: Lane,
         seq: u64,
     },
 }
@@ -69,8 +69,10 @@ impl Write {
                 scheduler: scheduler.clone(),
                 room: room.clone(),
             }),
-            Effect::Forward(event) => Some(Write::OutboxPush(event.clone())),
-            Effect::CreateSchedulerResources { .. }
+            // Which forwarders, and whether durably, is the shell's choice
+            // (ping resyncs are coalesced in memory).
+            Effect::Forward { .. }
+            | Effect::CreateSchedulerResources { .. }
             | Effect::DeleteSchedulerResources { .. }
             | Effect::CreateRoom { .. }
             | Effect::DeleteRoom { .. } => None,
@@ -112,19 +114,12 @@ struct VersionRecord {
     created_at: Time,
 }
 
-/// An event waiting in the forwarding outbox.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OutboxRecord {
-    pub event: ForwardEvent,
-    pub enqueued_at: Time,
-}
-
 /// Loads a large scan in one go: bounded by what the store holds.
 const SCAN_ALL: usize = usize::MAX;
 
 /// The store: every record of every scheduler, in one key space.
 pub struct Store<K: Kv> {
-    kv: K,
+    pub(crate) kv: K,
     /// Serialises batches: building one reads the records it replaces.
     write_lock: Mutex<()>,
     next_outbox_seq: AtomicU64,
@@ -215,10 +210,6 @@ fn version_key(name: &str, v: Version) -> Vec<u8> {
     key(Kind::Version, &[name.as_bytes(), &bytes])
 }
 
-fn outbox_key(seq: u64) -> Vec<u8> {
-    key(Kind::Outbox, &[&seq.to_be_bytes()])
-}
-
 fn parse_version(name: &str, text: &str) -> Result<Version, StoreError> {
     Version::parse(text).ok_or_else(|| StoreError::Corrupt {
         tree: Kind::Version.tree(),
@@ -229,20 +220,7 @@ fn parse_version(name: &str, text: &str) -> Result<Version, StoreError> {
 
 impl<K: Kv> Store<K> {
     pub fn with_kv(kv: K) -> Result<Store<K>, StoreError> {
-        let next_outbox_seq = match kv.last_key(&prefix(Kind::Outbox, &[]))? {
-            Some(k) => {
-                let tail: [u8; 8] =
-                    k[k.len().saturating_sub(8)..]
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt {
-                            tree: Kind::Outbox.tree(),
-                            key: crate::codec::printable(&k),
-                            cause: "outbox key without a sequence number".to_string(),
-                        })?;
-                u64::from_be_bytes(tail) + 1
-            }
-            None => 1,
-        };
+        let next_outbox_seq = crate::outbox::last_seq(&kv)? + 1;
         Ok(Store {
             kv,
             write_lock: Mutex::new(()),
@@ -330,15 +308,11 @@ impl<K: Kv> Store<K> {
             Write::ForgetRoom { scheduler, room } => {
                 batch.delete(key(Kind::Room, &[scheduler.as_bytes(), room.as_bytes()]));
             }
-            Write::OutboxPush(event) => {
+            Write::OutboxPush(record) => {
                 let seq = self.next_outbox_seq.fetch_add(1, Ordering::Relaxed);
-                let record = OutboxRecord {
-                    event: (**event).clone(),
-                    enqueued_at: now,
-                };
-                batch.put(outbox_key(seq), encode("outbox", &record)?);
+                batch.put(outbox_key(&record.lane(), seq), encode("outbox", record)?);
             }
-            Write::OutboxAck { seq } => batch.delete(outbox_key(*seq)),
+            Write::OutboxAck { lane, seq } => batch.delete(outbox_key(lane, *seq)),
         }
         Ok(())
     }
@@ -448,22 +422,6 @@ impl<K: Kv> Store<K> {
             operations.push(decode(Kind::Operation, &okey, &bytes)?);
         }
         Ok(OperationPage { operations, total })
-    }
-
-    /// The oldest undelivered events, at most `limit`, with their sequence numbers.
-    pub fn outbox(&self, limit: usize) -> Result<Vec<(u64, OutboxRecord)>, StoreError> {
-        let mut out = Vec::new();
-        for (k, bytes) in self.kv.scan_prefix(&prefix(Kind::Outbox, &[]), limit)? {
-            let tail: [u8; 8] = k[k.len() - 8..]
-                .try_into()
-                .map_err(|_| StoreError::Corrupt {
-                    tree: Kind::Outbox.tree(),
-                    key: crate::codec::printable(&k),
-                    cause: "outbox key without a sequence number".to_string(),
-                })?;
-            out.push((u64::from_be_bytes(tail), decode(Kind::Outbox, &k, &bytes)?));
-        }
-        Ok(out)
     }
 
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {

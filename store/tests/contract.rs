@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use maestro_engine::operation::{Definition, HistoryEntry};
-use maestro_engine::room::{PingStatus, Room, RoomStatus};
+use maestro_engine::room::{Room, RoomStatus};
 use maestro_engine::scheduler::{Scheduler, SchedulerState, fixtures};
 use maestro_engine::{ForwardEvent, ForwardKind, Operation, OperationStatus, Time};
 use maestro_store::{
-    Kv, MemoryKv, MemoryStore, Page, SledKv, SledStore, Stage, Store, StoreError, Write,
+    Kv, Lane, MemoryKv, MemoryStore, OutboxRecord, Page, SledKv, SledStore, Stage, Store,
+    StoreError, Write,
 };
 
 fn scheduler(name: &str, version: &str) -> Arc<Scheduler> {
@@ -351,37 +352,95 @@ fn rooms_round_trip<K: Kv>(store: &Store<K>) {
     assert_eq!(store.load().unwrap()[0].rooms, vec![updated]);
 }
 
-fn outbox_in_order<K: Kv>(store: &Store<K>) {
-    let event = |room: &str| {
-        Box::new(ForwardEvent {
-            scheduler: "arena".into(),
+fn outbox_record(scheduler: &str, forwarder: &str, room: &str) -> Box<OutboxRecord> {
+    Box::new(OutboxRecord {
+        event: ForwardEvent {
+            scheduler: scheduler.into(),
             game: "game".into(),
             room: room.into(),
-            kind: ForwardKind::Resync(PingStatus::Ready),
+            kind: ForwardKind::Terminated,
             metadata_json: "{}".into(),
             address: None,
-        })
-    };
+        },
+        forwarder: maestro_engine::scheduler::Forwarder {
+            name: forwarder.into(),
+            enabled: true,
+            forward_type: "gRPC".into(),
+            address: "matchmaker:9000".into(),
+            options: None,
+        },
+        enqueued_at: Time(1),
+    })
+}
+
+fn lane(scheduler: &str, forwarder: &str) -> Lane {
+    Lane {
+        scheduler: scheduler.into(),
+        forwarder: forwarder.into(),
+    }
+}
+
+fn outbox_lanes_in_order<K: Kv>(store: &Store<K>) {
     store
         .apply(
             Time(1),
             &[
-                Write::OutboxPush(event("r1")),
-                Write::OutboxPush(event("r2")),
+                Write::OutboxPush(outbox_record("arena", "mm", "r1")),
+                Write::OutboxPush(outbox_record("arena", "mm-2", "r1")),
+                Write::OutboxPush(outbox_record("arena", "mm", "r2")),
+                // A name that sorts right after the lane "arena/mm".
+                Write::OutboxPush(outbox_record("arena", "mm\u{1}", "r9")),
             ],
         )
         .unwrap();
     store
-        .apply(Time(2), &[Write::OutboxPush(event("r3"))])
+        .apply(
+            Time(2),
+            &[Write::OutboxPush(outbox_record("arena", "mm", "r3"))],
+        )
         .unwrap();
-    let pending = store.outbox(10).unwrap();
+    assert_eq!(
+        store.outbox_lanes().unwrap(),
+        vec![
+            lane("arena", "mm"),
+            lane("arena", "mm\u{1}"),
+            lane("arena", "mm-2")
+        ]
+    );
+    let mm = lane("arena", "mm");
+    let pending = store.outbox_page(&mm, 0, 10).unwrap();
     let rooms: Vec<&str> = pending.iter().map(|(_, r)| r.event.room.as_str()).collect();
     assert_eq!(rooms, ["r1", "r2", "r3"]);
     assert!(pending.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(store.outbox_len(&mm).unwrap(), 3);
+    let after_first = store.outbox_page(&mm, pending[0].0, 1).unwrap();
+    assert_eq!(
+        after_first[0].1.event.room, "r2",
+        "pages continue after a sequence number"
+    );
     store
-        .apply(Time(3), &[Write::OutboxAck { seq: pending[0].0 }])
+        .apply(
+            Time(3),
+            &[Write::OutboxAck {
+                lane: mm.clone(),
+                seq: pending[0].0,
+            }],
+        )
         .unwrap();
-    assert_eq!(store.outbox(1).unwrap()[0].1.event.room, "r2");
+    assert_eq!(store.outbox_page(&mm, 0, 1).unwrap()[0].1.event.room, "r2");
+    assert_eq!(store.outbox_len(&mm).unwrap(), 2);
+    assert_eq!(store.outbox_len(&lane("arena", "m")).unwrap(), 0);
+    // Deleting the scheduler keeps its lanes: forwarders still learn that
+    // its rooms are gone.
+    store
+        .apply(
+            Time(4),
+            &[Write::DeleteScheduler {
+                name: "arena".into(),
+            }],
+        )
+        .unwrap();
+    assert_eq!(store.outbox_len(&mm).unwrap(), 2);
 }
 
 fn a_failing_batch_writes_nothing<K: Kv>(store: &Store<K>) {
@@ -424,7 +483,7 @@ contract!(
     final_listing_is_newest_first_and_paginated,
     delete_scheduler_removes_only_its_records,
     rooms_round_trip,
-    outbox_in_order,
+    outbox_lanes_in_order,
     a_failing_batch_writes_nothing,
 );
 
@@ -498,14 +557,8 @@ fn sled_keeps_everything_across_a_reopen() {
                 1,
                 0,
             ))),
-            Write::OutboxPush(Box::new(ForwardEvent {
-                scheduler: "arena".into(),
-                game: "game".into(),
-                room: "r".into(),
-                kind: ForwardKind::Terminated,
-                metadata_json: String::new(),
-                address: None,
-            })),
+            Write::OutboxPush(outbox_record("arena", "mm", "r")),
+            Write::OutboxPush(outbox_record("arena", "a-forwarder-sorting-first", "r")),
         ];
         store.apply(Time(1), &writes).unwrap();
         store.flush().unwrap();
@@ -513,19 +566,28 @@ fn sled_keeps_everything_across_a_reopen() {
     let store = SledStore::open(dir.path()).unwrap();
     let loaded = store.load().unwrap();
     assert_eq!(loaded[0].operations.len(), 1);
-    let first_seq = store.outbox(1).unwrap()[0].0;
+    let mm = lane("arena", "mm");
+    let first_seq = store.outbox_page(&mm, 0, 1).unwrap()[0].0;
+    let other_seq = store
+        .outbox_page(&lane("arena", "a-forwarder-sorting-first"), 0, 1)
+        .unwrap()[0]
+        .0;
+    assert_eq!(other_seq, first_seq + 1);
     store
         .apply(
             Time(2),
-            &[Write::OutboxPush(Box::new(
-                store.outbox(1).unwrap()[0].1.event.clone(),
-            ))],
+            &[Write::OutboxPush(outbox_record("arena", "mm", "r2"))],
         )
         .unwrap();
-    let seqs: Vec<u64> = store.outbox(10).unwrap().iter().map(|(s, _)| *s).collect();
+    let seqs: Vec<u64> = store
+        .outbox_page(&mm, 0, 10)
+        .unwrap()
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
     assert_eq!(
         seqs,
-        vec![first_seq, first_seq + 1],
-        "sequence numbers continue after a reopen"
+        vec![first_seq, first_seq + 2],
+        "sequence numbers continue after a reopen, above every lane's"
     );
 }

@@ -49,7 +49,7 @@ pub(crate) async fn list_schedulers(
     let schedulers = state
         .backend
         .schedulers()
-        .await
+        .await?
         .iter()
         .map(|summary| &summary.scheduler)
         .filter(|s| name.is_none_or(|n| s.name == n))
@@ -69,7 +69,7 @@ pub(crate) async fn schedulers_info(
     let schedulers: Vec<SchedulerInfo> = state
         .backend
         .schedulers()
-        .await
+        .await?
         .iter()
         .filter(|summary| game.is_none_or(|g| summary.scheduler.game == g))
         .map(|summary| SchedulerInfo::new(&summary.scheduler, &summary.counts))
@@ -91,7 +91,11 @@ pub(crate) async fn get_scheduler(
     query: QueryParams,
 ) -> Reply<SchedulerResponse> {
     let version = query.non_empty(&["version"]).map(str::to_string);
-    match state.backend.scheduler(name.clone(), version.clone()).await {
+    match state
+        .backend
+        .scheduler(name.clone(), version.clone())
+        .await?
+    {
         Some(s) => Ok(Json(SchedulerResponse {
             scheduler: (&s).into(),
         })),
@@ -121,7 +125,7 @@ pub(crate) async fn create_scheduler(
     let mut stored = state
         .backend
         .scheduler(name, Some(FIRST_VERSION.to_string()))
-        .await
+        .await?
         .unwrap_or(scheduler);
     stored.state = SchedulerState::Creating;
     stored.spec.version = FIRST_VERSION.to_string();
@@ -160,7 +164,7 @@ pub(crate) async fn patch_scheduler(
     let active = state
         .backend
         .scheduler(name.clone(), None)
-        .await
+        .await?
         .ok_or_else(|| scheduler_not_found(&name))?;
     let patched = patch
         .apply(&active)
@@ -205,7 +209,7 @@ pub(crate) async fn scheduler_versions(
     let versions = state
         .backend
         .versions(name.clone())
-        .await
+        .await?
         .ok_or_else(|| scheduler_not_found(&name))?;
     Ok(Json(GetSchedulerVersionsResponse {
         versions: versions.iter().map(Into::into).collect(),
@@ -255,7 +259,7 @@ pub(crate) async fn list_operations(
     let mut operations = state
         .backend
         .operations(name.clone(), stage)
-        .await
+        .await?
         .ok_or_else(|| scheduler_not_found(&name))?;
     if stage == Stage::Final {
         // The backend gives no order; ids break creation-time ties so that
@@ -326,7 +330,7 @@ pub(crate) async fn get_operation(
     State(state): State<AppState>,
     PathParams((name, id)): PathParams<(String, String)>,
 ) -> Reply<GetOperationResponse> {
-    match state.backend.operation(name, id.clone()).await {
+    match state.backend.operation(name, id.clone()).await? {
         Some(op) => Ok(Json(GetOperationResponse {
             operation: (&op).into(),
         })),
@@ -390,7 +394,7 @@ pub(crate) async fn list_rooms(
     let rooms = state
         .backend
         .rooms(name.clone(), status, offset, per_page as usize)
-        .await
+        .await?
         .ok_or_else(|| scheduler_not_found(&name))?;
     Ok(Json(ListRoomsResponse {
         page,

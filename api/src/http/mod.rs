@@ -98,11 +98,11 @@ fn rooms_routes(state: AppState) -> Router {
         )
         .route(
             "/scheduler/{scheduler}/rooms/{room}/roomevent",
-            post(rooms::event),
+            post(rooms::room_event),
         )
         .route(
             "/scheduler/{scheduler}/rooms/{room}/playerevent",
-            post(rooms::event),
+            post(rooms::player_event),
         )
         .route(
             "/scheduler/{scheduler}/rooms/{room}/status",
@@ -127,10 +127,34 @@ fn rooms_routes(state: AppState) -> Router {
 }
 
 /// grpc-gateway's answers to an unknown path and to a wrong method.
+///
+/// A gRPC call to a service this port does not serve ends here too (the
+/// gRPC routes merged into this router have no fallback of their own): it
+/// gets gRPC's UNIMPLEMENTED, which a gRPC client can read, rather than a
+/// JSON 404.
 fn with_fallbacks(router: Router) -> Router {
     router
-        .fallback(|| async { ApiError::not_found("Not Found") })
+        .fallback(|request: Request| async move {
+            if is_grpc(&request) {
+                grpc_unimplemented(request.uri().path())
+            } else {
+                ApiError::not_found("Not Found").into_response()
+            }
+        })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+}
+
+fn is_grpc(request: &Request) -> bool {
+    request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+fn grpc_unimplemented(path: &str) -> Response {
+    tonic::Status::unimplemented(format!("{path} is not served on this port"))
+        .into_http::<axum::body::Body>()
 }
 
 async fn management_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {

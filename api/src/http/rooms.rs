@@ -5,11 +5,13 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use maestro_engine::AllocateError;
+use maestro_engine::{AllocateError, ForwardKind, PlayerEventKind};
+use serde_json::{Map, Value};
 
 use super::AppState;
 use super::extract::{PathParams, read_json};
-use crate::error::ApiError;
+use crate::backend::RoomReport;
+use crate::error::{ApiError, Code};
 use crate::wire::{
     AllocateRequest, AllocateResponse, EventRequest, EventResponse, PingRequest, PingResponse,
     RoomAddressResponse, StatusResponse,
@@ -33,25 +35,77 @@ pub(crate) async fn ping(
     Ok(Json(PingResponse { success }))
 }
 
-/// `POST …/roomevent` and `POST …/playerevent`.
-///
-/// Event forwarding is not wired to the forwarders yet: a well-formed event
-/// of an existing room is acknowledged with `success: true` and an empty
-/// message, as upstream answers when the forward succeeds.
-pub(crate) async fn event(
+/// `POST …/roomevent`: a room event for the scheduler's forwarders.
+pub(crate) async fn room_event(
     State(state): State<AppState>,
     PathParams((scheduler, room)): PathParams<(String, String)>,
     body: Body,
 ) -> Reply<EventResponse> {
-    let _request: EventRequest = read_json(body, state.config.body_limit_bytes).await?;
-    let response = match state.backend.room(scheduler.clone(), room.clone()).await {
-        Some(_) => EventResponse {
+    let request: EventRequest = read_json(body, state.config.body_limit_bytes).await?;
+    let kind = ForwardKind::RoomEvent {
+        event: request.event,
+    };
+    report(&state, scheduler, room, kind, request.metadata).await
+}
+
+/// `POST …/playerevent`: a player event for the scheduler's forwarders.
+/// The event is `playerJoin` or `playerLeft` and `metadata.playerId` names
+/// the player; anything else is a 400 naming the field (upstream answers
+/// 500 after trying to forward).
+pub(crate) async fn player_event(
+    State(state): State<AppState>,
+    PathParams((scheduler, room)): PathParams<(String, String)>,
+    body: Body,
+) -> Reply<EventResponse> {
+    let request: EventRequest = read_json(body, state.config.body_limit_bytes).await?;
+    let Some(event) = PlayerEventKind::parse(&request.event) else {
+        return Err(ApiError::invalid_argument(format!(
+            "event: {:?} is not a player event (playerJoin or playerLeft)",
+            request.event
+        )));
+    };
+    let player_id = match request.metadata.as_ref().and_then(|m| m.get("playerId")) {
+        Some(Value::String(id)) => id.clone(),
+        Some(_) => {
+            return Err(ApiError::invalid_argument(
+                "metadata.playerId: must be a string",
+            ));
+        }
+        None => {
+            return Err(ApiError::invalid_argument(
+                "metadata.playerId: required for a player event",
+            ));
+        }
+    };
+    let kind = ForwardKind::PlayerEvent { player_id, event };
+    report(&state, scheduler, room, kind, request.metadata).await
+}
+
+/// Hands the event to the backend. Accepted means durably queued for every
+/// forwarder, so a slow forwarder never holds up the room. A refusal is a
+/// 200 with `success: false` and the reason, as upstream answers a failed
+/// forward.
+async fn report(
+    state: &AppState,
+    scheduler: String,
+    room: String,
+    kind: ForwardKind,
+    metadata: Option<Map<String, Value>>,
+) -> Reply<EventResponse> {
+    let report = RoomReport {
+        scheduler,
+        room,
+        kind,
+        metadata_json: Value::Object(metadata.unwrap_or_default()).to_string(),
+    };
+    let response = match state.backend.report(report).await {
+        Ok(()) => EventResponse {
             success: true,
             message: String::new(),
         },
-        None => EventResponse {
+        Err(error) => EventResponse {
             success: false,
-            message: format!("room {room} of scheduler {scheduler} not found"),
+            message: error.to_string(),
         },
     };
     Ok(Json(response))
@@ -74,7 +128,7 @@ pub(crate) async fn address(
     State(state): State<AppState>,
     PathParams((scheduler, room)): PathParams<(String, String)>,
 ) -> Reply<RoomAddressResponse> {
-    let found = state.backend.room(scheduler.clone(), room.clone()).await;
+    let found = state.backend.room(scheduler.clone(), room.clone()).await?;
     let Some(found) = found else {
         return Err(ApiError::not_found(format!(
             "room {room} of scheduler {scheduler} not found"
@@ -121,5 +175,6 @@ pub(crate) async fn allocate(
         Err(error @ AllocateError::SchedulerNotFound(_)) => {
             Err(ApiError::not_found(error.to_string()))
         }
+        Err(AllocateError::Unavailable(why)) => Err(ApiError::new(Code::Unavailable, why)),
     }
 }

@@ -8,7 +8,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use maestro_api::{ApiConfig, Backend, RoomPage, SchedulerSummary, Stage};
+use maestro_api::{
+    ApiConfig, Backend, ReportError, RoomPage, RoomReport, SchedulerSummary, Stage, Unavailable,
+};
 use maestro_engine::room::{Room, RoomStatus};
 use maestro_engine::scheduler::Scheduler;
 use maestro_engine::{
@@ -25,6 +27,8 @@ use tower::ServiceExt;
 pub struct SimBackend {
     harness: Mutex<Harness>,
     step: Millis,
+    /// Room and player events accepted for forwarding, in order.
+    reports: Mutex<Vec<RoomReport>>,
 }
 
 impl SimBackend {
@@ -38,11 +42,20 @@ impl SimBackend {
         Arc::new(SimBackend {
             harness: Mutex::new(Harness::new(EngineConfig::default(), SimConfig::default())),
             step,
+            reports: Mutex::new(Vec::new()),
         })
     }
 
     pub fn harness(&self) -> MutexGuard<'_, Harness> {
         self.harness.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The room and player events accepted so far.
+    pub fn reports(&self) -> Vec<RoomReport> {
+        self.reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Runs the simulation forward.
@@ -56,6 +69,97 @@ impl SimBackend {
 /// drains its effect queue after it.
 fn flush(h: &mut Harness) {
     let _ = h.allocate("");
+}
+
+/// The reads, synchronous: the harness answers at once.
+impl SimBackend {
+    fn schedulers_now(&self) -> Vec<SchedulerSummary> {
+        let h = self.harness();
+        h.engine
+            .scheduler_names()
+            .filter_map(|name| {
+                let scheduler = h.engine.scheduler(name)?;
+                let fleet = h.engine.fleet(name)?;
+                Some(SchedulerSummary {
+                    scheduler: scheduler.clone(),
+                    counts: *fleet.counts(),
+                    desired: maestro_engine::health::target(scheduler, fleet, h.now())
+                        .map_or(0, |t| t.desired),
+                })
+            })
+            .collect()
+    }
+
+    fn scheduler_now(&self, name: String, version: Option<String>) -> Option<Scheduler> {
+        let h = self.harness();
+        match version {
+            Some(v) => h.engine.scheduler_version(&name, &v).cloned(),
+            None => h.engine.scheduler(&name).cloned(),
+        }
+    }
+
+    fn versions_now(&self, name: String) -> Option<Vec<VersionInfo>> {
+        self.harness().engine.versions(&name)
+    }
+
+    fn operations_now(&self, scheduler: String, stage: Stage) -> Option<Vec<Operation>> {
+        let h = self.harness();
+        h.engine.scheduler(&scheduler)?;
+        let ops = match stage {
+            Stage::Pending => h
+                .engine
+                .pending_operations(&scheduler)
+                .into_iter()
+                .cloned()
+                .collect(),
+            Stage::Active => h
+                .engine
+                .in_progress_operation(&scheduler)
+                .into_iter()
+                .cloned()
+                .collect(),
+            Stage::Final => h
+                .engine
+                .operations(&scheduler)
+                .filter(|op| op.status.is_final())
+                .cloned()
+                .collect(),
+        };
+        Some(ops)
+    }
+
+    fn operation_now(&self, scheduler: String, id: String) -> Option<Operation> {
+        self.harness().engine.operation(&scheduler, &id).cloned()
+    }
+
+    fn rooms_now(
+        &self,
+        scheduler: String,
+        status: Option<RoomStatus>,
+        offset: usize,
+        limit: usize,
+    ) -> Option<RoomPage> {
+        let h = self.harness();
+        let fleet = h.engine.fleet(&scheduler)?;
+        let mut matching: Vec<&Room> = fleet
+            .rooms()
+            .filter(|r| status.is_none_or(|s| r.status == s))
+            .collect();
+        matching.sort_by(|a, b| a.id.cmp(&b.id));
+        Some(RoomPage {
+            total: matching.len(),
+            rooms: matching
+                .into_iter()
+                .skip(offset)
+                .take(limit)
+                .cloned()
+                .collect(),
+        })
+    }
+
+    fn room_now(&self, scheduler: String, room: String) -> Option<Room> {
+        self.harness().engine.fleet(&scheduler)?.get(&room).cloned()
+    }
 }
 
 #[async_trait::async_trait]
@@ -95,59 +199,36 @@ impl Backend for SimBackend {
         result
     }
 
-    async fn schedulers(&self) -> Vec<SchedulerSummary> {
-        let h = self.harness();
-        h.engine
-            .scheduler_names()
-            .filter_map(|name| {
-                Some(SchedulerSummary {
-                    scheduler: h.engine.scheduler(name)?.clone(),
-                    counts: *h.engine.fleet(name)?.counts(),
-                })
-            })
-            .collect()
+    async fn schedulers(&self) -> Result<Vec<SchedulerSummary>, Unavailable> {
+        Ok(self.schedulers_now())
     }
 
-    async fn scheduler(&self, name: String, version: Option<String>) -> Option<Scheduler> {
-        let h = self.harness();
-        match version {
-            Some(v) => h.engine.scheduler_version(&name, &v).cloned(),
-            None => h.engine.scheduler(&name).cloned(),
-        }
+    async fn scheduler(
+        &self,
+        name: String,
+        version: Option<String>,
+    ) -> Result<Option<Scheduler>, Unavailable> {
+        Ok(self.scheduler_now(name, version))
     }
 
-    async fn versions(&self, name: String) -> Option<Vec<VersionInfo>> {
-        self.harness().engine.versions(&name)
+    async fn versions(&self, name: String) -> Result<Option<Vec<VersionInfo>>, Unavailable> {
+        Ok(self.versions_now(name))
     }
 
-    async fn operations(&self, scheduler: String, stage: Stage) -> Option<Vec<Operation>> {
-        let h = self.harness();
-        h.engine.scheduler(&scheduler)?;
-        let ops = match stage {
-            Stage::Pending => h
-                .engine
-                .pending_operations(&scheduler)
-                .into_iter()
-                .cloned()
-                .collect(),
-            Stage::Active => h
-                .engine
-                .in_progress_operation(&scheduler)
-                .into_iter()
-                .cloned()
-                .collect(),
-            Stage::Final => h
-                .engine
-                .operations(&scheduler)
-                .filter(|op| op.status.is_final())
-                .cloned()
-                .collect(),
-        };
-        Some(ops)
+    async fn operations(
+        &self,
+        scheduler: String,
+        stage: Stage,
+    ) -> Result<Option<Vec<Operation>>, Unavailable> {
+        Ok(self.operations_now(scheduler, stage))
     }
 
-    async fn operation(&self, scheduler: String, id: String) -> Option<Operation> {
-        self.harness().engine.operation(&scheduler, &id).cloned()
+    async fn operation(
+        &self,
+        scheduler: String,
+        id: String,
+    ) -> Result<Option<Operation>, Unavailable> {
+        Ok(self.operation_now(scheduler, id))
     }
 
     async fn rooms(
@@ -156,27 +237,31 @@ impl Backend for SimBackend {
         status: Option<RoomStatus>,
         offset: usize,
         limit: usize,
-    ) -> Option<RoomPage> {
-        let h = self.harness();
-        let fleet = h.engine.fleet(&scheduler)?;
-        let mut matching: Vec<&Room> = fleet
-            .rooms()
-            .filter(|r| status.is_none_or(|s| r.status == s))
-            .collect();
-        matching.sort_by(|a, b| a.id.cmp(&b.id));
-        Some(RoomPage {
-            total: matching.len(),
-            rooms: matching
-                .into_iter()
-                .skip(offset)
-                .take(limit)
-                .cloned()
-                .collect(),
-        })
+    ) -> Result<Option<RoomPage>, Unavailable> {
+        Ok(self.rooms_now(scheduler, status, offset, limit))
     }
 
-    async fn room(&self, scheduler: String, room: String) -> Option<Room> {
-        self.harness().engine.fleet(&scheduler)?.get(&room).cloned()
+    async fn room(&self, scheduler: String, room: String) -> Result<Option<Room>, Unavailable> {
+        Ok(self.room_now(scheduler, room))
+    }
+
+    async fn report(&self, report: RoomReport) -> Result<(), ReportError> {
+        let exists = self
+            .harness()
+            .engine
+            .fleet(&report.scheduler)
+            .is_some_and(|f| f.get(&report.room).is_some());
+        if !exists {
+            return Err(ReportError::RoomNotFound {
+                scheduler: report.scheduler,
+                room: report.room,
+            });
+        }
+        self.reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(report);
+        Ok(())
     }
 }
 

@@ -40,6 +40,7 @@ pub struct Engine {
 
 /// One stored version of a scheduler.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct VersionInfo {
     pub version: Version,
     pub is_active: bool,
@@ -156,7 +157,9 @@ impl Engine {
                         Err(CommandError::NotFound(format!("operation {operation_id}")))
                     }
                     Err(CancelRefusal::Final(status)) => Err(CommandError::NotCancelable(status)),
-                    Err(CancelRefusal::NotCancelable(why)) => Err(CommandError::Unsupported(why)),
+                    Err(CancelRefusal::NotCancelable(why)) => {
+                        Err(CommandError::Unsupported(why.to_string()))
+                    }
                 }
             }
         }

@@ -148,14 +148,17 @@ impl SchedulerEntry {
         if !active.has_enabled_forwarders() || room.is_validation_room {
             return;
         }
-        io.emit(Effect::Forward(Box::new(ForwardEvent {
-            scheduler: self.name.clone(),
-            game: active.game.clone(),
-            room: room.id.clone(),
-            kind,
-            metadata_json: room.metadata_json.clone(),
-            address: room.address.clone(),
-        })));
+        io.emit(Effect::Forward {
+            event: Box::new(ForwardEvent {
+                scheduler: self.name.clone(),
+                game: active.game.clone(),
+                room: room.id.clone(),
+                kind,
+                metadata_json: room.metadata_json.clone(),
+                address: room.address.clone(),
+            }),
+            scheduler: Arc::clone(active),
+        });
     }
 
     /// Records a new room (pending) and asks the runtime to create its pod.

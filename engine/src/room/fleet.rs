@@ -23,6 +23,7 @@ pub struct ExpiryTimeouts {
 
 /// Counts the autoscaler and the health check read, over non-validation rooms.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FleetCounts {
     pub by_status: [u64; 9],
     /// Sum of running matches over ready, active and occupied rooms.

@@ -45,6 +45,7 @@ const FIXED_BUFFER_PATH: &str = "autoscaling.policy.parameters.fixedBuffer";
 
 /// One invalid field: where it is and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct FieldError {
     /// The JSON path of the field, e.g. `spec.containers[0].requests.cpu`.
     pub path: String,
@@ -61,6 +62,7 @@ impl fmt::Display for FieldError {
 /// Every problem found in a scheduler, in field order. `validate` only
 /// returns it with at least one error.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ValidationErrors(pub Vec<FieldError>);
 
 impl fmt::Display for ValidationErrors {

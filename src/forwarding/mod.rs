@@ -1,0 +1,501 @@
+//! Forwarding: delivers room and player events to the schedulers'
+//! forwarders (usually a matchmaker) over upstream's gRPC protocol.
+//!
+//! Upstream calls every forwarder synchronously inside the ping or event
+//! request and forgets the event if the call fails. Here a request never
+//! waits on a forwarder, and delivery is at least once:
+//!
+//! - **Durable events** (room events, player events, room terminations) are
+//!   written to the store's outbox before the request is answered, and stay
+//!   there until the forwarder answered. They survive restarts.
+//! - **Ping resyncs** are snapshots of a room's state, sent on every ping.
+//!   They are kept in memory, one per room per forwarder (a newer one
+//!   replaces an older one not yet sent), and retried like the others; a
+//!   resync lost in a crash is replaced by the room's next ping.
+//!
+//! Each (scheduler, forwarder) pair is a *lane* with its own task, queue and
+//! backoff, so an unreachable forwarder delays only its own events. A lane
+//! keeps up to `window` calls in flight, never two for the same room, so a
+//! room's events arrive in order. A failed call pauses the lane with
+//! exponential backoff; events are given up only when the forwarder refuses
+//! them outright or they are older than `max_event_age`. Bounds: at most
+//! `max_backlog` durable events per lane (further events are refused, the
+//! room is told to retry), and in memory one resync per room plus one page
+//! of durable events per lane.
+
+mod client;
+mod message;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use maestro_engine::scheduler::Forwarder;
+use maestro_engine::{ForwardEvent, ForwardKind, Time};
+use maestro_store::{Kv, Lane, OutboxRecord, Store, StoreError, Write};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use self::client::{Clients, Outcome};
+use crate::driver::wall_clock;
+
+#[derive(Clone, Debug)]
+pub struct ForwardingConfig {
+    /// Calls in flight at once per lane.
+    pub window: usize,
+    /// The first pause after a failed call; it doubles per failure.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// A durable event still undelivered after this long is given up.
+    pub max_event_age: Duration,
+    /// Durable events waiting per lane beyond which new ones are refused.
+    pub max_backlog: u64,
+}
+
+impl Default for ForwardingConfig {
+    fn default() -> Self {
+        ForwardingConfig {
+            window: 32,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+            max_event_age: Duration::from_secs(24 * 3600),
+            max_backlog: 1_000_000,
+        }
+    }
+}
+
+/// What a lane reads from and acknowledges to: the store's outbox.
+pub trait Outbox: Send + Sync + 'static {
+    fn lanes(&self) -> Result<Vec<Lane>, StoreError>;
+    fn page(
+        &self,
+        lane: &Lane,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, OutboxRecord)>, StoreError>;
+    fn len(&self, lane: &Lane) -> Result<u64, StoreError>;
+    /// Removes delivered events. Not flushed: an acknowledgement lost in a
+    /// crash means the event is delivered again (at least once).
+    fn ack(&self, lane: &Lane, seqs: &[u64]) -> Result<(), StoreError>;
+}
+
+impl<K: Kv + 'static> Outbox for Store<K> {
+    fn lanes(&self) -> Result<Vec<Lane>, StoreError> {
+        self.outbox_lanes()
+    }
+
+    fn page(
+        &self,
+        lane: &Lane,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, OutboxRecord)>, StoreError> {
+        self.outbox_page(lane, after, limit)
+    }
+
+    fn len(&self, lane: &Lane) -> Result<u64, StoreError> {
+        self.outbox_len(lane)
+    }
+
+    fn ack(&self, lane: &Lane, seqs: &[u64]) -> Result<(), StoreError> {
+        let writes: Vec<Write> = seqs
+            .iter()
+            .map(|&seq| Write::OutboxAck {
+                lane: lane.clone(),
+                seq,
+            })
+            .collect();
+        self.apply(wall_clock(), &writes)
+    }
+}
+
+/// Durable events read from the store at once per lane.
+const PAGE: usize = 256;
+/// Acknowledgements are written in batches of this many, or after
+/// `ACK_DELAY`, whichever comes first.
+const ACK_BATCH: usize = 128;
+const ACK_DELAY: Duration = Duration::from_millis(100);
+
+/// The handle the driver uses; cheap to clone.
+#[derive(Clone)]
+pub struct Forwarding {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    outbox: Arc<dyn Outbox>,
+    config: ForwardingConfig,
+    clients: Clients,
+    lanes: Mutex<BTreeMap<Lane, Arc<LaneState>>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+struct LaneState {
+    lane: Lane,
+    notify: Notify,
+    inner: Mutex<LaneInner>,
+}
+
+#[derive(Default)]
+struct LaneInner {
+    /// The newest unsent resync per room.
+    resyncs: BTreeMap<String, Resync>,
+    /// Durable events in the store for this lane.
+    backlog: u64,
+    /// Durable events were written since the lane last read the store.
+    written: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Resync {
+    event: ForwardEvent,
+    forwarder: Forwarder,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Forwarding {
+    /// Starts a task for every lane that holds undelivered events.
+    pub fn start(
+        outbox: Arc<dyn Outbox>,
+        config: ForwardingConfig,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Forwarding, StoreError> {
+        let forwarding = Forwarding {
+            shared: Arc::new(Shared {
+                outbox,
+                config,
+                clients: Clients::default(),
+                lanes: Mutex::new(BTreeMap::new()),
+                shutdown,
+            }),
+        };
+        for lane in forwarding.shared.outbox.lanes()? {
+            let backlog = forwarding.shared.outbox.len(&lane)?;
+            let state = forwarding.lane(&lane);
+            let mut inner = lock(&state.inner);
+            inner.backlog = backlog;
+            inner.written = true;
+            set_backlog_gauge(&lane, backlog);
+        }
+        Ok(forwarding)
+    }
+
+    /// The lane's state, starting its task on first use.
+    fn lane(&self, lane: &Lane) -> Arc<LaneState> {
+        let mut lanes = lock(&self.shared.lanes);
+        if let Some(state) = lanes.get(lane) {
+            return Arc::clone(state);
+        }
+        let state = Arc::new(LaneState {
+            lane: lane.clone(),
+            notify: Notify::new(),
+            inner: Mutex::new(LaneInner::default()),
+        });
+        lanes.insert(lane.clone(), Arc::clone(&state));
+        tokio::spawn(run_lane(Arc::clone(&self.shared), Arc::clone(&state)));
+        state
+    }
+
+    /// Queues a ping resync in memory, replacing an unsent older one of the
+    /// same room.
+    pub fn resync(&self, event: &ForwardEvent, forwarder: &Forwarder) {
+        let lane = lane_of(event, forwarder);
+        let state = self.lane(&lane);
+        let replaced = lock(&state.inner)
+            .resyncs
+            .insert(
+                event.room.clone(),
+                Resync {
+                    event: event.clone(),
+                    forwarder: forwarder.clone(),
+                },
+            )
+            .is_some();
+        if replaced {
+            metrics::counter!("maestro_forwarding_resyncs_coalesced_total",
+                "scheduler" => lane.scheduler.clone(), "forwarder" => lane.forwarder.clone())
+            .increment(1);
+        }
+        state.notify.notify_one();
+    }
+
+    /// Reserves room for one durable event in the record's lane. `false`
+    /// when the lane's backlog is full: the caller refuses the event. A
+    /// termination drops the room's unsent resync, which it supersedes.
+    pub fn admit(&self, record: &OutboxRecord) -> bool {
+        let lane = record.lane();
+        let state = self.lane(&lane);
+        let mut inner = lock(&state.inner);
+        if matches!(record.event.kind, ForwardKind::Terminated) {
+            inner.resyncs.remove(&record.event.room);
+        }
+        if inner.backlog >= self.shared.config.max_backlog {
+            metrics::counter!("maestro_forwarding_events_failed_total",
+                "scheduler" => lane.scheduler.clone(), "forwarder" => lane.forwarder.clone(),
+                "reason" => "backlog_full")
+            .increment(1);
+            return false;
+        }
+        inner.backlog += 1;
+        set_backlog_gauge(&lane, inner.backlog);
+        true
+    }
+
+    /// Tells the lanes that their admitted events are in the store.
+    pub fn written<'a>(&self, lanes: impl IntoIterator<Item = &'a Lane>) {
+        for lane in lanes {
+            let state = self.lane(lane);
+            lock(&state.inner).written = true;
+            state.notify.notify_one();
+        }
+    }
+}
+
+fn lane_of(event: &ForwardEvent, forwarder: &Forwarder) -> Lane {
+    Lane {
+        scheduler: event.scheduler.clone(),
+        forwarder: forwarder.name.clone(),
+    }
+}
+
+fn set_backlog_gauge(lane: &Lane, backlog: u64) {
+    metrics::gauge!("maestro_forwarding_outbox_events",
+        "scheduler" => lane.scheduler.clone(), "forwarder" => lane.forwarder.clone())
+    .set(backlog as f64);
+}
+
+/// One event in flight.
+enum Item {
+    Durable(u64, OutboxRecord),
+    Resync(Resync),
+}
+
+impl Item {
+    fn parts(&self) -> (&ForwardEvent, &Forwarder) {
+        match self {
+            Item::Durable(_, record) => (&record.event, &record.forwarder),
+            Item::Resync(resync) => (&resync.event, &resync.forwarder),
+        }
+    }
+}
+
+async fn deliver(shared: Arc<Shared>, item: Item) -> (Item, Outcome) {
+    let (event, forwarder) = item.parts();
+    let call = message::build(event, forwarder);
+    let method = call.method();
+    let started = std::time::Instant::now();
+    let outcome = shared.clients.send(forwarder, call).await;
+    let code = match &outcome {
+        Outcome::Delivered { code } => code.to_string(),
+        Outcome::Retry(_) | Outcome::Reject(_) => "error".to_string(),
+    };
+    // Upstream's name for the forwarder call latency.
+    metrics::histogram!("maestro_worker_grpc_request_latency",
+        "service" => "GRPCForwarder", "method" => method, "code" => code)
+    .record(started.elapsed().as_secs_f64());
+    (item, outcome)
+}
+
+/// A lane's task: reads durable events in pages, takes resyncs, keeps up to
+/// `window` calls in flight (one per room), pauses with backoff on failure,
+/// and acknowledges what was delivered.
+async fn run_lane(shared: Arc<Shared>, state: Arc<LaneState>) {
+    let config = shared.config.clone();
+    let lane = state.lane.clone();
+    let labels = |extra: Option<(&'static str, &'static str)>| {
+        let mut l = vec![
+            ("scheduler", lane.scheduler.clone()),
+            ("forwarder", lane.forwarder.clone()),
+        ];
+        if let Some((k, v)) = extra {
+            l.push((k, v.to_string()));
+        }
+        l
+    };
+    let mut shutdown = shared.shutdown.clone();
+    let mut buffer: VecDeque<(u64, OutboxRecord)> = VecDeque::new();
+    let mut cursor = 0u64;
+    let mut read_all = false;
+    let mut in_flight = FuturesUnordered::new();
+    let mut busy_rooms: BTreeSet<String> = BTreeSet::new();
+    let mut backoff = config.initial_backoff;
+    let mut paused_until: Option<Instant> = None;
+    let mut acks: Vec<u64> = Vec::new();
+    let mut ack_deadline: Option<Instant> = None;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        if std::mem::take(&mut lock(&state.inner).written) {
+            read_all = false;
+        }
+        if !read_all && buffer.len() < config.window {
+            match shared.outbox.page(&lane, cursor, PAGE) {
+                Ok(page) => {
+                    read_all = page.len() < PAGE;
+                    for (seq, record) in page {
+                        cursor = seq;
+                        buffer.push_back((seq, record));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(lane = %lane, error = %e, "cannot read the forwarding outbox");
+                    paused_until = Some(Instant::now() + config.max_backoff);
+                }
+            }
+        }
+        if paused_until.is_some_and(|t| Instant::now() >= t) {
+            paused_until = None;
+        }
+        while paused_until.is_none() && in_flight.len() < config.window.max(1) {
+            // Durable events first, oldest first, skipping rooms with a
+            // call in flight.
+            let durable = buffer
+                .iter()
+                .take(config.window.max(1) * 2)
+                .position(|(_, r)| !busy_rooms.contains(&r.event.room));
+            let item = match durable.and_then(|i| buffer.remove(i)) {
+                Some((seq, record)) => Item::Durable(seq, record),
+                None => {
+                    let mut inner = lock(&state.inner);
+                    let room = inner
+                        .resyncs
+                        .keys()
+                        .find(|room| !busy_rooms.contains(*room))
+                        .cloned();
+                    match room.and_then(|r| inner.resyncs.remove(&r)) {
+                        Some(resync) => Item::Resync(resync),
+                        None => break,
+                    }
+                }
+            };
+            busy_rooms.insert(item.parts().0.room.clone());
+            in_flight.push(deliver(Arc::clone(&shared), item));
+        }
+        let pause = async {
+            match paused_until {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let ack_due = async {
+            match ack_deadline {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {}
+            Some((item, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                busy_rooms.remove(&item.parts().0.room);
+                let kind = message::kind_label(&item.parts().0.kind);
+                match outcome {
+                    Outcome::Delivered { .. } => {
+                        backoff = config.initial_backoff;
+                        metrics::counter!("maestro_forwarding_events_delivered_total", &labels(Some(("event", kind)))).increment(1);
+                        if let Item::Durable(seq, _) = item {
+                            acks.push(seq);
+                        }
+                    }
+                    Outcome::Retry(reason) => {
+                        metrics::counter!("maestro_forwarding_events_retried_total", &labels(Some(("event", kind)))).increment(1);
+                        if paused_until.is_none() {
+                            tracing::warn!(lane = %lane, %reason, backoff_ms = backoff.as_millis() as u64, "forwarder call failed; pausing the lane");
+                            paused_until = Some(Instant::now() + jitter(backoff));
+                            backoff = (backoff * 2).min(config.max_backoff);
+                        }
+                        match item {
+                            Item::Durable(seq, record) => {
+                                if too_old(&record, config.max_event_age) {
+                                    tracing::error!(lane = %lane, room = %record.event.room, "giving up an event older than the maximum age");
+                                    metrics::counter!("maestro_forwarding_events_failed_total", &labels(Some(("reason", "expired")))).increment(1);
+                                    acks.push(seq);
+                                } else {
+                                    let at = buffer.partition_point(|(s, _)| *s < seq);
+                                    buffer.insert(at, (seq, record));
+                                }
+                            }
+                            Item::Resync(resync) => {
+                                // Unless a newer resync of the room came meanwhile.
+                                lock(&state.inner).resyncs.entry(resync.event.room.clone()).or_insert(resync);
+                            }
+                        }
+                    }
+                    Outcome::Reject(reason) => {
+                        tracing::error!(lane = %lane, %reason, "the forwarder refused an event; giving it up");
+                        metrics::counter!("maestro_forwarding_events_failed_total", &labels(Some(("reason", "rejected")))).increment(1);
+                        if let Item::Durable(seq, _) = item {
+                            acks.push(seq);
+                        }
+                    }
+                }
+                if !acks.is_empty() && ack_deadline.is_none() {
+                    ack_deadline = Some(Instant::now() + ACK_DELAY);
+                }
+                if acks.len() >= ACK_BATCH {
+                    write_acks(&shared, &state, &mut acks);
+                    ack_deadline = None;
+                }
+            }
+            () = state.notify.notified() => {}
+            () = pause => {}
+            () = ack_due => {
+                write_acks(&shared, &state, &mut acks);
+                ack_deadline = None;
+            }
+        }
+    }
+    write_acks(&shared, &state, &mut acks);
+}
+
+fn write_acks(shared: &Shared, state: &LaneState, acks: &mut Vec<u64>) {
+    if acks.is_empty() {
+        return;
+    }
+    match shared.outbox.ack(&state.lane, acks) {
+        Ok(()) => {
+            let mut inner = lock(&state.inner);
+            inner.backlog = inner.backlog.saturating_sub(acks.len() as u64);
+            set_backlog_gauge(&state.lane, inner.backlog);
+            acks.clear();
+        }
+        // Kept for the next batch; until then the events stay in the store
+        // and would be sent again after a restart.
+        Err(e) => {
+            tracing::error!(lane = %state.lane, error = %e, "cannot acknowledge delivered events")
+        }
+    }
+}
+
+fn too_old(record: &OutboxRecord, max_age: Duration) -> bool {
+    let age_ms = wall_clock().0.saturating_sub(record.enqueued_at.0);
+    Duration::from_millis(age_ms) > max_age
+}
+
+/// Between half and all of `backoff`, so lanes paused by one outage do not
+/// retry in lockstep.
+fn jitter(backoff: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let fraction = 0.5 + f64::from(nanos % 1000) / 2000.0;
+    backoff.mul_f64(fraction)
+}
+
+/// An outbox record for one forwarder, stamped now.
+pub fn record(event: &ForwardEvent, forwarder: &Forwarder, now: Time) -> OutboxRecord {
+    OutboxRecord {
+        event: event.clone(),
+        forwarder: forwarder.clone(),
+        enqueued_at: now,
+    }
+}
+
+#[cfg(test)]
+mod tests;
