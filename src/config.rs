@@ -62,6 +62,10 @@ const KEYS: &[(&str, &str)] = &[
     ("runtime", "sim"),
     ("log.format", "text"),
     ("workerUrl", ""),
+    ("forwarding.concurrency", "32"),
+    ("forwarding.maxBackoff", "30s"),
+    ("forwarding.maxEventAge", "24h"),
+    ("forwarding.maxBacklog", "1000000"),
     ("workers.healthControllerInterval", "1m"),
     ("workers.storageClenupInterval", "3h"),
     ("workers.redis.operationsTtl", "24h"),
@@ -128,6 +132,7 @@ pub struct Config {
     pub disruption_interval: Duration,
     /// The worker's internal address, for modules started without it.
     pub worker_url: Option<String>,
+    pub forwarding: crate::forwarding::ForwardingConfig,
 }
 
 /// Values from the command line; `None` leaves the lower layers in charge.
@@ -294,6 +299,13 @@ impl Config {
                     .into(),
             ),
             worker_url: Some(r.text("workerUrl").to_string()).filter(|s| !s.is_empty()),
+            forwarding: crate::forwarding::ForwardingConfig {
+                window: r.number::<u32>("forwarding.concurrency", 1, 10_000)? as usize,
+                max_backoff: r.duration("forwarding.maxBackoff")?,
+                max_event_age: r.duration("forwarding.maxEventAge")?,
+                max_backlog: r.number::<u64>("forwarding.maxBacklog", 1, 1_000_000_000)?,
+                ..crate::forwarding::ForwardingConfig::default()
+            },
         };
         Ok((config, warnings))
     }

@@ -24,7 +24,7 @@ use tower::ServiceExt;
 
 use crate::config::{Config, RuntimeKind};
 use crate::driver::{Driver, DriverConfig, DriverHandle};
-use crate::forwarding::{Forwarding, ForwardingConfig, Outbox};
+use crate::forwarding::{Forwarding, Outbox};
 use crate::metrics_reporter;
 use crate::sim_cluster::{RoomsApi, SimCluster, SimClusterConfig};
 
@@ -236,7 +236,7 @@ async fn start_worker(
     };
     let engine = Engine::new(config.engine.clone());
     let outbox: Arc<dyn Outbox> = Arc::clone(&store) as Arc<dyn Outbox>;
-    let forwarding = Forwarding::start(outbox, ForwardingConfig::default(), shutdown_rx.clone())
+    let forwarding = Forwarding::start(outbox, config.forwarding.clone(), shutdown_rx.clone())
         .context("reading the forwarding outbox")?;
     let (driver, handle) = Driver::new(
         engine,

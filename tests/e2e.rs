@@ -23,9 +23,17 @@ fn free_port() -> u16 {
 
 impl Maestro {
     fn start(data_dir: &Path) -> Maestro {
+        Maestro::start_modules(data_dir, &["all"], &[])
+    }
+
+    /// `maestro start <modules> <extra>` on fresh ports, once ready.
+    fn start_modules(data_dir: &Path, modules: &[&str], extra: &[&str]) -> Maestro {
         let (management, rooms, internal) = (free_port(), free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_maestro"))
-            .args(["start", "all", "--data-dir"])
+            .arg("start")
+            .args(modules)
+            .args(extra)
+            .arg("--data-dir")
             .arg(data_dir)
             .args(["--management-port", &management.to_string()])
             .args(["--rooms-port", &rooms.to_string()])
@@ -546,4 +554,132 @@ fn events_accepted_while_the_forwarder_is_down_survive_a_crash() {
             .any(|c| c.0 == "SendRoomResync" && c.3 == "ranked")
     });
     assert!(m.metric("maestro_forwarding_events_delivered_total") >= 5.0);
+}
+
+#[test]
+fn stateless_api_processes_serve_against_a_remote_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Maestro::start_modules(dir.path(), &["worker", "runtime-watcher"], &[]);
+    let worker_url = format!("http://127.0.0.1:{}", worker.internal);
+    // Two API processes with no store of their own, as a horizontally
+    // scaled deployment runs them.
+    let api_dir = tempfile::tempdir().unwrap();
+    let apis: Vec<Maestro> = (0..2)
+        .map(|_| {
+            Maestro::start_modules(
+                api_dir.path(),
+                &["management-api", "rooms-api", "metrics-reporter"],
+                &["--worker-url", &worker_url],
+            )
+        })
+        .collect();
+    assert!(
+        !api_dir.path().join("db").exists(),
+        "an API process opens no store"
+    );
+    let (status, body) = apis[0].post("/schedulers", &scheduler("arena", "game:1", None, 2));
+    assert_eq!(status, 200, "{body}");
+    // Rooms (simulated by the worker's cluster) come up; the other API
+    // process sees them.
+    wait_for("2 ready rooms", Duration::from_secs(20), || {
+        number(&info(&apis[1], "arena")["roomsReady"]) == 2
+    });
+    let room = rooms(&apis[1], "arena")[0].0.clone();
+    let url = apis[1].rooms_url(&format!("/scheduler/arena/rooms/{room}/ping"));
+    let (status, body) = apis[1].send(
+        "PUT",
+        url,
+        &json!({"status": "occupied", "runningMatches": 1}),
+    );
+    assert_eq!((status, &body["success"]), (200, &json!(true)), "{body}");
+    wait_for(
+        "the ping to reach the worker",
+        Duration::from_secs(5),
+        || {
+            rooms(&apis[0], "arena")
+                .iter()
+                .any(|(id, status, _)| id == &room && status == "occupied")
+        },
+    );
+    let url = apis[0].rooms_url("/scheduler/arena/rooms/allocate");
+    let (status, body) = apis[0].send("POST", url, &json!({}));
+    assert_eq!((status, &body["success"]), (200, &json!(true)), "{body}");
+    // The metrics reporter of an API process reports the worker's fleets.
+    wait_for(
+        "fleet gauges on an API process",
+        Duration::from_secs(15),
+        || apis[1].metric("maestro_worker_desired_rooms") >= 2.0,
+    );
+
+    // Without the worker the APIs say so instead of answering wrongly.
+    worker.kill();
+    let (status, body) = apis[0].get("/schedulers/arena");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], 14, "{body}");
+    let readyz = ureq::get(&format!("http://127.0.0.1:{}/readyz", apis[0].internal))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap();
+    assert_eq!(readyz.status(), 503);
+}
+
+#[test]
+fn api_modules_without_a_worker_or_its_address_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_maestro"))
+        .args(["start", "management-api", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--worker-url"), "{stderr}");
+}
+
+#[test]
+fn the_binary_serves_grpc_on_the_http_ports() {
+    use maestro_api::proto::api::v1::ListSchedulersRequest;
+    use maestro_api::proto::api::v1::schedulers_service_client::SchedulersServiceClient;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let m = Maestro::start(dir.path());
+    let (status, body) = m.post("/schedulers", &scheduler("arena", "game:1", None, 1));
+    assert_eq!(status, 200, "{body}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let url = format!("http://127.0.0.1:{}", m.management);
+        let channel = tonic::transport::Endpoint::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let health = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: "api.v1.SchedulersService".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(health.status, ServingStatus::Serving as i32);
+        let listed = SchedulersServiceClient::connect(url)
+            .await
+            .unwrap()
+            .list_schedulers(ListSchedulersRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let names: Vec<&str> = listed.schedulers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["arena"]);
+    });
+    // The same port still answers HTTP/1.1 JSON.
+    let (status, body) = m.get("/schedulers");
+    assert_eq!(
+        (status, &body["schedulers"][0]["name"]),
+        (200, &json!("arena"))
+    );
 }

@@ -391,7 +391,12 @@ async fn run_lane(shared: Arc<Shared>, state: Arc<LaneState>) {
         };
         tokio::select! {
             biased;
-            _ = shutdown.changed() => {}
+            changed = shutdown.changed() => {
+                // A dropped sender means nobody can stop us any more: stop.
+                if changed.is_err() {
+                    break;
+                }
+            }
             Some((item, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
                 busy_rooms.remove(&item.parts().0.room);
                 let kind = message::kind_label(&item.parts().0.kind);
