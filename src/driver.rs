@@ -133,7 +133,7 @@ fn shutting_down() -> Unavailable {
 }
 
 fn stopped() -> CommandError {
-    CommandError::Exhausted(shutting_down().0)
+    CommandError::Unavailable(shutting_down().0)
 }
 
 #[async_trait::async_trait]
@@ -457,7 +457,7 @@ impl<K: Kv + 'static> Driver<K> {
                 self.held.push(Box::new(move |flushed| {
                     let result = match flushed {
                         Ok(()) => result,
-                        Err(e) => Err(CommandError::Exhausted(format!("the store failed: {e}"))),
+                        Err(e) => Err(CommandError::Unavailable(format!("the store failed: {e}"))),
                     };
                     let _ = reply.send(result);
                 }));

@@ -616,6 +616,8 @@ fn stateless_api_processes_serve_against_a_remote_worker() {
     let (status, body) = apis[0].get("/schedulers/arena");
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], 14, "{body}");
+    let (status, body) = apis[0].post("/schedulers", &scheduler("other", "game:1", None, 1));
+    assert_eq!((status, &body["code"]), (503, &json!(14)), "{body}");
     let readyz = ureq::get(&format!("http://127.0.0.1:{}/readyz", apis[0].internal))
         .config()
         .http_status_as_error(false)

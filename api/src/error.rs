@@ -104,6 +104,7 @@ impl From<CommandError> for ApiError {
             CommandError::Conflict(_) | CommandError::Unsupported(_) => Code::FailedPrecondition,
             CommandError::NotCancelable(_) => Code::Aborted,
             CommandError::Exhausted(_) => Code::ResourceExhausted,
+            CommandError::Unavailable(_) => Code::Unavailable,
         };
         // `Invalid` displays as "Validation Error:\n" and one
         // "path: message" line per field, upstream's format.
@@ -186,6 +187,11 @@ mod tests {
                 CommandError::Exhausted("x".into()),
                 StatusCode::TOO_MANY_REQUESTS,
                 8,
+            ),
+            (
+                CommandError::Unavailable("x".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                14,
             ),
         ];
         for (error, status, code) in table {

@@ -232,8 +232,8 @@ impl Backend for RemoteBackend {
     async fn command(&self, command: Command) -> Result<CommandReply, CommandError> {
         match self.call(Call::Command(command)).await {
             Ok(Reply::Command(r)) => r,
-            Ok(_) => Err(CommandError::Exhausted(mismatch().0)),
-            Err(e) => Err(CommandError::Exhausted(e.0)),
+            Ok(_) => Err(CommandError::Unavailable(mismatch().0)),
+            Err(e) => Err(CommandError::Unavailable(e.0)),
         }
     }
 

@@ -112,19 +112,11 @@ impl Server {
     }
 
     fn room_ids(&self, scheduler: &str) -> Vec<String> {
-        let h = self.backend.harness();
-        let mut ids: Vec<String> = h
-            .engine
-            .fleet(scheduler)
-            .map(|f| f.rooms().map(|r| r.id.clone()).collect())
-            .unwrap_or_default();
-        ids.sort();
-        ids
+        self.backend.room_ids(scheduler)
     }
 
     fn room_status(&self, scheduler: &str, room: &str) -> Option<RoomStatus> {
-        let h = self.backend.harness();
-        Some(h.engine.fleet(scheduler)?.get(room)?.status)
+        self.backend.room_status(scheduler, room)
     }
 }
 

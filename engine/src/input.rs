@@ -68,6 +68,9 @@ pub enum CommandError {
     /// A bound was reached (queue length, scheduler count).
     #[error("{0}")]
     Exhausted(String),
+    /// The shell could not reach the engine (never the engine's answer).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// A room's ping to the Rooms API.

@@ -50,6 +50,23 @@ impl SimBackend {
         self.harness.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The ids of a scheduler's rooms, by id.
+    pub fn room_ids(&self, scheduler: &str) -> Vec<String> {
+        let h = self.harness();
+        let mut ids: Vec<String> = h
+            .engine
+            .fleet(scheduler)
+            .map(|f| f.rooms().map(|r| r.id.clone()).collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    pub fn room_status(&self, scheduler: &str, room: &str) -> Option<RoomStatus> {
+        let h = self.harness();
+        Some(h.engine.fleet(scheduler)?.get(room)?.status)
+    }
+
     /// The room and player events accepted so far.
     pub fn reports(&self) -> Vec<RoomReport> {
         self.reports
@@ -322,19 +339,11 @@ impl Api {
 
     /// The ids of a scheduler's rooms, by id.
     pub fn room_ids(&self, scheduler: &str) -> Vec<String> {
-        let h = self.backend.harness();
-        let mut ids: Vec<String> = h
-            .engine
-            .fleet(scheduler)
-            .map(|f| f.rooms().map(|r| r.id.clone()).collect())
-            .unwrap_or_default();
-        ids.sort();
-        ids
+        self.backend.room_ids(scheduler)
     }
 
     pub fn room_status(&self, scheduler: &str, room: &str) -> Option<RoomStatus> {
-        let h = self.backend.harness();
-        Some(h.engine.fleet(scheduler)?.get(room)?.status)
+        self.backend.room_status(scheduler, room)
     }
 }
 
