@@ -17,7 +17,7 @@ use maestro_api::{
 };
 use maestro_engine::room::PingStatus;
 use maestro_engine::room::{Room, RoomStatus};
-use maestro_engine::scheduler::Scheduler;
+use maestro_engine::scheduler::{Forwarder, Scheduler};
 use maestro_engine::{
     AllocateError, Allocation, Command, CommandError, CommandReply, Effect, EffectId, Engine,
     ForwardEvent, ForwardKind, InstanceEvent, Operation, Ping, PingError, RuntimeError, Time,
@@ -515,13 +515,15 @@ impl<K: Kv + 'static> Driver<K> {
             metadata_json: report.metadata_json,
             address: room.address.clone(),
         };
+        let forwarders: Vec<Forwarder> = scheduler
+            .forwarders
+            .iter()
+            .filter(|f| f.enabled)
+            .cloned()
+            .collect();
         let mut refused = None;
-        for forwarder in scheduler.forwarders.iter().filter(|f| f.enabled) {
-            let record = forwarding::record(&event, forwarder, now);
-            if self.forwarding.admit(&record) {
-                self.outbox_lanes.insert(record.lane());
-                self.writes.push(Write::OutboxPush(Box::new(record)));
-            } else {
+        for forwarder in &forwarders {
+            if !self.queue_durable(&event, forwarder, now) {
                 refused.get_or_insert(ReportError::Backlog {
                     scheduler: report.scheduler.clone(),
                     forwarder: forwarder.name.clone(),
@@ -534,18 +536,13 @@ impl<K: Kv + 'static> Driver<K> {
     /// Hands a room's resync or termination to the forwarders: resyncs in
     /// memory (coalesced per room), terminations through the outbox.
     fn forward(&mut self, event: &ForwardEvent, scheduler: &Scheduler) {
-        let now = wall_clock();
         for forwarder in scheduler.forwarders.iter().filter(|f| f.enabled) {
             match event.kind {
                 ForwardKind::Resync(status) if status != PingStatus::Terminated => {
                     self.forwarding.resync(event, forwarder);
                 }
                 _ => {
-                    let record = forwarding::record(event, forwarder, now);
-                    if self.forwarding.admit(&record) {
-                        self.outbox_lanes.insert(record.lane());
-                        self.writes.push(Write::OutboxPush(Box::new(record)));
-                    } else {
+                    if !self.queue_durable(event, forwarder, wall_clock()) {
                         tracing::error!(
                             scheduler = %event.scheduler,
                             forwarder = %forwarder.name,
@@ -556,6 +553,18 @@ impl<K: Kv + 'static> Driver<K> {
                 }
             }
         }
+    }
+
+    /// Stages the event in the forwarder's outbox lane, to be written with
+    /// this turn's batch. `false` when the lane's backlog is full.
+    fn queue_durable(&mut self, event: &ForwardEvent, forwarder: &Forwarder, now: Time) -> bool {
+        let record = forwarding::record(event, forwarder, now);
+        if !self.forwarding.admit(&record) {
+            return false;
+        }
+        self.outbox_lanes.insert(record.lane());
+        self.writes.push(Write::OutboxPush(Box::new(record)));
+        true
     }
 
     /// Starts runtime calls and stages store writes for every effect the

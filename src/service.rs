@@ -58,12 +58,6 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
     if modules.contains(&Module::RuntimeWatcher) && !with_worker {
         bail!("runtime-watcher feeds the engine: start it together with `worker`");
     }
-    if !with_worker && config.worker_url.is_none() {
-        bail!(
-            "modules {modules:?} without `worker` run against a remote worker: \
-             give its internal address with --worker-url (or workerUrl), e.g. http://maestro-worker:8081"
-        );
-    }
     if config.management_tokens.is_empty() && modules.contains(&Module::ManagementApi) {
         tracing::warn!(
             "the management API has no bearer tokens configured: anyone who reaches it can change schedulers"
@@ -104,7 +98,10 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
                     .context("connecting to the worker")?,
             )
         }
-        (None, None) => bail!("no worker: give --worker-url"),
+        (None, None) => bail!(
+            "modules {modules:?} without `worker` run against a remote worker: \
+             give its internal address with --worker-url (or workerUrl), e.g. http://maestro-worker:8081"
+        ),
     };
 
     if modules.contains(&Module::ManagementApi) {

@@ -48,13 +48,16 @@ impl Call {
     }
 }
 
-/// The event's kind as a metrics label.
-pub fn kind_label(kind: &ForwardKind) -> &'static str {
+/// The event kinds' metrics labels, by [`kind_index`].
+pub const KIND_LABELS: [&str; 4] = ["resync", "status", "room_event", "player_event"];
+
+/// The event's kind as an index into [`KIND_LABELS`].
+pub fn kind_index(kind: &ForwardKind) -> usize {
     match kind {
-        ForwardKind::Resync(_) => "resync",
-        ForwardKind::Terminated => "status",
-        ForwardKind::RoomEvent { .. } => "room_event",
-        ForwardKind::PlayerEvent { .. } => "player_event",
+        ForwardKind::Resync(_) => 0,
+        ForwardKind::Terminated => 1,
+        ForwardKind::RoomEvent { .. } => 2,
+        ForwardKind::PlayerEvent { .. } => 3,
     }
 }
 

@@ -35,6 +35,7 @@ use futures::stream::FuturesUnordered;
 use maestro_engine::scheduler::Forwarder;
 use maestro_engine::{ForwardEvent, ForwardKind, Time};
 use maestro_store::{Kv, Lane, OutboxRecord, Store, StoreError, Write};
+use metrics::{Counter, Gauge};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -136,6 +137,56 @@ struct LaneState {
     lane: Lane,
     notify: Notify,
     inner: Mutex<LaneInner>,
+    metrics: LaneMetrics,
+}
+
+/// A lane's metrics, registered once so that delivering an event only
+/// increments a handle (no label strings built per event).
+struct LaneMetrics {
+    /// By [`message::kind_index`].
+    delivered: [Counter; 4],
+    retried: [Counter; 4],
+    rejected: Counter,
+    expired: Counter,
+    backlog_full: Counter,
+    coalesced: Counter,
+    backlog: Gauge,
+}
+
+impl LaneMetrics {
+    fn new(lane: &Lane) -> LaneMetrics {
+        let labels = |extra: Option<(&'static str, &'static str)>| {
+            let mut l = vec![
+                ("scheduler", lane.scheduler.clone()),
+                ("forwarder", lane.forwarder.clone()),
+            ];
+            if let Some((k, v)) = extra {
+                l.push((k, v.to_string()));
+            }
+            l
+        };
+        let by_kind = |name: &'static str| {
+            message::KIND_LABELS.map(|kind| metrics::counter!(name, &labels(Some(("event", kind)))))
+        };
+        let failed = |reason| {
+            metrics::counter!(
+                "maestro_forwarding_events_failed_total",
+                &labels(Some(("reason", reason)))
+            )
+        };
+        LaneMetrics {
+            delivered: by_kind("maestro_forwarding_events_delivered_total"),
+            retried: by_kind("maestro_forwarding_events_retried_total"),
+            rejected: failed("rejected"),
+            expired: failed("expired"),
+            backlog_full: failed("backlog_full"),
+            coalesced: metrics::counter!(
+                "maestro_forwarding_resyncs_coalesced_total",
+                &labels(None)
+            ),
+            backlog: metrics::gauge!("maestro_forwarding_outbox_events", &labels(None)),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -180,7 +231,7 @@ impl Forwarding {
             let mut inner = lock(&state.inner);
             inner.backlog = backlog;
             inner.written = true;
-            set_backlog_gauge(&lane, backlog);
+            state.metrics.backlog.set(backlog as f64);
         }
         Ok(forwarding)
     }
@@ -195,6 +246,7 @@ impl Forwarding {
             lane: lane.clone(),
             notify: Notify::new(),
             inner: Mutex::new(LaneInner::default()),
+            metrics: LaneMetrics::new(lane),
         });
         lanes.insert(lane.clone(), Arc::clone(&state));
         tokio::spawn(run_lane(Arc::clone(&self.shared), Arc::clone(&state)));
@@ -204,8 +256,7 @@ impl Forwarding {
     /// Queues a ping resync in memory, replacing an unsent older one of the
     /// same room.
     pub fn resync(&self, event: &ForwardEvent, forwarder: &Forwarder) {
-        let lane = lane_of(event, forwarder);
-        let state = self.lane(&lane);
+        let state = self.lane(&lane_of(event, forwarder));
         let replaced = lock(&state.inner)
             .resyncs
             .insert(
@@ -217,9 +268,7 @@ impl Forwarding {
             )
             .is_some();
         if replaced {
-            metrics::counter!("maestro_forwarding_resyncs_coalesced_total",
-                "scheduler" => lane.scheduler.clone(), "forwarder" => lane.forwarder.clone())
-            .increment(1);
+            state.metrics.coalesced.increment(1);
         }
         state.notify.notify_one();
     }
@@ -228,21 +277,17 @@ impl Forwarding {
     /// when the lane's backlog is full: the caller refuses the event. A
     /// termination drops the room's unsent resync, which it supersedes.
     pub fn admit(&self, record: &OutboxRecord) -> bool {
-        let lane = record.lane();
-        let state = self.lane(&lane);
+        let state = self.lane(&record.lane());
         let mut inner = lock(&state.inner);
         if matches!(record.event.kind, ForwardKind::Terminated) {
             inner.resyncs.remove(&record.event.room);
         }
         if inner.backlog >= self.shared.config.max_backlog {
-            metrics::counter!("maestro_forwarding_events_failed_total",
-                "scheduler" => lane.scheduler.clone(), "forwarder" => lane.forwarder.clone(),
-                "reason" => "backlog_full")
-            .increment(1);
+            state.metrics.backlog_full.increment(1);
             return false;
         }
         inner.backlog += 1;
-        set_backlog_gauge(&lane, inner.backlog);
+        state.metrics.backlog.set(inner.backlog as f64);
         true
     }
 
@@ -261,12 +306,6 @@ fn lane_of(event: &ForwardEvent, forwarder: &Forwarder) -> Lane {
         scheduler: event.scheduler.clone(),
         forwarder: forwarder.name.clone(),
     }
-}
-
-fn set_backlog_gauge(lane: &Lane, backlog: u64) {
-    metrics::gauge!("maestro_forwarding_outbox_events",
-        "scheduler" => lane.scheduler.clone(), "forwarder" => lane.forwarder.clone())
-    .set(backlog as f64);
 }
 
 /// One event in flight.
@@ -307,16 +346,7 @@ async fn deliver(shared: Arc<Shared>, item: Item) -> (Item, Outcome) {
 async fn run_lane(shared: Arc<Shared>, state: Arc<LaneState>) {
     let config = shared.config.clone();
     let lane = state.lane.clone();
-    let labels = |extra: Option<(&'static str, &'static str)>| {
-        let mut l = vec![
-            ("scheduler", lane.scheduler.clone()),
-            ("forwarder", lane.forwarder.clone()),
-        ];
-        if let Some((k, v)) = extra {
-            l.push((k, v.to_string()));
-        }
-        l
-    };
+    let metrics = &state.metrics;
     let mut shutdown = shared.shutdown.clone();
     let mut buffer: VecDeque<(u64, OutboxRecord)> = VecDeque::new();
     let mut cursor = 0u64;
@@ -399,17 +429,17 @@ async fn run_lane(shared: Arc<Shared>, state: Arc<LaneState>) {
             }
             Some((item, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
                 busy_rooms.remove(&item.parts().0.room);
-                let kind = message::kind_label(&item.parts().0.kind);
+                let kind = message::kind_index(&item.parts().0.kind);
                 match outcome {
                     Outcome::Delivered { .. } => {
                         backoff = config.initial_backoff;
-                        metrics::counter!("maestro_forwarding_events_delivered_total", &labels(Some(("event", kind)))).increment(1);
+                        metrics.delivered[kind].increment(1);
                         if let Item::Durable(seq, _) = item {
                             acks.push(seq);
                         }
                     }
                     Outcome::Retry(reason) => {
-                        metrics::counter!("maestro_forwarding_events_retried_total", &labels(Some(("event", kind)))).increment(1);
+                        metrics.retried[kind].increment(1);
                         if paused_until.is_none() {
                             tracing::warn!(lane = %lane, %reason, backoff_ms = backoff.as_millis() as u64, "forwarder call failed; pausing the lane");
                             paused_until = Some(Instant::now() + jitter(backoff));
@@ -419,7 +449,7 @@ async fn run_lane(shared: Arc<Shared>, state: Arc<LaneState>) {
                             Item::Durable(seq, record) => {
                                 if too_old(&record, config.max_event_age) {
                                     tracing::error!(lane = %lane, room = %record.event.room, "giving up an event older than the maximum age");
-                                    metrics::counter!("maestro_forwarding_events_failed_total", &labels(Some(("reason", "expired")))).increment(1);
+                                    metrics.expired.increment(1);
                                     acks.push(seq);
                                 } else {
                                     let at = buffer.partition_point(|(s, _)| *s < seq);
@@ -434,7 +464,7 @@ async fn run_lane(shared: Arc<Shared>, state: Arc<LaneState>) {
                     }
                     Outcome::Reject(reason) => {
                         tracing::error!(lane = %lane, %reason, "the forwarder refused an event; giving it up");
-                        metrics::counter!("maestro_forwarding_events_failed_total", &labels(Some(("reason", "rejected")))).increment(1);
+                        metrics.rejected.increment(1);
                         if let Item::Durable(seq, _) = item {
                             acks.push(seq);
                         }
@@ -467,7 +497,7 @@ fn write_acks(shared: &Shared, state: &LaneState, acks: &mut Vec<u64>) {
         Ok(()) => {
             let mut inner = lock(&state.inner);
             inner.backlog = inner.backlog.saturating_sub(acks.len() as u64);
-            set_backlog_gauge(&state.lane, inner.backlog);
+            state.metrics.backlog.set(inner.backlog as f64);
             acks.clear();
         }
         // Kept for the next batch; until then the events stay in the store
