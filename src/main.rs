@@ -1,19 +1,12 @@
 //! The `maestro` binary: one process running any of maestro's modules.
 
-mod config;
-mod driver;
-mod forwarding;
-mod metrics_reporter;
-mod service;
-mod sim_cluster;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, FlagValues, LogFormat};
-use crate::service::Module;
+use maestro::config::{Config, FlagValues, LogFormat};
+use maestro::service::{self, Module};
 
 #[derive(Parser)]
 #[command(

@@ -22,6 +22,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+use crate::clock::Clock;
 use crate::config::{Config, RuntimeKind};
 use crate::driver::{Driver, DriverConfig, DriverHandle};
 use crate::forwarding::{Forwarding, Outbox};
@@ -170,7 +171,28 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
         ));
     }
 
-    wait_for_signal().await;
+    // Until a signal, or until the driver stops on its own: a store that
+    // failed a write stops the worker, and the process with it (non-zero),
+    // so that it restarts from what is durable.
+    let mut worker = worker;
+    let driver_failed = match worker.as_mut() {
+        Some(w) => tokio::select! {
+            () = wait_for_signal() => None,
+            ended = &mut w.driver_task => Some(ended),
+        },
+        None => {
+            wait_for_signal().await;
+            None
+        }
+    };
+    if let Some(ended) = driver_failed {
+        let _ = shutdown_tx.send(true);
+        match ended {
+            Ok(Err(e)) => bail!("the worker stopped: the store failed ({e}); restart to recover from what is durable"),
+            Ok(Ok(())) => bail!("the worker stopped unexpectedly"),
+            Err(e) => bail!("the driver failed: {e}"),
+        }
+    }
     tracing::info!("stopping: no new requests; settling the store");
     let _ = shutdown_tx.send(true);
     let grace = config.graceful_shutdown_timeout;
@@ -232,11 +254,19 @@ async fn start_worker(
         ..DriverConfig::default()
     };
     let engine = Engine::new(config.engine.clone());
+    // Engine time: the wall clock once, then monotonic (see `clock`).
+    let clock = Clock::start();
     let outbox: Arc<dyn Outbox> = Arc::clone(&store) as Arc<dyn Outbox>;
-    let forwarding = Forwarding::start(outbox, config.forwarding.clone(), shutdown_rx.clone())
-        .context("reading the forwarding outbox")?;
+    let forwarding = Forwarding::start(
+        outbox,
+        config.forwarding.clone(),
+        clock,
+        shutdown_rx.clone(),
+    )
+    .context("reading the forwarding outbox")?;
     let (driver, handle) = Driver::new(
         engine,
+        clock,
         Arc::clone(&store),
         Arc::clone(&runtime),
         forwarding,
@@ -414,7 +444,7 @@ impl RoomsApi for SimRooms {
         let body = serde_json::json!({
             "status": status.as_str(),
             "runningMatches": running_matches,
-            "timestamp": crate::driver::wall_clock().0 / 1000,
+            "timestamp": crate::clock::wall_clock().0 / 1000,
         });
         let mut request = Request::put(format!("/scheduler/{scheduler}/rooms/{room}/ping"))
             .header("content-type", "application/json");

@@ -28,8 +28,19 @@ impl Maestro {
 
     /// `maestro start <modules> <extra>` on fresh ports, once ready.
     fn start_modules(data_dir: &Path, modules: &[&str], extra: &[&str]) -> Maestro {
+        Maestro::start_with_env(data_dir, modules, extra, &[])
+    }
+
+    /// The same, with extra environment variables.
+    fn start_with_env(
+        data_dir: &Path,
+        modules: &[&str],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Maestro {
         let (management, rooms, internal) = (free_port(), free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_maestro"))
+            .envs(env.iter().copied())
             .arg("start")
             .args(modules)
             .args(extra)
@@ -684,4 +695,85 @@ fn the_binary_serves_grpc_on_the_http_ports() {
         (status, &body["schedulers"][0]["name"]),
         (200, &json!("arena"))
     );
+}
+
+/// libfaketime, which shifts the wall clock of the process it is preloaded
+/// into (Debian's `faketime` package; `scripts/test` installs it).
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// The `Date` header of an answer: the server's wall clock.
+fn server_date(m: &Maestro) -> std::time::SystemTime {
+    let response = ureq::get(&m.url("/schedulers")).call().expect("answers");
+    let date = response
+        .headers()
+        .get("date")
+        .and_then(|d| d.to_str().ok())
+        .expect("a Date header")
+        .to_string();
+    httpdate::parse_http_date(&date).expect("an HTTP date")
+}
+
+#[test]
+fn a_wall_clock_jump_expires_no_room() {
+    assert!(
+        Path::new(LIBFAKETIME).exists(),
+        "this test needs libfaketime: apt-get install faketime (scripts/test installs it)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let offset = dir.path().join("faketime");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let offset_path = offset.display().to_string();
+    let m = Maestro::start_with_env(
+        &dir.path().join("data"),
+        &["all"],
+        &[],
+        &[
+            ("LD_PRELOAD", LIBFAKETIME),
+            ("FAKETIME_TIMESTAMP_FILE", &offset_path),
+            ("FAKETIME_CACHE_DURATION", "1"),
+            // Only the wall clock moves; the monotonic clock is real.
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let (status, body) = m.post("/schedulers", &scheduler("clock", "game:1", None, 3));
+    assert_eq!(status, 200, "{body}");
+    wait_for("three ready rooms", Duration::from_secs(30), || {
+        rooms(&m, "clock")
+            .iter()
+            .filter(|(_, s, _)| s == "ready")
+            .count()
+            == 3
+    });
+    let (status, body) = m.send(
+        "POST",
+        m.rooms_url("/scheduler/clock/rooms/allocate"),
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut before: Vec<String> = rooms(&m, "clock").into_iter().map(|r| r.0).collect();
+    before.sort();
+    let date_before = server_date(&m);
+
+    // Two hours forward: far past the 5 s ping timeout.
+    std::fs::write(&offset, "+7200\n").unwrap();
+    wait_for("the wall clock to jump", Duration::from_secs(10), || {
+        server_date(&m)
+            .duration_since(date_before)
+            .is_ok_and(|d| d >= Duration::from_secs(3600))
+    });
+    // Every room pings several times and the engine's timers run; none
+    // expires, none is replaced.
+    let watch_until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < watch_until {
+        let now = rooms(&m, "clock");
+        let mut ids: Vec<String> = now.iter().map(|r| r.0.clone()).collect();
+        ids.sort();
+        assert_eq!(ids, before, "rooms were replaced after the jump: {now:?}");
+        assert!(
+            now.iter().all(|(_, s, _)| s != "terminating"),
+            "a room was expired by the jump: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(m.metric("maestro_sim_matches_interrupted_total"), 0.0);
 }

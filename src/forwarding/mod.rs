@@ -40,7 +40,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use self::client::{Clients, Outcome};
-use crate::driver::wall_clock;
+use crate::clock::Clock;
 
 #[derive(Clone, Debug)]
 pub struct ForwardingConfig {
@@ -108,7 +108,8 @@ impl<K: Kv + 'static> Outbox for Store<K> {
                 seq,
             })
             .collect();
-        self.apply(wall_clock(), &writes)
+        // Acknowledgements carry no time.
+        self.apply(Time::ZERO, &writes)
     }
 }
 
@@ -131,6 +132,8 @@ struct Shared {
     clients: Clients,
     lanes: Mutex<BTreeMap<Lane, Arc<LaneState>>>,
     shutdown: watch::Receiver<bool>,
+    /// The driver's clock, which stamped the events' `enqueued_at`.
+    clock: Clock,
 }
 
 struct LaneState {
@@ -214,6 +217,7 @@ impl Forwarding {
     pub fn start(
         outbox: Arc<dyn Outbox>,
         config: ForwardingConfig,
+        clock: Clock,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Forwarding, StoreError> {
         let forwarding = Forwarding {
@@ -223,6 +227,7 @@ impl Forwarding {
                 clients: Clients::default(),
                 lanes: Mutex::new(BTreeMap::new()),
                 shutdown,
+                clock,
             }),
         };
         for lane in forwarding.shared.outbox.lanes()? {
@@ -447,7 +452,7 @@ async fn run_lane(shared: Arc<Shared>, state: Arc<LaneState>) {
                         }
                         match item {
                             Item::Durable(seq, record) => {
-                                if too_old(&record, config.max_event_age) {
+                                if too_old(&record, config.max_event_age, shared.clock.now()) {
                                     tracing::error!(lane = %lane, room = %record.event.room, "giving up an event older than the maximum age");
                                     metrics.expired.increment(1);
                                     acks.push(seq);
@@ -508,8 +513,8 @@ fn write_acks(shared: &Shared, state: &LaneState, acks: &mut Vec<u64>) {
     }
 }
 
-fn too_old(record: &OutboxRecord, max_age: Duration) -> bool {
-    let age_ms = wall_clock().0.saturating_sub(record.enqueued_at.0);
+fn too_old(record: &OutboxRecord, max_age: Duration, now: Time) -> bool {
+    let age_ms = now.0.saturating_sub(record.enqueued_at.0);
     Duration::from_millis(age_ms) > max_age
 }
 

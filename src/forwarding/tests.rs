@@ -182,7 +182,7 @@ fn fast() -> ForwardingConfig {
 fn push(forwarding: &Forwarding, store: &MemoryStore, events: &[ForwardEvent], to: &Forwarder) {
     let mut writes = Vec::new();
     for e in events {
-        let record = record(e, to, wall_clock());
+        let record = record(e, to, crate::clock::wall_clock());
         assert!(forwarding.admit(&record));
         writes.push(Write::OutboxPush(Box::new(record)));
     }
@@ -220,7 +220,7 @@ async fn events_survive_an_outage_and_a_restart_and_arrive_in_order() {
     let to = forwarder(addr);
     let (stop_tx, stop_rx) = watch::channel(false);
     let forwarding =
-        Forwarding::start(Arc::clone(&store) as Arc<dyn Outbox>, fast(), stop_rx).unwrap();
+        Forwarding::start(Arc::clone(&store) as Arc<dyn Outbox>, fast(), Clock::start(), stop_rx).unwrap();
 
     // Up: everything arrives and the outbox empties.
     push(
@@ -274,7 +274,7 @@ async fn events_survive_an_outage_and_a_restart_and_arrive_in_order() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (_stop_tx2, stop_rx2) = watch::channel(false);
     let forwarding =
-        Forwarding::start(Arc::clone(&store) as Arc<dyn Outbox>, fast(), stop_rx2).unwrap();
+        Forwarding::start(Arc::clone(&store) as Arc<dyn Outbox>, fast(), Clock::start(), stop_rx2).unwrap();
     // The in-memory resync was lost with the old process; the room's next
     // ping brings a new one.
     forwarding.resync(&event("r2", ForwardKind::Resync(PingStatus::Occupied)), &to);
@@ -326,7 +326,7 @@ async fn a_refused_event_is_given_up_and_the_lane_goes_on() {
     let to = forwarder(addr);
     let (_stop_tx, stop_rx) = watch::channel(false);
     let forwarding =
-        Forwarding::start(Arc::clone(&store) as Arc<dyn Outbox>, fast(), stop_rx).unwrap();
+        Forwarding::start(Arc::clone(&store) as Arc<dyn Outbox>, fast(), Clock::start(), stop_rx).unwrap();
     push(
         &forwarding,
         &store,
@@ -359,10 +359,10 @@ async fn a_full_backlog_refuses_new_events() {
         ..fast()
     };
     let forwarding =
-        Forwarding::start(Arc::clone(&store) as Arc<dyn Outbox>, config, stop_rx).unwrap();
+        Forwarding::start(Arc::clone(&store) as Arc<dyn Outbox>, config, Clock::start(), stop_rx).unwrap();
     // Nothing listens on this address: events stay.
     let to = forwarder("127.0.0.1:9".parse().unwrap());
-    let r = |room| record(&room_event(room, "x"), &to, wall_clock());
+    let r = |room| record(&room_event(room, "x"), &to, crate::clock::wall_clock());
     assert!(forwarding.admit(&r("a")));
     assert!(forwarding.admit(&r("b")));
     assert!(!forwarding.admit(&r("c")), "the third is refused");

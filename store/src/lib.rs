@@ -10,6 +10,7 @@
 //! [`GroupCommit`] lets concurrent writers share one flush.
 
 mod codec;
+mod disk;
 mod error;
 mod group_commit;
 mod kv;
@@ -17,6 +18,7 @@ mod outbox;
 mod store;
 
 pub use codec::FORMAT_VERSION;
+pub use disk::{INJECTED_FAULT, SimulatedDisk};
 pub use error::StoreError;
 pub use group_commit::GroupCommit;
 pub use kv::{Kv, MemoryKv, SledKv, TREE};

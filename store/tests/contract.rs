@@ -468,6 +468,12 @@ macro_rules! contract {
         mod memory {
             $(#[test] fn $test() { super::$test(&super::MemoryStore::in_memory()); })*
         }
+        mod simulated_disk {
+            $(#[test] fn $test() {
+                let store = super::Store::with_kv(maestro_store::SimulatedDisk::new()).unwrap();
+                super::$test(&store);
+            })*
+        }
         mod sled {
             $(#[test] fn $test() {
                 let dir = tempfile::tempdir().unwrap();

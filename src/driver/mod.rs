@@ -4,13 +4,24 @@
 //! runtime results, instance events, timer expiries) one at a time, feeds
 //! them to the engine, and executes the effects: runtime calls run
 //! concurrently (bounded) and report back as inputs; store writes are
-//! applied in one batch per turn; a command's reply waits until its writes
-//! are flushed, and every command answered in the same turn shares that one
-//! flush (group commit).
+//! applied in one batch per turn.
+//!
+//! Durability: a reply that acknowledges a change (a command, an
+//! allocation, a room or player event) is held until a flush that started
+//! after its writes were applied has succeeded. Flushes run off the
+//! driver's task, one at a time: while one is in flight the driver goes on
+//! taking inputs, and every reply held meanwhile shares the next flush
+//! (group commit, pipelined). A store that fails a write or a flush is
+//! fatal: every held reply is answered with an error, nothing more is
+//! acknowledged, and [`Driver::run`] returns the error so the process stops
+//! and restarts from what is durable.
+//!
+//! Time: the engine is fed [`Clock`] time (the wall clock at start plus
+//! monotonic time since), so a step of the wall clock cannot expire rooms.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use maestro_api::{
     Backend, ReportError, RoomPage, RoomReport, SchedulerSummary, Stage, Unavailable,
@@ -26,18 +37,13 @@ use maestro_engine::{
 use maestro_runtimes::{RoomSpec, Runtime};
 use maestro_store::{Kv, Lane, Store, StoreError, Write};
 
+use crate::clock::Clock;
 use crate::forwarding::{self, Forwarding};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-/// The wall clock as the engine sees it.
-pub fn wall_clock() -> Time {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    Time(u64::try_from(ms).unwrap_or(u64::MAX))
-}
+#[cfg(test)]
+mod tests;
 
 #[derive(Clone, Debug)]
 pub struct DriverConfig {
@@ -90,6 +96,8 @@ enum Wake {
     Request(Request),
     Timer,
     SoftFlush,
+    /// The flush in flight ended.
+    Flushed(Result<(), StoreError>),
 }
 
 /// What a runtime task reports.
@@ -102,6 +110,7 @@ struct RuntimeResult {
 #[derive(Clone)]
 pub struct DriverHandle {
     requests: mpsc::Sender<Request>,
+    clock: Clock,
 }
 
 /// Requests waiting for the driver, beyond which callers wait.
@@ -174,8 +183,9 @@ impl Backend for DriverHandle {
     }
 
     async fn schedulers(&self) -> Result<Vec<SchedulerSummary>, Unavailable> {
-        self.read(|engine| {
-            let now = wall_clock();
+        let clock = self.clock;
+        self.read(move |engine| {
+            let now = clock.now();
             engine
                 .scheduler_names()
                 .filter_map(|name| {
@@ -287,8 +297,15 @@ impl Backend for DriverHandle {
 /// A reply held back until the writes it depends on are durable.
 type HeldReply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
+/// The flush in flight and the replies it makes durable.
+struct Flush {
+    done: oneshot::Receiver<Result<(), StoreError>>,
+    replies: Vec<HeldReply>,
+}
+
 pub struct Driver<K: Kv + 'static> {
     engine: Engine,
+    clock: Clock,
     store: Arc<Store<K>>,
     runtime: Arc<dyn Runtime>,
     forwarding: Forwarding,
@@ -307,9 +324,16 @@ pub struct Driver<K: Kv + 'static> {
     /// Lanes with outbox events among this turn's writes: told once the
     /// writes are applied.
     outbox_lanes: BTreeSet<Lane>,
-    /// Writes applied but not flushed yet.
+    /// Writes applied but not covered by a flush (finished or in flight).
     unflushed: bool,
+    /// Replies of this turn, whose writes are not applied yet.
     held: Vec<HeldReply>,
+    /// Replies whose writes are applied, waiting for the next flush
+    /// (one is in flight, and it may have started before their writes).
+    waiting: Vec<HeldReply>,
+    flush: Option<Flush>,
+    /// The store failed: the driver stops with this error.
+    failed: Option<StoreError>,
 }
 
 impl<K: Kv + 'static> Driver<K> {
@@ -317,12 +341,13 @@ impl<K: Kv + 'static> Driver<K> {
     /// engine. Returns the driver (to `run`) and the handle the APIs use.
     pub fn new(
         mut engine: Engine,
+        clock: Clock,
         store: Arc<Store<K>>,
         runtime: Arc<dyn Runtime>,
         forwarding: Forwarding,
         config: DriverConfig,
     ) -> Result<(Driver<K>, DriverHandle), StartupError> {
-        let now = wall_clock();
+        let now = clock.now();
         for stored in store.load().map_err(StartupError::Load)? {
             let name = stored
                 .versions
@@ -339,6 +364,7 @@ impl<K: Kv + 'static> Driver<K> {
         let permits = Arc::new(Semaphore::new(config.runtime_concurrency.max(1)));
         let mut driver = Driver {
             engine,
+            clock,
             store,
             runtime,
             forwarding,
@@ -355,6 +381,9 @@ impl<K: Kv + 'static> Driver<K> {
             outbox_lanes: BTreeSet::new(),
             unflushed: false,
             held: Vec::new(),
+            waiting: Vec::new(),
+            flush: None,
+            failed: None,
         };
         let names: Vec<String> = driver
             .engine
@@ -368,21 +397,25 @@ impl<K: Kv + 'static> Driver<K> {
             driver,
             DriverHandle {
                 requests: requests_tx,
+                clock,
             },
         ))
     }
 
-    /// Runs until `shutdown` turns true, then flushes the store.
+    /// Runs until `shutdown` turns true, then flushes the store. Returns
+    /// the store's error if a write or a flush failed: the driver then
+    /// stopped at once, having acknowledged nothing it could not persist.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), StoreError> {
         let _ = self.execute_effects();
         self.commit();
         let mut soft_flush = tokio::time::interval(self.config.soft_flush_interval);
         soft_flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let sleep = timer_sleep(self.engine.poll_timeout());
+        while self.failed.is_none() {
+            let sleep = tokio::time::sleep(self.timer_wait());
             let wake = tokio::select! {
                 biased;
                 changed = shutdown.changed() => Wake::Shutdown(changed.is_err() || *shutdown.borrow()),
+                flushed = flush_done(&mut self.flush) => Wake::Flushed(flushed),
                 Some(result) = self.results.recv() => Wake::Result(result),
                 Some(event) = self.events.recv() => Wake::Event(event),
                 Some(request) = self.requests.recv() => Wake::Request(request),
@@ -393,18 +426,24 @@ impl<K: Kv + 'static> Driver<K> {
             match wake {
                 Wake::Shutdown(true) => break,
                 Wake::Shutdown(false) => continue,
+                Wake::Flushed(result) => {
+                    self.flushed(result);
+                    continue;
+                }
                 Wake::Result(result) => {
                     self.engine
-                        .handle_effect_result(wall_clock(), result.id, result.result);
+                        .handle_effect_result(self.clock.now(), result.id, result.result);
                     for _ in 1..self.config.max_batch {
                         let Ok(result) = self.results.try_recv() else {
                             break;
                         };
                         self.engine
-                            .handle_effect_result(wall_clock(), result.id, result.result);
+                            .handle_effect_result(self.clock.now(), result.id, result.result);
                     }
                 }
-                Wake::Event(event) => self.engine.handle_instance_event(wall_clock(), &event),
+                Wake::Event(event) => self
+                    .engine
+                    .handle_instance_event(self.clock.now(), &event),
                 Wake::Request(request) => {
                     self.handle(request);
                     for _ in 1..self.config.max_batch {
@@ -414,14 +453,12 @@ impl<K: Kv + 'static> Driver<K> {
                         self.handle(request);
                     }
                 }
-                Wake::Timer => self.engine.handle_timeout(wall_clock()),
+                Wake::Timer => self.engine.handle_timeout(self.clock.now()),
                 Wake::SoftFlush => {
                     self.writes
                         .extend(std::mem::take(&mut self.room_writes).into_values());
                     self.commit();
-                    if self.unflushed {
-                        let _ = self.flush_now();
-                    }
+                    self.start_flush();
                 }
             }
             metrics::histogram!("maestro_engine_step_seconds").record(woke.elapsed().as_secs_f64());
@@ -433,23 +470,33 @@ impl<K: Kv + 'static> Driver<K> {
             }
             self.commit();
         }
-        // Graceful stop: what the engine decided is stored and durable.
+        for (_, watch) in std::mem::take(&mut self.watches) {
+            watch.abort();
+        }
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        // Graceful stop: what the engine decided is stored and durable, and
+        // every held reply is answered.
         let _ = self.execute_effects();
         self.writes
             .extend(std::mem::take(&mut self.room_writes).into_values());
         self.commit();
-        let _ = self.flush_now();
-        for (_, watch) in std::mem::take(&mut self.watches) {
-            watch.abort();
+        while self.flush.is_some() {
+            let result = flush_done(&mut self.flush).await;
+            self.flushed(result);
+        }
+        if let Some(e) = self.failed.take() {
+            return Err(e);
         }
         if self.unflushed {
-            return Err(StoreError::Io("the final flush failed".to_string()));
+            flush_blocking(&self.store).await?;
         }
         Ok(())
     }
 
     fn handle(&mut self, request: Request) {
-        let now = wall_clock();
+        let now = self.clock.now();
         match request {
             Request::Command(command, reply) => {
                 let result = self.engine.handle_command(now, *command);
@@ -469,9 +516,22 @@ impl<K: Kv + 'static> Driver<K> {
                 scheduler,
                 key,
                 reply,
-            } => {
-                let _ = reply.send(self.engine.allocate(now, &scheduler, key.as_deref()));
-            }
+            } => match self.engine.allocate(now, &scheduler, key.as_deref()) {
+                // Answered only once the allocated room's record is durable:
+                // a room handed to a match must still be allocated after a
+                // crash, or it could be handed to a second one.
+                Ok(allocation) => self.held.push(Box::new(move |flushed| {
+                    let result = match flushed {
+                        Ok(()) => Ok(allocation),
+                        Err(e) => Err(AllocateError::Unavailable(format!("the store failed: {e}"))),
+                    };
+                    let _ = reply.send(result);
+                })),
+                // Nothing was handed out: nothing to make durable.
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Request::Report(report, reply) => match self.report(now, report) {
                 // Acknowledged once the events are durable.
                 Ok(()) => self.held.push(Box::new(move |flushed| {
@@ -542,7 +602,7 @@ impl<K: Kv + 'static> Driver<K> {
                     self.forwarding.resync(event, forwarder);
                 }
                 _ => {
-                    if !self.queue_durable(event, forwarder, wall_clock()) {
+                    if !self.queue_durable(event, forwarder, self.clock.now()) {
                         tracing::error!(
                             scheduler = %event.scheduler,
                             forwarder = %forwarder.name,
@@ -736,48 +796,134 @@ impl<K: Kv + 'static> Driver<K> {
         self.watches.insert(scheduler.to_string(), task);
     }
 
-    /// Applies this turn's writes; flushes first if a reply waits on them.
+    /// Applies this turn's writes and starts the flush its held replies
+    /// wait for. Room records (otherwise written on the soft-flush tick) go
+    /// with any batch a reply waits on: an allocation is one of them, and
+    /// the flush is paid anyway.
     fn commit(&mut self) {
-        if !self.writes.is_empty() {
-            let writes = std::mem::take(&mut self.writes);
-            match self.store.apply(wall_clock(), &writes) {
-                Ok(()) => {
-                    self.unflushed = true;
-                    self.forwarding
-                        .written(std::mem::take(&mut self.outbox_lanes).iter());
-                }
-                Err(e) => {
-                    // A store that cannot write is fatal for correctness:
-                    // answer what waits with the error and stop acknowledging.
-                    tracing::error!(error = %e, "store write failed");
-                    for reply in std::mem::take(&mut self.held) {
-                        reply(Err(e.clone()));
-                    }
-                    return;
-                }
-            }
+        if self.failed.is_some() {
+            return;
         }
         if !self.held.is_empty() {
-            let flushed = if self.unflushed {
-                self.flush_now()
-            } else {
-                Ok(())
-            };
-            for reply in std::mem::take(&mut self.held) {
-                reply(flushed.clone());
+            self.writes
+                .extend(std::mem::take(&mut self.room_writes).into_values());
+        }
+        if !self.writes.is_empty() {
+            let writes = std::mem::take(&mut self.writes);
+            if let Err(e) = self.store.apply(self.clock.now(), &writes) {
+                self.fail(e);
+                return;
+            }
+            self.unflushed = true;
+            self.forwarding
+                .written(std::mem::take(&mut self.outbox_lanes).iter());
+        }
+        if !self.held.is_empty() {
+            self.waiting.append(&mut self.held);
+            self.start_flush();
+        }
+    }
+
+    /// Starts a flush of everything applied so far, unless one is in
+    /// flight (the next starts when it ends). Replies waiting while nothing
+    /// is unflushed depend only on what is already durable: released now.
+    fn start_flush(&mut self) {
+        if self.flush.is_some() || self.failed.is_some() {
+            return;
+        }
+        if !self.unflushed {
+            let replies = std::mem::take(&mut self.waiting);
+            self.release(replies, Ok(()));
+            return;
+        }
+        self.unflushed = false;
+        let (tx, done) = oneshot::channel();
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let result = store.flush();
+            metrics::histogram!("maestro_store_flush_seconds")
+                .record(started.elapsed().as_secs_f64());
+            let _ = tx.send(result);
+        });
+        self.flush = Some(Flush {
+            done,
+            replies: std::mem::take(&mut self.waiting),
+        });
+    }
+
+    /// The flush in flight ended.
+    fn flushed(&mut self, result: Result<(), StoreError>) {
+        let Some(flush) = self.flush.take() else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                self.release(flush.replies, Ok(()));
+                if !self.waiting.is_empty() {
+                    self.start_flush();
+                }
+            }
+            Err(e) => {
+                self.release(flush.replies, Err(e.clone()));
+                self.fail(e);
             }
         }
     }
 
-    fn flush_now(&mut self) -> Result<(), StoreError> {
-        let store = Arc::clone(&self.store);
-        let result = tokio::task::block_in_place(|| store.flush());
-        match &result {
-            Ok(()) => self.unflushed = false,
-            Err(e) => tracing::error!(error = %e, "store flush failed"),
+    fn release(&mut self, replies: Vec<HeldReply>, result: Result<(), StoreError>) {
+        for reply in replies {
+            reply(result.clone());
         }
-        result
     }
+
+    /// The store failed a write or a flush. The engine now holds state the
+    /// store may not: answer every held reply with the error and stop, so
+    /// the process restarts from what is durable.
+    fn fail(&mut self, error: StoreError) {
+        tracing::error!(
+            error = %error,
+            "the store failed a write: stopping the worker so that it restarts from what is durable"
+        );
+        let mut replies = std::mem::take(&mut self.held);
+        replies.append(&mut self.waiting);
+        if let Some(flush) = self.flush.take() {
+            replies.extend(flush.replies);
+        }
+        self.release(replies, Err(error.clone()));
+        self.failed.get_or_insert(error);
+    }
+
+    /// How long until the engine's next deadline.
+    fn timer_wait(&self) -> Duration {
+        match self.engine.poll_timeout() {
+            Some(deadline) => self.clock.until(deadline),
+            // Nothing scheduled: wake up rarely; any input wakes the loop anyway.
+            None => Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The end of the flush in flight; never, when none is.
+async fn flush_done(flush: &mut Option<Flush>) -> Result<(), StoreError> {
+    match flush {
+        Some(flush) => (&mut flush.done)
+            .await
+            .unwrap_or_else(|_| Err(flush_task_lost())),
+        None => std::future::pending().await,
+    }
+}
+
+fn flush_task_lost() -> StoreError {
+    StoreError::Io("the flush task ended without an answer".to_string())
+}
+
+/// Flushes on a blocking thread and waits for it.
+async fn flush_blocking<K: Kv + 'static>(store: &Arc<Store<K>>) -> Result<(), StoreError> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || store.flush())
+        .await
+        .unwrap_or_else(|_| Err(flush_task_lost()))
 }
 
 fn runtime_error_label(kind: maestro_engine::RuntimeErrorKind) -> &'static str {
@@ -791,15 +937,6 @@ fn runtime_error_label(kind: maestro_engine::RuntimeErrorKind) -> &'static str {
         K::Invalid => "invalid",
         K::Internal => "internal",
     }
-}
-
-fn timer_sleep(deadline: Option<Time>) -> tokio::time::Sleep {
-    let wait = match deadline {
-        Some(t) => Duration::from_millis(t.0.saturating_sub(wall_clock().0)),
-        // Nothing scheduled: wake up rarely; any input wakes the loop anyway.
-        None => Duration::from_secs(3600),
-    };
-    tokio::time::sleep(wait)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,184 @@
+//! Durable allocations per second through the real driver: the engine, the
+//! sled store (flush and fsync) and the group commit the service runs, with
+//! concurrent matchmakers calling the driver in process (no HTTP).
+//!
+//! A scheduler of `ROOMS` rooms on a cluster whose pods are ready at once;
+//! every room pings ready; then `M` matchmaker tasks allocate as fast as
+//! they can until every room is taken. Each allocation is answered only
+//! once its room's record is flushed. Reported per M: allocations per
+//! second, latency p50/p99/p999 (HDR histogram) and how many allocations
+//! one flush carried on average. A room handed out twice aborts the run.
+//!
+//! The store lives in a temporary directory under the workspace's
+//! `target/` (or under `MAESTRO_BENCH_DIR`).
+//!
+//! Run: `cargo bench -p maestro-benches --bench allocate` (add `-- 50000`
+//! for another number of rooms).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use maestro::clock::Clock;
+use maestro::driver::{Driver, DriverConfig, DriverHandle};
+use maestro::forwarding::{Forwarding, Outbox};
+use maestro::testing::InstantCluster;
+use maestro_api::Backend;
+use maestro_engine::room::{PingStatus, RoomStatus};
+use maestro_engine::scheduler::fixtures;
+use maestro_engine::{AllocateError, Command, Engine, EngineConfig, Ping};
+use maestro_runtimes::Runtime;
+use maestro_store::SledStore;
+use tokio::sync::watch;
+
+const MATCHMAKERS: [usize; 3] = [8, 32, 64];
+
+fn bench_dir() -> PathBuf {
+    std::env::var_os("MAESTRO_BENCH_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-tmp"),
+        PathBuf::from,
+    )
+}
+
+async fn rooms_ready(handle: &DriverHandle, want: usize) -> Vec<String> {
+    loop {
+        let page = handle
+            .rooms("arena".into(), None, 0, usize::MAX)
+            .await
+            .expect("the driver answers");
+        if let Some(page) = page
+            && page.rooms.len() >= want
+        {
+            return page.rooms.into_iter().map(|r| r.id).collect();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn ping_all(handle: &DriverHandle, rooms: &[String]) {
+    let pings = rooms.iter().map(|room| {
+        let handle = handle.clone();
+        let ping = Ping {
+            scheduler: "arena".into(),
+            room: room.clone(),
+            status: PingStatus::Ready,
+            running_matches: 0,
+            metadata_json: "{}".into(),
+        };
+        async move { handle.ping(ping).await.expect("ping accepted") }
+    });
+    for chunk in pings.collect::<Vec<_>>().chunks_mut(1024) {
+        futures::future::join_all(chunk.iter_mut()).await;
+    }
+}
+
+async fn run(rooms: usize, matchmakers: usize) {
+    let dir = bench_dir();
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let dir = tempfile::tempdir_in(&dir).expect("temp dir");
+    let store = Arc::new(SledStore::open(dir.path()).expect("store"));
+    let clock = Clock::start();
+    let (_stop, stop_rx) = watch::channel(false);
+    let outbox: Arc<dyn Outbox> = Arc::clone(&store) as _;
+    let forwarding =
+        Forwarding::start(outbox, Default::default(), clock, stop_rx.clone()).expect("outbox");
+    let cluster: Arc<dyn Runtime> = Arc::new(InstantCluster::default());
+    let config = EngineConfig {
+        seed: 7,
+        add_rooms_limit: 100_000,
+        ..EngineConfig::default()
+    };
+    let (driver, handle) = Driver::new(
+        Engine::new(config),
+        clock,
+        Arc::clone(&store),
+        cluster,
+        forwarding,
+        DriverConfig::default(),
+    )
+    .expect("driver");
+    let task = tokio::spawn(driver.run(stop_rx));
+
+    let mut scheduler = fixtures::scheduler("arena");
+    scheduler.rooms_replicas = u32::try_from(rooms).expect("rooms fit u32");
+    handle
+        .command(Command::CreateScheduler(scheduler))
+        .await
+        .expect("created");
+    let ids = rooms_ready(&handle, rooms).await;
+    ping_all(&handle, &ids).await;
+    loop {
+        let ready = handle
+            .rooms("arena".into(), Some(RoomStatus::Ready), 0, 0)
+            .await
+            .expect("answers")
+            .map_or(0, |p| p.total);
+        if ready >= rooms {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let started = Instant::now();
+    let workers: Vec<_> = (0..matchmakers)
+        .map(|_| {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let mut latency = Histogram::<u64>::new(3).expect("histogram");
+                let mut taken = Vec::new();
+                loop {
+                    let sent = Instant::now();
+                    match handle.allocate("arena".into(), None).await {
+                        Ok(a) => {
+                            latency.saturating_record(sent.elapsed().as_micros() as u64);
+                            taken.push(a.room);
+                        }
+                        Err(AllocateError::NoRoomAvailable) => return (latency, taken),
+                        Err(e) => panic!("allocate: {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut latency = Histogram::<u64>::new(3).expect("histogram");
+    let mut all = BTreeSet::new();
+    let mut count = 0usize;
+    for worker in workers {
+        let (h, taken) = worker.await.expect("matchmaker");
+        latency.add(&h).expect("same bounds");
+        count += taken.len();
+        all.extend(taken);
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(all.len(), count, "a room was handed out twice");
+    assert_eq!(count, rooms, "every room was allocated once");
+    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{matchmakers:>3} matchmakers | {rooms:>6} allocations in {:>6.2} s | {:>8.0}/s | p50 {:>6.2} ms | p99 {:>6.2} ms | p999 {:>6.2} ms",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64(),
+        ms(0.5),
+        ms(0.99),
+        ms(0.999),
+    );
+    drop(_stop);
+    let _ = task.await;
+}
+
+fn main() {
+    let rooms: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(20_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    println!("durable allocations through the driver (sled, flush + fsync per group)");
+    for matchmakers in MATCHMAKERS {
+        runtime.block_on(run(rooms, matchmakers));
+    }
+}
