@@ -188,7 +188,9 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
     if let Some(ended) = driver_failed {
         let _ = shutdown_tx.send(true);
         match ended {
-            Ok(Err(e)) => bail!("the worker stopped: the store failed ({e}); restart to recover from what is durable"),
+            Ok(Err(e)) => bail!(
+                "the worker stopped: the store failed ({e}); restart to recover from what is durable"
+            ),
             Ok(Ok(())) => bail!("the worker stopped unexpectedly"),
             Err(e) => bail!("the driver failed: {e}"),
         }

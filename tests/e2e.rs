@@ -777,3 +777,125 @@ fn a_wall_clock_jump_expires_no_room() {
     }
     assert_eq!(m.metric("maestro_sim_matches_interrupted_total"), 0.0);
 }
+
+#[path = "../runtimes/tests/support/kubelet.rs"]
+mod kubelet;
+
+/// Against a real kube-apiserver, with the test playing the kubelet and
+/// the game servers (which ping `ready` until their match starts): a room
+/// allocated just before maestro is SIGKILLed is still allocated after the
+/// restart, and never handed to a second match. Its pod survives the
+/// restart, as pods survive a worker restart.
+#[test]
+fn a_room_allocated_before_a_sigkill_is_not_allocated_again() {
+    let kubeconfig = kubelet::kubeconfig();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = runtime.block_on(kubelet::client());
+    runtime.block_on(kubelet::ensure_node(&client));
+    let name = format!("maestro-alloc-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kubeconfig.display().to_string();
+    let env = [
+        (
+            "MAESTRO_ADAPTERS_RUNTIME_KUBERNETES_KUBECONFIG",
+            kubeconfig.as_str(),
+        ),
+        // The pods have a 30 s grace period; nothing is deleted here anyway.
+        (
+            "MAESTRO_RUNTIMEWATCHER_DISRUPTIONWORKER_INTERVALSECONDS",
+            "3600",
+        ),
+    ];
+    let start =
+        || Maestro::start_with_env(dir.path(), &["all"], &["--runtime", "kubernetes"], &env);
+    let m = start();
+
+    // The kubelet and the game servers, until the test ends.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rooms_port = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(m.rooms));
+    let players = {
+        let (stop, rooms_port, name) = (stop.clone(), rooms_port.clone(), name.clone());
+        std::thread::spawn(move || {
+            let agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(2)))
+                .build()
+                .new_agent();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let pods = runtime.block_on(kubelet::sync(&client, &name));
+                let port = rooms_port.load(std::sync::atomic::Ordering::Relaxed);
+                for pod in pods {
+                    let url = format!("http://127.0.0.1:{port}/scheduler/{name}/rooms/{pod}/ping");
+                    let _ = agent
+                        .put(&url)
+                        .send_json(json!({"status": "ready", "runningMatches": 0, "timestamp": 0}));
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            runtime.block_on(async {
+                let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+                    kube::Api::all(client.clone());
+                let _ = namespaces.delete(&name, &Default::default()).await;
+            });
+        })
+    };
+
+    let (status, body) = m.post("/schedulers", &scheduler(&name, "game:1", None, 3));
+    assert_eq!(status, 200, "{body}");
+    wait_for("three ready rooms", Duration::from_secs(60), || {
+        rooms(&m, &name)
+            .iter()
+            .filter(|(_, s, _)| s == "ready")
+            .count()
+            == 3
+    });
+    let allocate = |m: &Maestro| {
+        let (status, body) = m.send(
+            "POST",
+            m.rooms_url(&format!("/scheduler/{name}/rooms/allocate")),
+            &json!({}),
+        );
+        assert_eq!(status, 200, "{body}");
+        (body["success"] == true).then(|| body["roomId"].as_str().unwrap_or_default().to_string())
+    };
+    let taken = allocate(&m).expect("a ready room");
+    m.kill(); // SIGKILL right after the answer
+
+    let m = start();
+    rooms_port.store(m.rooms, std::sync::atomic::Ordering::Relaxed);
+    // The game servers report again; restored rooms become allocatable
+    // once confirmed. The taken one pings `ready` too (its match has not
+    // started) but must stay taken.
+    let mut handed_out = Vec::new();
+    wait_for(
+        "the two free rooms allocated",
+        Duration::from_secs(60),
+        || {
+            handed_out.extend(allocate(&m));
+            handed_out.len() >= 2
+        },
+    );
+    let listed = rooms(&m, &name);
+    assert!(
+        listed
+            .iter()
+            .any(|(id, s, _)| *id == taken && s == "allocated"),
+        "{taken} came back allocated: {listed:?}"
+    );
+    // A few more ping rounds: nothing else is ever handed out.
+    for _ in 0..10 {
+        handed_out.extend(allocate(&m));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = players.join();
+    assert_eq!(handed_out.len(), 2, "{handed_out:?}");
+    assert!(
+        !handed_out.contains(&taken),
+        "{taken} was handed to a second match"
+    );
+}

@@ -58,19 +58,18 @@ async fn rooms_ready(handle: &DriverHandle, want: usize) -> Vec<String> {
 }
 
 async fn ping_all(handle: &DriverHandle, rooms: &[String]) {
-    let pings = rooms.iter().map(|room| {
-        let handle = handle.clone();
-        let ping = Ping {
-            scheduler: "arena".into(),
-            room: room.clone(),
-            status: PingStatus::Ready,
-            running_matches: 0,
-            metadata_json: "{}".into(),
-        };
-        async move { handle.ping(ping).await.expect("ping accepted") }
-    });
-    for chunk in pings.collect::<Vec<_>>().chunks_mut(1024) {
-        futures::future::join_all(chunk.iter_mut()).await;
+    for chunk in rooms.chunks(1024) {
+        futures::future::join_all(chunk.iter().map(|room| {
+            let ping = Ping {
+                scheduler: "arena".into(),
+                room: room.clone(),
+                status: PingStatus::Ready,
+                running_matches: 0,
+                metadata_json: "{}".into(),
+            };
+            async move { handle.ping(ping).await.expect("ping accepted") }
+        }))
+        .await;
     }
 }
 
@@ -102,7 +101,7 @@ async fn run(rooms: usize, matchmakers: usize) {
     let task = tokio::spawn(driver.run(stop_rx));
 
     let mut scheduler = fixtures::scheduler("arena");
-    scheduler.rooms_replicas = u32::try_from(rooms).expect("rooms fit u32");
+    scheduler.rooms_replicas = i64::try_from(rooms).expect("rooms fit i64");
     handle
         .command(Command::CreateScheduler(scheduler))
         .await

@@ -437,13 +437,14 @@ impl<K: Kv + 'static> Driver<K> {
                         let Ok(result) = self.results.try_recv() else {
                             break;
                         };
-                        self.engine
-                            .handle_effect_result(self.clock.now(), result.id, result.result);
+                        self.engine.handle_effect_result(
+                            self.clock.now(),
+                            result.id,
+                            result.result,
+                        );
                     }
                 }
-                Wake::Event(event) => self
-                    .engine
-                    .handle_instance_event(self.clock.now(), &event),
+                Wake::Event(event) => self.engine.handle_instance_event(self.clock.now(), &event),
                 Wake::Request(request) => {
                     self.handle(request);
                     for _ in 1..self.config.max_batch {

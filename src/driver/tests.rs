@@ -206,7 +206,10 @@ async fn a_failed_flush_stops_the_driver_and_acknowledges_nothing() {
             amount: 1,
         })
         .await;
-    assert!(matches!(after, Err(CommandError::Unavailable(_))), "{after:?}");
+    assert!(
+        matches!(after, Err(CommandError::Unavailable(_))),
+        "{after:?}"
+    );
 
     // What a restart finds: the allocation that was refused is not there.
     disk.crash();
@@ -243,7 +246,10 @@ async fn a_failed_write_stops_the_driver_and_answers_what_waits_with_the_error()
         .expect("the driver task does not panic");
     assert!(stopped.is_err(), "{stopped:?}");
     let after = running.handle.allocate("arena".to_string(), None).await;
-    assert!(matches!(after, Err(AllocateError::Unavailable(_))), "{after:?}");
+    assert!(
+        matches!(after, Err(AllocateError::Unavailable(_))),
+        "{after:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

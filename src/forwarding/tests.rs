@@ -219,8 +219,13 @@ async fn events_survive_an_outage_and_a_restart_and_arrive_in_order() {
     let (server, addr) = serve(recorder.clone(), "127.0.0.1:0".parse().unwrap()).await;
     let to = forwarder(addr);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let forwarding =
-        Forwarding::start(Arc::clone(&store) as Arc<dyn Outbox>, fast(), Clock::start(), stop_rx).unwrap();
+    let forwarding = Forwarding::start(
+        Arc::clone(&store) as Arc<dyn Outbox>,
+        fast(),
+        Clock::start(),
+        stop_rx,
+    )
+    .unwrap();
 
     // Up: everything arrives and the outbox empties.
     push(
@@ -273,8 +278,13 @@ async fn events_survive_an_outage_and_a_restart_and_arrive_in_order() {
     stop_tx.send(true).unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (_stop_tx2, stop_rx2) = watch::channel(false);
-    let forwarding =
-        Forwarding::start(Arc::clone(&store) as Arc<dyn Outbox>, fast(), Clock::start(), stop_rx2).unwrap();
+    let forwarding = Forwarding::start(
+        Arc::clone(&store) as Arc<dyn Outbox>,
+        fast(),
+        Clock::start(),
+        stop_rx2,
+    )
+    .unwrap();
     // The in-memory resync was lost with the old process; the room's next
     // ping brings a new one.
     forwarding.resync(&event("r2", ForwardKind::Resync(PingStatus::Occupied)), &to);
@@ -325,8 +335,13 @@ async fn a_refused_event_is_given_up_and_the_lane_goes_on() {
     let (server, addr) = serve(refusing.clone(), "127.0.0.1:0".parse().unwrap()).await;
     let to = forwarder(addr);
     let (_stop_tx, stop_rx) = watch::channel(false);
-    let forwarding =
-        Forwarding::start(Arc::clone(&store) as Arc<dyn Outbox>, fast(), Clock::start(), stop_rx).unwrap();
+    let forwarding = Forwarding::start(
+        Arc::clone(&store) as Arc<dyn Outbox>,
+        fast(),
+        Clock::start(),
+        stop_rx,
+    )
+    .unwrap();
     push(
         &forwarding,
         &store,
@@ -358,8 +373,13 @@ async fn a_full_backlog_refuses_new_events() {
         max_backlog: 2,
         ..fast()
     };
-    let forwarding =
-        Forwarding::start(Arc::clone(&store) as Arc<dyn Outbox>, config, Clock::start(), stop_rx).unwrap();
+    let forwarding = Forwarding::start(
+        Arc::clone(&store) as Arc<dyn Outbox>,
+        config,
+        Clock::start(),
+        stop_rx,
+    )
+    .unwrap();
     // Nothing listens on this address: events stay.
     let to = forwarder("127.0.0.1:9".parse().unwrap());
     let r = |room| record(&room_event(room, "x"), &to, crate::clock::wall_clock());

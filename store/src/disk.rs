@@ -197,7 +197,10 @@ mod tests {
         let disk = SimulatedDisk::new();
         disk.apply(vec![put("a", "1")]).unwrap();
         disk.fail_writes(true);
-        assert!(matches!(disk.apply(vec![put("a", "2")]), Err(StoreError::Io(_))));
+        assert!(matches!(
+            disk.apply(vec![put("a", "2")]),
+            Err(StoreError::Io(_))
+        ));
         assert_eq!(get(&disk, "a").as_deref(), Some("1"));
         disk.fail_flushes(true);
         assert!(disk.flush().is_err());
