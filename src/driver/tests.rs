@@ -116,31 +116,45 @@ async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) ->
     panic!("timed out waiting for {what}");
 }
 
-/// Creates `arena` with three rooms and waits for them all to be ready.
-async fn three_ready_rooms(running: &Running, cluster: &Cluster) -> Vec<RoomId> {
+/// Creates `arena` with `n` rooms and waits for them all to be ready.
+async fn ready_rooms(running: &Running, cluster: &Cluster, n: usize) -> Vec<RoomId> {
     let mut scheduler = fixtures::scheduler("arena");
-    scheduler.rooms_replicas = 3;
+    scheduler.rooms_replicas = i64::try_from(n).expect("a small fleet");
     running
         .handle
         .command(Command::CreateScheduler(scheduler))
         .await
         .expect("the scheduler is created");
-    let rooms = eventually("three pods", async || {
+    let rooms = eventually("the pods", async || {
         let rooms = cluster.rooms();
-        (rooms.len() == 3).then_some(rooms)
+        (rooms.len() == n).then_some(rooms)
     })
     .await;
     running.ping_all(&rooms).await;
-    eventually("three ready rooms", async || {
+    eventually("every room ready", async || {
         let statuses = running.statuses().await;
         let ready = statuses
             .iter()
             .filter(|(_, s)| *s == RoomStatus::Ready)
             .count();
-        (ready == 3).then_some(())
+        (ready == n).then_some(())
     })
     .await;
     rooms
+}
+
+fn add_one_room() -> Command {
+    Command::AddRooms {
+        scheduler: "arena".to_string(),
+        amount: 1,
+    }
+}
+
+async fn stops_on_its_own(task: JoinHandle<Result<(), StoreError>>) -> Result<(), StoreError> {
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the driver stops on its own")
+        .expect("the driver task does not panic")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,7 +162,7 @@ async fn an_allocation_answered_before_a_crash_is_still_allocated_after_it() {
     let disk = SimulatedDisk::new();
     let cluster = Arc::new(Cluster::default());
     let first = start(&disk, &cluster, 1);
-    let rooms = three_ready_rooms(&first, &cluster).await;
+    let rooms = ready_rooms(&first, &cluster, 3).await;
 
     let taken = first
         .handle
@@ -182,7 +196,7 @@ async fn a_failed_flush_stops_the_driver_and_acknowledges_nothing() {
     let disk = SimulatedDisk::new();
     let cluster = Arc::new(Cluster::default());
     let running = start(&disk, &cluster, 1);
-    three_ready_rooms(&running, &cluster).await;
+    ready_rooms(&running, &cluster, 3).await;
 
     disk.fail_flushes(true);
     let refused = running.handle.allocate("arena".to_string(), None).await;
@@ -190,22 +204,13 @@ async fn a_failed_flush_stops_the_driver_and_acknowledges_nothing() {
         matches!(&refused, Err(AllocateError::Unavailable(m)) if m.contains(maestro_store::INJECTED_FAULT)),
         "{refused:?}"
     );
-    let stopped = tokio::time::timeout(Duration::from_secs(5), running.task)
-        .await
-        .expect("the driver stops on its own")
-        .expect("the driver task does not panic");
+    let stopped = stops_on_its_own(running.task).await;
     assert!(
         matches!(&stopped, Err(StoreError::Io(m)) if m.contains(maestro_store::INJECTED_FAULT)),
         "{stopped:?}"
     );
     // Nothing is acknowledged any more.
-    let after = running
-        .handle
-        .command(Command::AddRooms {
-            scheduler: "arena".to_string(),
-            amount: 1,
-        })
-        .await;
+    let after = running.handle.command(add_one_room()).await;
     assert!(
         matches!(after, Err(CommandError::Unavailable(_))),
         "{after:?}"
@@ -226,24 +231,15 @@ async fn a_failed_write_stops_the_driver_and_answers_what_waits_with_the_error()
     let disk = SimulatedDisk::new();
     let cluster = Arc::new(Cluster::default());
     let running = start(&disk, &cluster, 1);
-    three_ready_rooms(&running, &cluster).await;
+    ready_rooms(&running, &cluster, 3).await;
 
     disk.fail_writes(true);
-    let refused = running
-        .handle
-        .command(Command::AddRooms {
-            scheduler: "arena".to_string(),
-            amount: 1,
-        })
-        .await;
+    let refused = running.handle.command(add_one_room()).await;
     assert!(
         matches!(&refused, Err(CommandError::Unavailable(m)) if m.contains(maestro_store::INJECTED_FAULT)),
         "{refused:?}"
     );
-    let stopped = tokio::time::timeout(Duration::from_secs(5), running.task)
-        .await
-        .expect("the driver stops on its own")
-        .expect("the driver task does not panic");
+    let stopped = stops_on_its_own(running.task).await;
     assert!(stopped.is_err(), "{stopped:?}");
     let after = running.handle.allocate("arena".to_string(), None).await;
     assert!(
@@ -257,19 +253,7 @@ async fn concurrent_allocations_share_flushes_and_each_gets_its_own_room() {
     let disk = SimulatedDisk::new();
     let cluster = Arc::new(Cluster::default());
     let running = start(&disk, &cluster, 1);
-    let mut scheduler = fixtures::scheduler("arena");
-    scheduler.rooms_replicas = 64;
-    running
-        .handle
-        .command(Command::CreateScheduler(scheduler))
-        .await
-        .expect("created");
-    let rooms = eventually("64 pods", async || {
-        let rooms = cluster.rooms();
-        (rooms.len() == 64).then_some(rooms)
-    })
-    .await;
-    running.ping_all(&rooms).await;
+    ready_rooms(&running, &cluster, 64).await;
     let flushes_before = disk.flushes();
     let allocations = futures::future::join_all((0..64).map(|_| {
         let handle = running.handle.clone();

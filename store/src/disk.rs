@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::StoreError;
-use crate::kv::{BatchEntry, Entries, Kv};
+use crate::kv::{BatchEntry, Entries, Kv, last_key_in, scan_map, size_of};
 
 /// A cloneable handle: every clone is the same disk.
 #[derive(Clone, Default)]
@@ -95,29 +95,15 @@ impl Kv for SimulatedDisk {
     }
 
     fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Entries, StoreError> {
-        self.scan_from(prefix, prefix, limit)
+        Ok(scan_map(&self.disk().map, prefix, prefix, limit))
     }
 
     fn scan_from(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Entries, StoreError> {
-        let from = start.max(prefix).to_vec();
-        Ok(self
-            .disk()
-            .map
-            .range(from..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(scan_map(&self.disk().map, prefix, start, limit))
     }
 
     fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .disk()
-            .map
-            .range(prefix.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .last()
-            .map(|(k, _)| k.clone()))
+        Ok(last_key_in(&self.disk().map, prefix))
     }
 
     fn apply(&self, batch: Vec<BatchEntry>) -> Result<(), StoreError> {
@@ -147,12 +133,7 @@ impl Kv for SimulatedDisk {
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self
-            .disk()
-            .map
-            .iter()
-            .map(|(k, v)| (k.len() + v.len()) as u64)
-            .sum())
+        Ok(size_of(&self.disk().map))
     }
 }
 

@@ -55,33 +55,15 @@ impl Kv for MemoryKv {
     }
 
     fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Entries, StoreError> {
-        Ok(self
-            .map()
-            .range(prefix.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(scan_map(&self.map(), prefix, prefix, limit))
     }
 
     fn scan_from(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Entries, StoreError> {
-        let from = start.max(prefix).to_vec();
-        Ok(self
-            .map()
-            .range(from..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(scan_map(&self.map(), prefix, start, limit))
     }
 
     fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .map()
-            .range(prefix.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .last()
-            .map(|(k, _)| k.clone()))
+        Ok(last_key_in(&self.map(), prefix))
     }
 
     fn apply(&self, batch: Vec<BatchEntry>) -> Result<(), StoreError> {
@@ -100,12 +82,34 @@ impl Kv for MemoryKv {
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self
-            .map()
-            .iter()
-            .map(|(k, v)| (k.len() + v.len()) as u64)
-            .sum())
+        Ok(size_of(&self.map()))
     }
+}
+
+/// The in-memory maps' reads (here and in [`crate::SimulatedDisk`]):
+/// entries under `prefix` from `start`, in key order, at most `limit`.
+pub(crate) fn scan_map(
+    map: &BTreeMap<Vec<u8>, Vec<u8>>,
+    prefix: &[u8],
+    start: &[u8],
+    limit: usize,
+) -> Entries {
+    map.range(start.max(prefix).to_vec()..)
+        .take_while(|(k, _)| k.starts_with(prefix))
+        .take(limit)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+pub(crate) fn last_key_in(map: &BTreeMap<Vec<u8>, Vec<u8>>, prefix: &[u8]) -> Option<Vec<u8>> {
+    map.range(prefix.to_vec()..)
+        .take_while(|(k, _)| k.starts_with(prefix))
+        .last()
+        .map(|(k, _)| k.clone())
+}
+
+pub(crate) fn size_of(map: &BTreeMap<Vec<u8>, Vec<u8>>) -> u64 {
+    map.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum()
 }
 
 /// On disk, in sled 0.34.
