@@ -536,11 +536,12 @@ mod tests {
         let file = dir.path().join("config.yaml");
         std::fs::write(
             &file,
-            "api:\n  port: 9000\nservices:\n  roomManager:\n    roomPingTimeoutMillis: 5000\nadapters:\n  redis:\n    poolSize: 500\nsecurity:\n  managementTokens: [a, b]\n",
+            "api:\n  port: 9000\nservices:\n  roomManager:\n    roomPingTimeoutMillis: 5000\n    roomInitializationTimeoutMillis: 7000\nadapters:\n  redis:\n    poolSize: 500\nsecurity:\n  managementTokens: [a, b]\n",
         )
         .unwrap();
         let flags = FlagValues {
             config: Some(file),
+            management_port: Some(9200),
             rooms_port: Some(7000),
             ..FlagValues::default()
         };
@@ -548,18 +549,24 @@ mod tests {
             flags,
             &[
                 ("MAESTRO_API_PORT", "9100"),
+                ("MAESTRO_SERVICES_ROOMMANAGER_ROOMPINGTIMEOUTMILLIS", "6000"),
                 ("MAESTRO_WORKERS_HEALTHCONTROLLERINTERVAL", "5s"),
             ],
         )
         .unwrap();
-        assert_eq!(c.management_port, 9100, "env beats file");
-        assert_eq!(c.rooms_port, 7000, "flag");
+        assert_eq!(c.management_port, 9200, "the flag beats env and file");
+        assert_eq!(c.engine.room_ping_timeout, Millis(6000), "env beats file");
+        assert_eq!(c.rooms_port, 7000, "flag alone");
         assert_eq!(
-            c.engine.room_ping_timeout,
-            Millis(5000),
-            "file, key case-insensitive"
+            c.engine.room_initialization_timeout,
+            Millis(7000),
+            "file alone, key case-insensitive"
         );
-        assert_eq!(c.engine.health_controller_interval, Millis(5000));
+        assert_eq!(
+            c.engine.health_controller_interval,
+            Millis(5000),
+            "env alone"
+        );
         assert_eq!(c.management_tokens, vec!["a", "b"]);
     }
 

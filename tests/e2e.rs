@@ -32,12 +32,39 @@ impl Maestro {
     }
 
     /// The same, with extra environment variables.
+    ///
+    /// The ports are found free by binding port 0 and letting go, so another
+    /// process may take one before maestro binds it: maestro then exits at
+    /// once, and it is started again on other ports.
     fn start_with_env(
         data_dir: &Path,
         modules: &[&str],
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Maestro {
+        for _ in 0..5 {
+            let mut maestro = Maestro::spawn(data_dir, modules, extra, env);
+            let internal = maestro.internal;
+            let mut exited = false;
+            wait_for("readiness", Duration::from_secs(30), || {
+                exited = maestro.child.try_wait().ok().flatten().is_some();
+                exited
+                    || ureq::get(&format!("http://127.0.0.1:{internal}/readyz"))
+                        .call()
+                        .is_ok_and(|r| r.status() == 200)
+            });
+            // Another process on our internal port could have answered for
+            // a moment: make sure this one is still up.
+            std::thread::sleep(Duration::from_millis(100));
+            if !exited && maestro.child.try_wait().ok().flatten().is_none() {
+                return maestro;
+            }
+            eprintln!("maestro exited at start-up (a port was taken?); starting it again");
+        }
+        panic!("maestro did not start in five attempts");
+    }
+
+    fn spawn(data_dir: &Path, modules: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Maestro {
         let (management, rooms, internal) = (free_port(), free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_maestro"))
             .envs(env.iter().copied())
@@ -51,14 +78,18 @@ impl Maestro {
             .args(["--internal-port", &internal.to_string()])
             // Quick simulated game servers, short timeouts, and no periodic
             // health check during the test: every decision must be
-            // event-driven.
+            // event-driven. The ping and start-up timeouts leave room for a
+            // machine busy with other tests.
             .env("MAESTRO_SIM_STARTDELAY", "300ms")
             .env("MAESTRO_SIM_PINGINTERVAL", "1s")
             .env("MAESTRO_SIM_MATCHDURATION", "4s")
-            .env("MAESTRO_SERVICES_ROOMMANAGER_ROOMPINGTIMEOUTMILLIS", "5000")
+            .env(
+                "MAESTRO_SERVICES_ROOMMANAGER_ROOMPINGTIMEOUTMILLIS",
+                "30000",
+            )
             .env(
                 "MAESTRO_SERVICES_ROOMMANAGER_ROOMINITIALIZATIONTIMEOUTMILLIS",
-                "5000",
+                "30000",
             )
             .env(
                 "MAESTRO_SERVICES_ROOMMANAGER_ROOMDELETIONTIMEOUTMILLIS",
@@ -74,18 +105,12 @@ impl Maestro {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("the maestro binary starts");
-        let maestro = Maestro {
+        Maestro {
             child,
             management,
             rooms,
             internal,
-        };
-        wait_for("readiness", Duration::from_secs(30), || {
-            ureq::get(&format!("http://127.0.0.1:{internal}/readyz"))
-                .call()
-                .is_ok_and(|r| r.status() == 200)
-        });
-        maestro
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -754,7 +779,7 @@ fn a_wall_clock_jump_expires_no_room() {
     before.sort();
     let date_before = server_date(&m);
 
-    // Two hours forward: far past the 5 s ping timeout.
+    // Two hours forward: far past the 30 s ping timeout.
     std::fs::write(&offset, "+7200\n").unwrap();
     wait_for("the wall clock to jump", Duration::from_secs(10), || {
         server_date(&m)

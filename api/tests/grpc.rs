@@ -193,6 +193,9 @@ fn container(image: &str) -> v1::Container {
 }
 
 /// A scheduler using every field of the request.
+/// The image `create_request` sets.
+const IMAGE: &str = "registry.example/game:1";
+
 fn create_request(name: &str, replicas: i32) -> v1::CreateSchedulerRequest {
     v1::CreateSchedulerRequest {
         name: name.into(),
@@ -203,7 +206,7 @@ fn create_request(name: &str, replicas: i32) -> v1::CreateSchedulerRequest {
                 seconds: 45,
                 nanos: 0,
             }),
-            containers: vec![container("registry.example/game:1")],
+            containers: vec![container(IMAGE)],
             toleration: "dedicated".into(),
             affinity: "game-nodes".into(),
             restart_policy: Some("OnFailure".into()),
@@ -285,7 +288,7 @@ fn assert_round_trip(s: &v1::Scheduler, name: &str, replicas: i32) {
     assert_eq!(spec.restart_policy.as_deref(), Some("OnFailure"));
     assert_eq!(
         spec.containers,
-        vec![container(&spec.containers[0].image)],
+        vec![container(IMAGE)],
         "every container field"
     );
     let autoscaling = s.autoscaling.as_ref().unwrap();
@@ -527,10 +530,7 @@ async fn a_scheduler_lifecycle_over_grpc() {
         .into_inner()
         .scheduler
         .unwrap();
-    assert_eq!(
-        v1_0.spec.unwrap().containers[0].image,
-        "registry.example/game:1"
-    );
+    assert_eq!(v1_0.spec.unwrap().containers[0].image, IMAGE);
     let op = schedulers
         .switch_active_version(v1::SwitchActiveVersionRequest {
             scheduler_name: "arena".into(),

@@ -627,22 +627,62 @@ async fn get_an_operation_with_its_go_style_input() {
 }
 
 #[tokio::test]
-async fn cancel_pending_operations_only() {
+async fn cancel_ends_pending_and_in_progress_operations_canceled() {
+    // Time moves only when the test says: runtime calls wait until then.
     let api = Api::with(SimBackend::with_step(Millis(0)), &ApiConfig::default());
     api.create("arena", 0).await;
+    let active_operation = async |api: &Api| {
+        let (status, body) = api.get("/schedulers/arena/operations?stage=active").await;
+        assert_eq!(status, OK, "{body}");
+        let op = body["operations"][0].clone();
+        assert_eq!(op["status"], "in_progress", "{body}");
+        op
+    };
+    // The scheduler's creation, in progress, cannot be canceled.
+    let creating = active_operation(&api).await;
+    assert_eq!(creating["definitionName"], "create_scheduler");
+    let uri = format!(
+        "/schedulers/arena/operations/{}/cancel",
+        creating["id"].as_str().unwrap()
+    );
+    let (status, body) = api.send("POST", &uri, None, &[]).await;
+    let message = error_message(status, &body, BAD_REQUEST, 9);
+    assert_eq!(message, "create_scheduler cannot be canceled once started");
+    api.backend.advance(Millis::from_secs(5));
+
+    // Two rooms wanted: add_rooms runs, waiting for its pods; the next
+    // change waits behind it.
     let (status, body) = api
         .patch("/schedulers/arena", &json!({"roomsReplicas": 2}))
         .await;
+    operation_id(status, &body);
+    let adding = active_operation(&api).await;
+    assert_eq!(adding["definitionName"], "add_rooms", "{adding}");
+    let (status, body) = api
+        .patch("/schedulers/arena", &json!({"roomsReplicas": 3}))
+        .await;
     let id = operation_id(status, &body);
+
+    // The pending one.
     let uri = format!("/schedulers/arena/operations/{id}/cancel");
     let (status, body) = api.send("POST", &uri, None, &[]).await;
     assert_eq!((status, body), (OK, json!({})));
     let (_, body) = api.get(&format!("/schedulers/arena/operations/{id}")).await;
     assert_eq!(body["operation"]["status"], "canceled");
-
     let (status, body) = api.send("POST", &uri, None, &[]).await;
     let message = error_message(status, &body, CONFLICT, 10);
     assert_eq!(message, "operation is canceled");
+
+    // The one in progress.
+    let adding = adding["id"].as_str().unwrap();
+    let uri = format!("/schedulers/arena/operations/{adding}/cancel");
+    let (status, body) = api.send("POST", &uri, None, &[]).await;
+    assert_eq!((status, body), (OK, json!({})));
+    let (_, body) = api
+        .get(&format!("/schedulers/arena/operations/{adding}"))
+        .await;
+    assert_eq!(body["operation"]["status"], "canceled");
+
     let (status, body) = api
         .send(
             "POST",
@@ -655,7 +695,7 @@ async fn cancel_pending_operations_only() {
     let (status, body) = api
         .send(
             "POST",
-            &format!("/schedulers/nope/operations/{id}/cancel"),
+            &format!("/schedulers/nope/operations/{adding}/cancel"),
             None,
             &[],
         )

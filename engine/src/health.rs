@@ -130,6 +130,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use super::*;
     use crate::room::{ExpiryTimeouts, InstanceStatus, Room, RoomStatus};
@@ -348,10 +349,22 @@ mod tests {
             1,
             "if V1 had to go: surge first"
         );
+        // v1.1.0 differs from v1.0.0 in what a minor version may change
+        // (replicas, surge): the engine's own rule keeps v1.0.0's rooms.
+        let mut newer = s.clone();
+        newer.rooms_replicas = 3;
+        newer.max_surge = "1".to_string();
+        let versions = BTreeMap::from([(V1, Arc::new(s.clone())), (minor, Arc::new(newer))]);
         let mut f = fleet(2, 0, 0, minor, V1);
-        f.set_replacement(BTreeMap::from([(minor, false), (V1, false)]));
+        f.set_replacement(crate::version::to_replace(&versions, minor));
         assert!(!f.is_rolling());
         assert_eq!(action(&s, &f), 0);
+        // The same rule rolls the rooms of a version whose image differs.
+        let mut major = s.clone();
+        major.spec.containers[0].image = "registry.example/game:2".to_string();
+        let versions = BTreeMap::from([(V1, Arc::new(s.clone())), (minor, Arc::new(major))]);
+        f.set_replacement(crate::version::to_replace(&versions, minor));
+        assert!(f.is_rolling());
     }
 
     /// New rooms count toward replacing old ones only once started.

@@ -66,6 +66,22 @@ pub fn is_major_change(old: &Scheduler, new: &Scheduler) -> bool {
         && old.labels == new.labels)
 }
 
+/// Which stored versions a rolling update replaces: every version whose
+/// difference from the active one is major. The active version and its
+/// minor variants keep their rooms.
+pub fn to_replace(
+    versions: &std::collections::BTreeMap<Version, std::sync::Arc<Scheduler>>,
+    active: Version,
+) -> std::collections::BTreeMap<Version, bool> {
+    let Some(current) = versions.get(&active) else {
+        return versions.keys().map(|v| (*v, false)).collect();
+    };
+    versions
+        .iter()
+        .map(|(v, s)| (*v, *v != active && is_major_change(s, current)))
+        .collect()
+}
+
 fn spec_without_volatile(spec: &Spec) -> Spec {
     let mut spec = spec.clone();
     spec.version.clear();

@@ -361,12 +361,13 @@ fn cancel_pending_and_in_progress_operations_ends_canceled() {
 }
 
 #[test]
-fn silent_rooms_expire_and_are_replaced() {
+fn a_room_that_reports_terminated_is_removed_and_replaced() {
     let mut h = harness();
     enqueued(h.command(Command::CreateScheduler(scheduler("arena", 2))));
     h.run_for(Millis::from_secs(5));
     let room = first_room(&h);
-    // The room's game server hangs: it reports terminated, which expires it.
+    // The room's game server says it is done (a silent one is
+    // `a_hung_room_expires_after_the_ping_timeout`).
     h.set_behaviour(
         "arena",
         &room,
@@ -528,6 +529,17 @@ fn a_restart_mid_rollout_finishes_the_rollout_and_loses_no_operation() {
     h.run_for(Millis::from_secs(2));
     let acknowledged = stored_operations(&h, "arena");
     assert!(acknowledged.iter().any(|(id, _)| *id == version_op));
+    let fleet = h.engine.fleet("arena").unwrap();
+    assert!(
+        fleet
+            .rooms()
+            .any(|r| r.version.major == 2 && !r.is_validation_room),
+        "the rollout had begun before the restart"
+    );
+    assert!(
+        fleet.rooms().any(|r| r.version.major == 1 && r.id != busy),
+        "and had old rooms left to replace"
+    );
 
     h.restart();
     check(&h);

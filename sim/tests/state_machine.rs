@@ -1,6 +1,9 @@
 //! Property tests: random sequences of commands, pings, allocations,
-//! runtime events, effect results (successes and failures), time steps and
-//! process restarts (the engine rebuilt from what it persisted),
+//! runtime events, effect results (successes and failures), time steps,
+//! process restarts (the engine rebuilt from what it persisted) and crashes
+//! (the store keeps only what was flushed, which the shell does before it
+//! acknowledges a command or an allocation; the pods live on and are
+//! relisted with their version labels),
 //! with the safety invariants checked after every step and liveness (every
 //! operation ends, every rollout finishes, the fleet converges) checked once
 //! the faults stop. A second property replays each sequence and compares the
@@ -13,11 +16,12 @@ use std::hash::{Hash, Hasher};
 use maestro_engine::health;
 use maestro_engine::room::{Address, AddressPort, InstanceStatus, PingStatus, RoomId, RoomStatus};
 use maestro_engine::scheduler::{Scheduler, fixtures};
+use maestro_engine::version::Version;
 use maestro_engine::{
     Command, Effect, EffectId, Engine, EngineConfig, InstanceEvent, InstanceEventKind, Millis,
     OperationStatus, Ping, RuntimeError, RuntimeErrorKind, Time,
 };
-use maestro_store::{MemoryStore, Write};
+use maestro_store::{SimulatedDisk, Store, Write};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
@@ -93,9 +97,17 @@ enum Step {
     Advance {
         ms: u32,
     },
-    /// The process dies: in-flight runtime results are lost, and a new
-    /// engine (with a fresh seed) is restored from the store.
+    /// The process stops after a last flush: in-flight runtime results are
+    /// lost, and a new engine (with a fresh seed) is restored from the store.
     Restart,
+    /// The shell's periodic flush of soft state.
+    Flush,
+    /// The process dies (SIGKILL): what was not flushed is gone, in-flight
+    /// results are lost, pod creations in flight landed or not, and the
+    /// restarted engine relists every pod with its version label.
+    Crash {
+        creations_landed: bool,
+    },
 }
 
 fn autoscale() -> impl Strategy<Value = Autoscale> {
@@ -133,10 +145,12 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(s, pick, status, matches)| Step::Ping { s, pick, status, matches }),
         3 => (s.clone(), proptest::option::of(0u8..3)).prop_map(|(s, key)| Step::Allocate { s, key }),
         4 => (s.clone(), any::<u16>(), 0u8..5).prop_map(|(s, pick, event)| Step::Instance { s, pick, event }),
-        8 => (any::<u16>(), 0u8..8).prop_map(|(pick, outcome)| Step::Complete { pick, outcome }),
+        8 => (any::<u16>(), 0u8..10).prop_map(|(pick, outcome)| Step::Complete { pick, outcome }),
         2 => Just(Step::CompleteAll),
         4 => (1u32..200_000).prop_map(|ms| Step::Advance { ms }),
         1 => Just(Step::Restart),
+        1 => Just(Step::Flush),
+        1 => any::<bool>().prop_map(|creations_landed| Step::Crash { creations_landed }),
     ]
 }
 
@@ -184,9 +198,19 @@ fn scheduler(
 /// A runtime effect awaiting its result, and what it was.
 #[derive(Clone, Debug)]
 enum Outstanding {
-    Resources,
-    CreateRoom { scheduler: String, room: RoomId },
-    DeleteRoom { scheduler: String, room: RoomId },
+    CreateResources,
+    DeleteResources {
+        scheduler: String,
+    },
+    CreateRoom {
+        scheduler: String,
+        room: RoomId,
+        version: Version,
+    },
+    DeleteRoom {
+        scheduler: String,
+        room: RoomId,
+    },
 }
 
 /// The shell around the engine: it executes effects only when a step says
@@ -195,8 +219,17 @@ struct Driver {
     engine: Engine,
     seed: u64,
     restarts: u64,
-    /// What the engine persisted; a restart restores from it.
-    store: MemoryStore,
+    /// What the engine persisted; a restart restores from it, a crash
+    /// loses what was not flushed.
+    disk: SimulatedDisk,
+    store: Store<SimulatedDisk>,
+    /// The cluster: every pod that exists, with its version label and its
+    /// last reported status. It outlives the engine.
+    pods: BTreeMap<(String, RoomId), (Version, InstanceStatus)>,
+    /// Acknowledged allocations still within their TTL whose room is
+    /// allocated: a crash must not lose them, and no fresh allocation may
+    /// take such a room.
+    taken: BTreeMap<(String, RoomId), Time>,
     now: Time,
     outstanding: Vec<(EffectId, Outstanding)>,
     trace: DefaultHasher,
@@ -211,11 +244,15 @@ impl Driver {
             seed,
             ..EngineConfig::default()
         };
+        let disk = SimulatedDisk::new();
         Driver {
             engine: Engine::new(config),
             seed,
             restarts: 0,
-            store: MemoryStore::in_memory(),
+            store: Store::with_kv(disk.clone()).expect("an empty disk opens"),
+            disk,
+            pods: BTreeMap::new(),
+            taken: BTreeMap::new(),
             now: Time(1_000_000),
             outstanding: Vec::new(),
             trace: DefaultHasher::new(),
@@ -239,13 +276,21 @@ impl Driver {
                 created.insert(scheduler.clone());
             }
             let outstanding = match &effect {
-                Effect::CreateSchedulerResources { .. }
-                | Effect::DeleteSchedulerResources { .. } => Some(Outstanding::Resources),
+                Effect::CreateSchedulerResources { .. } => Some(Outstanding::CreateResources),
+                Effect::DeleteSchedulerResources { scheduler, .. } => {
+                    Some(Outstanding::DeleteResources {
+                        scheduler: scheduler.clone(),
+                    })
+                }
                 Effect::CreateRoom {
-                    scheduler, room, ..
+                    scheduler,
+                    room,
+                    version,
+                    ..
                 } => Some(Outstanding::CreateRoom {
                     scheduler: scheduler.clone(),
                     room: room.clone(),
+                    version: *version,
                 }),
                 Effect::DeleteRoom {
                     scheduler, room, ..
@@ -298,6 +343,35 @@ impl Driver {
         kind: InstanceEventKind,
         status: InstanceStatus,
     ) {
+        self.instance_labelled(scheduler, room, kind, status, None);
+    }
+
+    /// An instance event, which is also what the cluster now holds.
+    fn instance_labelled(
+        &mut self,
+        scheduler: &str,
+        room: &str,
+        kind: InstanceEventKind,
+        status: InstanceStatus,
+        version: Option<Version>,
+    ) {
+        let key = (scheduler.to_string(), room.to_string());
+        match kind {
+            InstanceEventKind::Deleted => {
+                self.pods.remove(&key);
+            }
+            InstanceEventKind::Upsert => {
+                let label = version
+                    .or_else(|| self.pods.get(&key).map(|(v, _)| *v))
+                    .or_else(|| {
+                        let fleet = self.engine.fleet(scheduler)?;
+                        Some(fleet.get(room)?.version)
+                    });
+                if let Some(label) = label {
+                    self.pods.insert(key, (label, status));
+                }
+            }
+        }
         let event = InstanceEvent {
             scheduler: scheduler.to_string(),
             room: room.to_string(),
@@ -312,7 +386,7 @@ impl Driver {
                     protocol: "udp".to_string(),
                 }],
             }),
-            version: None,
+            version,
         };
         self.engine.handle_instance_event(self.now, &event);
         self.drain();
@@ -338,6 +412,9 @@ impl Driver {
         self.engine.handle_effect_result(self.now, id, result);
         self.drain();
         match what {
+            Outstanding::DeleteResources { scheduler } if ok => {
+                self.pods.retain(|(s, _), _| *s != scheduler);
+            }
             Outstanding::DeleteRoom { scheduler, room } if ok => {
                 self.instance(
                     &scheduler,
@@ -346,12 +423,17 @@ impl Driver {
                     InstanceStatus::Terminating,
                 );
             }
-            Outstanding::CreateRoom { scheduler, room } if ok => {
-                self.instance(
+            Outstanding::CreateRoom {
+                scheduler,
+                room,
+                version,
+            } if ok => {
+                self.instance_labelled(
                     &scheduler,
                     &room,
                     InstanceEventKind::Upsert,
                     InstanceStatus::Pending,
+                    Some(version),
                 );
             }
             _ => {}
@@ -379,8 +461,15 @@ impl Driver {
         panic!("timers kept firing without progress");
     }
 
+    /// Makes everything applied so far durable, as the shell does before
+    /// it acknowledges a command or an allocation.
+    fn flush(&mut self) {
+        self.store.flush().expect("the simulated disk flushes");
+    }
+
     /// A new process: fresh seed, state from the store, in-flight results
-    /// lost. Every operation the store held must come back.
+    /// lost. Every operation the store held must come back, and every
+    /// acknowledged allocation still within its TTL.
     fn restart(&mut self) {
         let acknowledged: Vec<(String, String, OperationStatus)> = self
             .store
@@ -410,6 +499,98 @@ impl Driver {
                 assert_eq!(op.status, status, "a final operation changed in a restart");
             }
         }
+        let ttl = EngineConfig::default().room_allocation_ttl;
+        for ((scheduler, room), at) in &self.taken {
+            if *at + ttl <= self.now {
+                continue;
+            }
+            let status = self
+                .engine
+                .fleet(scheduler)
+                .and_then(|f| f.get(room))
+                .map(|r| r.status);
+            assert_eq!(
+                status,
+                Some(RoomStatus::Allocated),
+                "{scheduler}/{room}: an acknowledged allocation was lost in a restart"
+            );
+        }
+    }
+
+    /// SIGKILL: the unflushed writes are gone; the pods stay. Creations in
+    /// flight reached the cluster or not. The new process's watches then
+    /// relist: every pod with its version label and status, and every room
+    /// the engine knows without a pod as deleted.
+    fn crash(&mut self, creations_landed: bool) {
+        if creations_landed {
+            for (_, what) in &self.outstanding {
+                if let Outstanding::CreateRoom {
+                    scheduler,
+                    room,
+                    version,
+                } = what
+                {
+                    self.pods.insert(
+                        (scheduler.clone(), room.clone()),
+                        (*version, InstanceStatus::Pending),
+                    );
+                }
+            }
+        }
+        self.disk.crash();
+        self.store = Store::with_kv(self.disk.clone()).expect("the disk reopens");
+        self.restart();
+        for name in SCHEDULERS {
+            if self.engine.scheduler(name).is_none() {
+                continue;
+            }
+            let pods: Vec<(RoomId, Version, InstanceStatus)> = self
+                .pods
+                .iter()
+                .filter(|((s, _), _)| s == name)
+                .map(|((_, room), (v, status))| (room.clone(), *v, *status))
+                .collect();
+            for (room, version, status) in pods {
+                self.instance_labelled(
+                    name,
+                    &room,
+                    InstanceEventKind::Upsert,
+                    status,
+                    Some(version),
+                );
+            }
+            let gone: Vec<RoomId> = self
+                .engine
+                .fleet(name)
+                .map(|f| {
+                    f.rooms()
+                        .filter(|r| !self.pods.contains_key(&(name.to_string(), r.id.clone())))
+                        .map(|r| r.id.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for room in gone {
+                self.instance(
+                    name,
+                    &room,
+                    InstanceEventKind::Deleted,
+                    InstanceStatus::Terminating,
+                );
+            }
+        }
+    }
+
+    /// Forgets the allocations whose room left `allocated` by itself (a
+    /// ping, an instance event, the TTL): those rooms may be handed out
+    /// again.
+    fn prune_taken(&mut self) {
+        let engine = &self.engine;
+        self.taken.retain(|(scheduler, room), _| {
+            engine
+                .fleet(scheduler)
+                .and_then(|f| f.get(room))
+                .is_some_and(|r| r.status == RoomStatus::Allocated)
+        });
     }
 
     fn apply(&mut self, step: &Step) {
@@ -523,14 +704,23 @@ impl Driver {
                 let retry = key
                     .as_ref()
                     .and_then(|k| self.keys.get(&(scheduler.to_string(), k.clone())));
+                let retried = retry == Some(&allocation.room);
                 if was != Some(RoomStatus::Ready) {
-                    assert_eq!(
-                        retry,
-                        Some(&allocation.room),
+                    assert!(
+                        retried,
                         "room {} allocated while {was:?}, not as a retry of its key",
                         allocation.room
                     );
                 }
+                // Across crashes too: a room whose allocation was answered
+                // is not handed out again while it is still taken.
+                let handed = (scheduler.to_string(), allocation.room.clone());
+                assert!(
+                    retried || !self.taken.contains_key(&handed),
+                    "room {} allocated twice",
+                    allocation.room
+                );
+                self.taken.entry(handed).or_insert(self.now);
                 if let Some(k) = key {
                     self.keys
                         .insert((scheduler.to_string(), k), allocation.room);
@@ -563,6 +753,8 @@ impl Driver {
                     Some(RuntimeErrorKind::Unavailable),
                     Some(RuntimeErrorKind::AlreadyExists),
                     Some(RuntimeErrorKind::Internal),
+                    Some(RuntimeErrorKind::Conflict),
+                    Some(RuntimeErrorKind::Invalid),
                 ][usize::from(*outcome)];
                 let result = match kind {
                     None => Ok(()),
@@ -576,9 +768,28 @@ impl Driver {
                 }
             }
             Step::Advance { ms } => self.advance(Millis(u64::from(*ms))),
-            Step::Restart => self.restart(),
+            Step::Restart => {
+                self.flush();
+                self.restart();
+            }
+            Step::Flush => self.flush(),
+            Step::Crash { creations_landed } => self.crash(*creations_landed),
         }
         self.drain();
+        if matches!(
+            step,
+            Step::Create { .. }
+                | Step::NewVersion { .. }
+                | Step::Switch { .. }
+                | Step::Delete { .. }
+                | Step::Cancel { .. }
+                | Step::RemoveRooms { .. }
+                | Step::Allocate { .. }
+        ) {
+            // Acknowledged: the shell answers only once this is durable.
+            self.flush();
+        }
+        self.prune_taken();
     }
 }
 
@@ -679,6 +890,25 @@ fn check_liveness(driver: &mut Driver) {
             driver.complete(0, Ok(()));
         }
         for name in SCHEDULERS {
+            // Pods the engine has no room for report too, as the watch
+            // would (with their version label): they are adopted.
+            let orphans: Vec<(RoomId, Version)> = driver
+                .pods
+                .iter()
+                .filter(|((s, room), _)| {
+                    s == name && driver.engine.fleet(name).is_some_and(|f| !f.contains(room))
+                })
+                .map(|((_, room), (v, _))| (room.clone(), *v))
+                .collect();
+            for (room, version) in orphans {
+                driver.instance_labelled(
+                    name,
+                    &room,
+                    InstanceEventKind::Upsert,
+                    InstanceStatus::Ready,
+                    Some(version),
+                );
+            }
             let rooms: Vec<RoomId> = driver
                 .engine
                 .fleet(name)
@@ -726,6 +956,13 @@ fn check_liveness(driver: &mut Driver) {
             0,
             "{name}: validation room left behind"
         );
+        // No pod is left running without a room: crashes included.
+        for ((s, room), _) in &driver.pods {
+            assert!(
+                s != name || fleet.contains(room),
+                "{name}: pod {room} has no room"
+            );
+        }
     }
 }
 
@@ -757,11 +994,20 @@ impl StateMachineTest for EngineTest {
     fn init_test(_: &()) -> Driver {
         let mut driver = Driver::new(7);
         // Most sequences start from a live scheduler.
+        // Every check below looks at the schedulers that exist: a fixture
+        // the engine refused would leave them nothing to check.
         let sched = scheduler(SCHEDULERS[0], 3, &Autoscale::None, 1, false, 1);
-        let _ = driver
+        if let Err(e) = driver
             .engine
-            .handle_command(driver.now, Command::CreateScheduler(sched));
+            .handle_command(driver.now, Command::CreateScheduler(sched))
+        {
+            panic!("the initial scheduler is refused: {e}");
+        }
         driver.drain();
+        assert!(
+            driver.engine.scheduler(SCHEDULERS[0]).is_some(),
+            "the initial scheduler exists"
+        );
         driver
     }
 

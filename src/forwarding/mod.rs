@@ -134,6 +134,8 @@ struct Shared {
     shutdown: watch::Receiver<bool>,
     /// The driver's clock, which stamped the events' `enqueued_at`.
     clock: Clock,
+    /// Every lane's task, to wait for them once stopped.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 struct LaneState {
@@ -228,6 +230,7 @@ impl Forwarding {
                 lanes: Mutex::new(BTreeMap::new()),
                 shutdown,
                 clock,
+                tasks: Mutex::new(Vec::new()),
             }),
         };
         for lane in forwarding.shared.outbox.lanes()? {
@@ -254,8 +257,18 @@ impl Forwarding {
             metrics: LaneMetrics::new(lane),
         });
         lanes.insert(lane.clone(), Arc::clone(&state));
-        tokio::spawn(run_lane(Arc::clone(&self.shared), Arc::clone(&state)));
+        let task = tokio::spawn(run_lane(Arc::clone(&self.shared), Arc::clone(&state)));
+        lock(&self.shared.tasks).push(task);
         state
+    }
+
+    /// Waits until every lane's task has ended (after the shutdown signal:
+    /// each writes its last acknowledgements and stops).
+    pub async fn stopped(&self) {
+        let tasks = std::mem::take(&mut *lock(&self.shared.tasks));
+        for task in tasks {
+            let _ = task.await;
+        }
     }
 
     /// Queues a ping resync in memory, replacing an unsent older one of the

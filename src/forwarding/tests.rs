@@ -24,19 +24,21 @@ use tonic::transport::server::TcpIncoming;
 use super::*;
 
 /// What the recording forwarder received: method and room id (and the
-/// event type for room events).
+/// event type for room events), and whether it accepted the call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Received {
     method: &'static str,
     room: String,
     detail: String,
+    accepted: bool,
 }
 
 #[derive(Clone, Default)]
 struct Recorder {
+    /// Every call, accepted or refused.
     received: Arc<StdMutex<Vec<Received>>>,
-    /// Answer every call with this error instead.
-    refuse: Option<tonic::Code>,
+    /// While set, every call is recorded and answered with this error.
+    refuse: Arc<StdMutex<Option<tonic::Code>>>,
 }
 
 impl Recorder {
@@ -46,14 +48,16 @@ impl Recorder {
         room: Option<&maestro_api::proto::eventforwarder::Room>,
         detail: String,
     ) -> Result<tonic::Response<Response>, tonic::Status> {
-        if let Some(code) = self.refuse {
-            return Err(tonic::Status::new(code, "refused by the test"));
-        }
+        let refuse = *self.refuse.lock().unwrap();
         self.received.lock().unwrap().push(Received {
             method,
             room: room.map(|r| r.room_id.clone()).unwrap_or_default(),
             detail,
+            accepted: refuse.is_none(),
         });
+        if let Some(code) = refuse {
+            return Err(tonic::Status::new(code, "refused by the test"));
+        }
         Ok(tonic::Response::new(Response {
             code: 200,
             message: String::new(),
@@ -276,7 +280,7 @@ async fn events_survive_an_outage_and_a_restart_and_arrive_in_order() {
     // maestro restarts while the forwarder is still down: the durable
     // events are read back from the store.
     stop_tx.send(true).unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    forwarding.stopped().await;
     let (_stop_tx2, stop_rx2) = watch::channel(false);
     let forwarding = Forwarding::start(
         Arc::clone(&store) as Arc<dyn Outbox>,
@@ -292,7 +296,7 @@ async fn events_survive_an_outage_and_a_restart_and_arrive_in_order() {
     // Back up on the same address: everything arrives.
     let recovered = Recorder {
         received: Arc::clone(&recorder.received),
-        refuse: None,
+        ..Recorder::default()
     };
     let (server, _) = serve(recovered, addr).await;
     until("the backlog arrives", || {
@@ -328,10 +332,8 @@ async fn events_survive_an_outage_and_a_restart_and_arrive_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_event_is_given_up_and_the_lane_goes_on() {
     let store = Arc::new(MemoryStore::in_memory());
-    let refusing = Recorder {
-        refuse: Some(tonic::Code::Unimplemented),
-        ..Recorder::default()
-    };
+    let refusing = Recorder::default();
+    *refusing.refuse.lock().unwrap() = Some(tonic::Code::Unimplemented);
     let (server, addr) = serve(refusing.clone(), "127.0.0.1:0".parse().unwrap()).await;
     let to = forwarder(addr);
     let (_stop_tx, stop_rx) = watch::channel(false);
@@ -352,13 +354,44 @@ async fn a_refused_event_is_given_up_and_the_lane_goes_on() {
         store.outbox_len(&lane()).unwrap() == 0
     })
     .await;
-    assert!(refusing.received().is_empty());
+    // Each was tried once and given up: a refusal a retry cannot change is
+    // not retried.
+    // (Calls for different rooms run concurrently: in any order.)
+    let mut calls: Vec<(String, String, bool)> = refusing
+        .received()
+        .into_iter()
+        .map(|r| (r.room, r.detail, r.accepted))
+        .collect();
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            ("r1".to_string(), "a".to_string(), false),
+            ("r2".to_string(), "b".to_string(), false)
+        ]
+    );
+
+    // The lane goes on: once the forwarder accepts again, the next event
+    // is delivered.
+    *refusing.refuse.lock().unwrap() = None;
+    push(&forwarding, &store, &[room_event("r1", "c")], &to);
+    until("the next event is delivered", || {
+        refusing
+            .received()
+            .iter()
+            .any(|r| r.detail == "c" && r.accepted)
+    })
+    .await;
+    until("its acknowledgement", || {
+        store.outbox_len(&lane()).unwrap() == 0
+    })
+    .await;
     server.stop().await;
 
     // A bad address is refused at once too, instead of retried forever.
     let mut bad = to.clone();
     bad.address = "not a uri at all".into();
-    push(&forwarding, &store, &[room_event("r1", "c")], &bad);
+    push(&forwarding, &store, &[room_event("r1", "d")], &bad);
     until("an unreachable address's event is given up", || {
         store.outbox_len(&lane()).unwrap() == 0
     })

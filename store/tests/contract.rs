@@ -8,8 +8,8 @@ use maestro_engine::room::{Room, RoomStatus};
 use maestro_engine::scheduler::{Scheduler, SchedulerState, fixtures};
 use maestro_engine::{ForwardEvent, ForwardKind, Operation, OperationStatus, Time};
 use maestro_store::{
-    Kv, Lane, MemoryKv, MemoryStore, OutboxRecord, Page, SledKv, SledStore, Stage, Store,
-    StoreError, Write,
+    Kv, Lane, MemoryKv, MemoryStore, OutboxRecord, Page, SimulatedDisk, SledKv, SledStore, Stage,
+    Store, StoreError, Write,
 };
 
 fn scheduler(name: &str, version: &str) -> Arc<Scheduler> {
@@ -493,32 +493,47 @@ contract!(
     a_failing_batch_writes_nothing,
 );
 
-/// A record that does not decode is an error naming its tree and key.
+/// A record that does not decode is an error naming its tree and key,
+/// whether it is read alone or loaded with its scheduler at start-up.
 fn corrupt_record_is_named(kv: impl Kv) {
-    let bad_key = b"O\x00arena\x00broken".to_vec();
-    kv.apply(vec![
-        (
-            b"S\x00arena".to_vec(),
-            Some(b"\x01{\"active\":{\"major\":1,\"minor\":0,\"patch\":0}}".to_vec()),
-        ),
-        (bad_key, Some(b"\x01{truncated".to_vec())),
-    ])
-    .unwrap();
+    // A valid scheduler, written through a store and copied as raw entries,
+    // so that loading gets past it to the broken operation.
+    let source = SimulatedDisk::new();
+    let writes = [Write::SchedulerVersion {
+        scheduler: scheduler("arena", "v1.0.0"),
+        active: true,
+    }];
+    Store::with_kv(source.clone())
+        .unwrap()
+        .apply(Time(1), &writes)
+        .unwrap();
+    let mut entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = source
+        .scan_prefix(b"", usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, Some(v)))
+        .collect();
+    entries.push((
+        b"O\x00arena\x00broken".to_vec(),
+        Some(b"\x01{truncated".to_vec()),
+    ));
+    kv.apply(entries).unwrap();
     let store = Store::with_kv(kv).unwrap();
-    let err = store.operation("arena", "broken").unwrap_err();
-    assert!(
+    let is_the_broken_operation = |err: &StoreError| {
         matches!(
             err,
             StoreError::Corrupt {
                 tree: "operations",
+                key,
                 ..
-            }
-        ),
-        "{err}"
-    );
+            } if key == "O/arena/broken"
+        )
+    };
+    let err = store.operation("arena", "broken").unwrap_err();
+    assert!(is_the_broken_operation(&err), "{err}");
     assert!(err.to_string().contains("O/arena/broken"), "{err}");
-    // Loading reports it too (here: the active version is missing first).
-    assert!(store.load().is_err());
+    let err = store.load().unwrap_err();
+    assert!(is_the_broken_operation(&err), "{err}");
 }
 
 #[test]

@@ -254,17 +254,7 @@ impl SchedulerEntry {
     /// Which stored versions must be replaced: a major change from the
     /// active one (minor-only differences never replace rooms, #635).
     pub fn refresh_replacement(&mut self) {
-        let active = Arc::clone(self.active());
-        let replace = self
-            .versions
-            .iter()
-            .map(|(v, s)| {
-                (
-                    *v,
-                    *v != self.active && version::is_major_change(s, &active),
-                )
-            })
-            .collect();
+        let replace = version::to_replace(&self.versions, self.active);
         self.fleet.set_replacement(replace);
     }
 

@@ -235,7 +235,7 @@ impl SchedulerEntry {
         let before = self
             .fleet
             .get(&ping.room)
-            .map(|r| (r.status, r.running_matches))
+            .map(|r| (r.status, r.running_matches, r.restored))
             .ok_or_else(|| PingError::RoomNotFound(ping.room.clone()))?;
         // Upstream coerces "occupied with no matches" to one match.
         let running_matches = if ping.status == PingStatus::Occupied && ping.running_matches == 0 {
@@ -259,7 +259,9 @@ impl SchedulerEntry {
             .fleet
             .get(&ping.room)
             .expect("the room was just updated");
-        let changed = (room.status, room.running_matches) != before;
+        // A confirmed restored room may now be allocated or removed: decide
+        // again, as for a status change.
+        let changed = (room.status, room.running_matches, room.restored) != before;
         let is_validation_room = room.is_validation_room;
         if result.is_ok() && room.deletion.is_none() && self.active().has_enabled_forwarders() {
             let room = room.clone();
@@ -299,9 +301,18 @@ impl SchedulerEntry {
                     io.mark_dirty(&self.name);
                     return EntryFate::Keep;
                 }
-                let before = self.fleet.get(&event.room).map(|r| r.status);
+                let before = self.fleet.get(&event.room).map(|r| (r.status, r.restored));
                 self.fleet.update(&event.room, |room| {
-                    room.restored = false;
+                    // A restored room's stored game status may be stale (an
+                    // `occupied` ping lost in the crash): only the room's
+                    // own ping confirms it. The runtime confirms it only
+                    // when the pod cannot host a match any more.
+                    if matches!(
+                        event.status,
+                        InstanceStatus::Error | InstanceStatus::Terminating
+                    ) {
+                        room.restored = false;
+                    }
                     room.instance_status = event.status;
                     room.instance_description.clone_from(&event.description);
                     if event.address.is_some() {
@@ -315,7 +326,7 @@ impl SchedulerEntry {
                     .fleet
                     .get(&event.room)
                     .expect("the room was just updated");
-                if Some(room.status) == before {
+                if Some((room.status, room.restored)) == before {
                     return EntryFate::Keep;
                 }
                 io.mark_dirty(&self.name);

@@ -262,9 +262,10 @@ impl Fleet {
             return None; // the validating operation owns it until it deletes it
         }
         if room.restored {
-            // Unconfirmed since a restart: a live pod is confirmed by the
-            // runtime's relist or the room's next ping; a room whose pod is
-            // gone must not linger, whatever status it was stored with.
+            // Unconfirmed since a restart: only the room's next ping
+            // confirms its game status; a room that never pings again (its
+            // pod gone, or its game server hung) must not linger, whatever
+            // status it was stored with.
             return Some(room.last_ping_at + t.ping);
         }
         match room.status {
