@@ -230,6 +230,10 @@ struct Driver {
     /// allocated: a crash must not lose them, and no fresh allocation may
     /// take such a room.
     taken: BTreeMap<(String, RoomId), Time>,
+    /// Busy rooms as their game servers last said (occupied, active or
+    /// allocated): the engine's view, except for rooms it has not heard
+    /// from since a restart, whose stored status may be stale.
+    truth_busy: BTreeSet<(String, RoomId)>,
     now: Time,
     outstanding: Vec<(EffectId, Outstanding)>,
     trace: DefaultHasher,
@@ -253,6 +257,7 @@ impl Driver {
             disk,
             pods: BTreeMap::new(),
             taken: BTreeMap::new(),
+            truth_busy: BTreeSet::new(),
             now: Time(1_000_000),
             outstanding: Vec::new(),
             trace: DefaultHasher::new(),
@@ -580,6 +585,30 @@ impl Driver {
         }
     }
 
+    /// The engine's busy rooms, keeping the last known truth for rooms it
+    /// has not confirmed since a restart. A restart itself changes no
+    /// room's truth (its relist reports pods, not games).
+    fn update_truth(&mut self, restarted: bool) {
+        let mut truth = BTreeSet::new();
+        for name in SCHEDULERS {
+            let Some(fleet) = self.engine.fleet(name) else {
+                continue;
+            };
+            for room in fleet.rooms() {
+                let key = (name.to_string(), room.id.clone());
+                let busy = if room.restored || restarted {
+                    self.truth_busy.contains(&key)
+                } else {
+                    room.status.is_busy()
+                };
+                if busy {
+                    truth.insert(key);
+                }
+            }
+        }
+        self.truth_busy = truth;
+    }
+
     /// Forgets the allocations whose room left `allocated` by itself (a
     /// ping, an instance event, the TTL): those rooms may be handed out
     /// again.
@@ -790,6 +819,7 @@ impl Driver {
             self.flush();
         }
         self.prune_taken();
+        self.update_truth(matches!(step, Step::Crash { .. } | Step::Restart));
     }
 }
 
@@ -1012,7 +1042,10 @@ impl StateMachineTest for EngineTest {
     }
 
     fn apply(mut driver: Driver, _: &(), step: Step) -> Driver {
-        let before = snapshot(&driver.engine);
+        let mut before = snapshot(&driver.engine);
+        // Busy by what the rooms said, not only by what the engine
+        // remembers: a crash may have left its view stale.
+        before.busy.extend(driver.truth_busy.iter().cloned());
         let target = target_room(&driver, &step);
         driver.apply(&step);
         check_safety(&driver, &before, &step, target.as_ref());
@@ -1079,4 +1112,108 @@ fn different_seeds_give_different_rooms() {
         Step::CompleteAll,
     ];
     assert_ne!(trace_of(1, &steps), trace_of(2, &steps));
+}
+
+/// Runs `steps` as the property test does (from its initial scheduler),
+/// checking safety after each step and liveness at the end.
+fn replay(steps: &[Step]) {
+    let mut driver = EngineTest::init_test(&());
+    for step in steps {
+        driver = EngineTest::apply(driver, &(), step.clone());
+    }
+    EngineTest::teardown(driver, ());
+}
+
+fn create(s: usize, replicas: u8) -> Step {
+    Step::Create {
+        s,
+        replicas,
+        autoscale: Autoscale::None,
+        surge: 1,
+        percent: false,
+        max_matches: 1,
+    }
+}
+
+/// Found by the property test: a room created after the last flush and
+/// `occupied` when maestro crashed came back only through the relist
+/// (adopted from its pod), as free, and was removed to scale down.
+#[test]
+fn regression_an_adopted_room_is_not_removed_before_it_pings() {
+    replay(&[
+        Step::Complete {
+            pick: 0,
+            outcome: 3,
+        },
+        Step::Restart,
+        create(0, 0),
+        Step::Complete {
+            pick: 0,
+            outcome: 3,
+        },
+        create(0, 1),
+        create(1, 1),
+        Step::CompleteAll,
+        Step::Flush,
+        Step::Instance {
+            s: 1,
+            pick: 0,
+            event: 2,
+        },
+        Step::Ping {
+            s: 1,
+            pick: 9804,
+            status: 1,
+            matches: 0,
+        },
+        Step::Instance {
+            s: 1,
+            pick: 6618,
+            event: 1,
+        },
+        Step::Crash {
+            creations_landed: false,
+        },
+    ]);
+}
+
+/// A crash loses `occupied` pings that were not flushed; the runtime's
+/// relist then reports the pods ready. The rooms must stay unconfirmed
+/// (not removable) until they ping, not come back free.
+#[test]
+fn regression_a_relist_does_not_confirm_a_stale_restored_room() {
+    let ping = |pick, status| Step::Ping {
+        s: 0,
+        pick,
+        status,
+        matches: 0,
+    };
+    let ready = |pick| Step::Instance {
+        s: 0,
+        pick,
+        event: 1,
+    };
+    replay(&[
+        Step::CompleteAll,
+        ready(0),
+        ready(1),
+        ready(2),
+        ping(0, 0),
+        ping(1, 0),
+        ping(2, 0),
+        Step::Flush,
+        ping(0, 1),
+        ping(1, 1),
+        ping(2, 1),
+        Step::Crash {
+            creations_landed: false,
+        },
+        Step::NewVersion {
+            s: 0,
+            major: false,
+            replicas: 1,
+        },
+        Step::CompleteAll,
+        Step::Advance { ms: 1_000 },
+    ]);
 }

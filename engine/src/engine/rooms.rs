@@ -340,7 +340,11 @@ impl SchedulerEntry {
 
     /// A pod maestro has no record of (its record was lost in a crash, or
     /// it was created before): take it into the fleet so it is counted and,
-    /// if surplus, removed like any other room.
+    /// if surplus, removed like any other room. Its game status is unknown
+    /// until it pings (it may be hosting a match whose `occupied` ping was
+    /// lost), so it is unconfirmed as a restored room is: neither allocated
+    /// nor removed to scale down or roll out before its first ping, and
+    /// expired if that ping never comes.
     fn adopt(&mut self, config: &EngineConfig, now: Time, event: &InstanceEvent) {
         if self.deleting
             || !self.resources_ready
@@ -365,7 +369,7 @@ impl SchedulerEntry {
             last_ping_at: now,
             allocated_at: None,
             deletion: None,
-            restored: false,
+            restored: true,
         };
         room.status = calculate_status(room.status_inputs(1), now, Millis::ZERO);
         self.fleet.insert(room);
