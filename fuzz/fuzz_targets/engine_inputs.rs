@@ -1,6 +1,14 @@
-//! Drives the engine with arbitrary sequences of pings, allocations,
-//! runtime events, effect results and time steps against one scheduler,
-//! checking the engine's invariants after every input. A panic is a bug.
+//! Drives the engine with arbitrary sequences of inputs against one
+//! scheduler, checking the engine's invariants after every input. A panic
+//! is a bug.
+//!
+//! The inputs: pings, allocations (with and without idempotency keys),
+//! runtime events (with and without version labels), effect results (every
+//! error kind), time steps, new versions (major ones, with a new image, and
+//! minor ones, with autoscaling on or off), switches of the active version,
+//! cancels, room removals, deletes and re-creations of the scheduler, and
+//! restarts: from everything written, or after a crash that loses what was
+//! not flushed (the store is flushed where the service acknowledges).
 //!
 //! Run: `cargo fuzz run -s none engine_inputs -- -max_total_time=60`
 //! (`-s none` works on a stable toolchain).
@@ -9,130 +17,264 @@
 use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use maestro_engine::room::{InstanceStatus, PingStatus};
-use maestro_engine::scheduler::{
-    Container, ContainerPort, MatchAllocation, PortRange, Resources, Scheduler, SchedulerState, Spec,
-};
+use maestro_engine::scheduler::{Scheduler, fixtures};
+use maestro_engine::version::Version;
 use maestro_engine::{
-    Command, Effect, EffectId, Engine, EngineConfig, InstanceEvent, InstanceEventKind, Millis, Ping,
-    RuntimeError, RuntimeErrorKind, Time,
+    Command, Effect, EffectId, Engine, EngineConfig, InstanceEvent, InstanceEventKind, Millis,
+    Ping, RuntimeError, RuntimeErrorKind, Time,
 };
+use maestro_store::{SimulatedDisk, Store, Write};
 
-fn scheduler(replicas: i64, max_matches: i64) -> Scheduler {
-    Scheduler {
-        name: "fuzz".to_string(),
-        game: "game".to_string(),
-        state: SchedulerState::Creating,
-        spec: Spec {
-            version: "v1.0.0".to_string(),
-            termination_grace_period_secs: 30,
-            containers: vec![Container {
-                name: "game".to_string(),
-                image: "game:1".to_string(),
-                image_pull_policy: "IfNotPresent".to_string(),
-                command: Vec::new(),
-                environment: Vec::new(),
-                requests: Resources { memory: "64Mi".to_string(), cpu: "100m".to_string() },
-                limits: Resources { memory: "64Mi".to_string(), cpu: "100m".to_string() },
-                ports: vec![ContainerPort {
-                    name: "game".to_string(),
-                    protocol: "udp".to_string(),
-                    port: 7777,
-                    host_port: 0,
-                    host_port_range: None,
-                }],
-            }],
-            toleration: String::new(),
-            affinity: String::new(),
-            restart_policy: "Never".to_string(),
-        },
-        port_range: Some(PortRange { start: 10000, end: 10100 }),
-        rooms_replicas: replicas,
-        max_surge: "1".to_string(),
-        autoscaling: None,
-        forwarders: Vec::new(),
-        annotations: Default::default(),
-        labels: Default::default(),
-        match_allocation: MatchAllocation { max_matches },
-        created_at: Time::ZERO,
-        last_downscale_at: None,
-        rollback_version: None,
-    }
+const NAME: &str = "fuzz";
+
+/// A scheduler whose fields are drawn: the image (three, so new versions
+/// are major or minor), replicas, surge, matches and autoscaling.
+fn scheduler(u: &mut Unstructured) -> Result<Scheduler> {
+    let mut s = fixtures::scheduler(NAME);
+    s.spec.containers[0].image = format!("game:{}", u.int_in_range(1u8..=3)?);
+    s.rooms_replicas = i64::from(u.int_in_range(0u8..=8)?);
+    s.max_surge = (*u.choose(&["1", "2", "25%", "100%"])?).to_string();
+    s.match_allocation.max_matches = i64::from(u.int_in_range(1u8..=3)?);
+    s.autoscaling = match u.int_in_range(0u8..=2)? {
+        0 => None,
+        1 => {
+            let mut a = fixtures::room_occupancy(
+                i64::from(u.int_in_range(0u8..=3)?),
+                *u.choose(&[-1i64, 4, 8])?,
+                f64::from(u.int_in_range(5u8..=95)?) / 100.0,
+            );
+            a.enabled = u.arbitrary()?;
+            a.cooldown_secs = i64::from(u.int_in_range(0u8..=60)?);
+            Some(a)
+        }
+        _ => Some(fixtures::fixed_buffer(
+            i64::from(u.int_in_range(0u8..=3)?),
+            *u.choose(&[-1i64, 4, 8])?,
+            i64::from(u.int_in_range(1u8..=4)?),
+        )),
+    };
+    Ok(s)
 }
 
-fn run(u: &mut Unstructured) -> Result<()> {
-    let mut engine = Engine::new(EngineConfig { seed: u.arbitrary()?, ..EngineConfig::default() });
-    let mut now = Time(1_000);
-    let mut pending: Vec<EffectId> = Vec::new();
-    let replicas = i64::from(u.int_in_range(0u8..=10)?);
-    let max_matches = i64::from(u.int_in_range(1u8..=4)?);
-    let _ = engine.handle_command(now, Command::CreateScheduler(scheduler(replicas, max_matches)));
-    for _ in 0..u.int_in_range(0u16..=500)? {
-        let rooms: Vec<String> = engine
-            .fleet("fuzz")
-            .map(|f| f.rooms().map(|r| r.id.clone()).collect())
-            .unwrap_or_default();
-        let room = if rooms.is_empty() { "fuzz-none".to_string() } else { u.choose(&rooms)?.clone() };
-        match u.int_in_range(0u8..=6)? {
-            0 => {
-                let status = *u.choose(&[PingStatus::Ready, PingStatus::Occupied, PingStatus::Terminating, PingStatus::Terminated])?;
-                let ping = Ping {
-                    scheduler: "fuzz".to_string(),
-                    room,
-                    status,
-                    running_matches: u64::from(u.int_in_range(0u8..=6)?),
-                    metadata_json: String::new(),
-                };
-                let _ = engine.handle_ping(now, &ping);
-            }
-            1 => {
-                let _ = engine.allocate(now, "fuzz", None);
-            }
-            2 => {
-                let status = *u.choose(&[InstanceStatus::Pending, InstanceStatus::Ready, InstanceStatus::Terminating, InstanceStatus::Error])?;
-                let kind = if u.ratio(1u8, 5)? { InstanceEventKind::Deleted } else { InstanceEventKind::Upsert };
-                let event = InstanceEvent {
-                    scheduler: "fuzz".to_string(),
-                    room,
-                    kind,
-                    status,
-                    description: String::new(),
-                    address: None,
-                    version: None,
-                };
-                engine.handle_instance_event(now, &event);
-            }
-            3 | 4 if !pending.is_empty() => {
-                let i = u.choose_index(pending.len())?;
-                let id = pending.swap_remove(i);
-                let result = if u.ratio(1u8, 4)? {
-                    let kind = *u.choose(&[RuntimeErrorKind::NotFound, RuntimeErrorKind::RateLimited, RuntimeErrorKind::Internal])?;
-                    Err(RuntimeError::new(kind, "fuzz"))
-                } else {
-                    Ok(())
-                };
-                engine.handle_effect_result(now, id, result);
-            }
-            5 => {
-                now = now + Millis(u64::from(u.int_in_range(1u32..=300_000)?));
-                if engine.poll_timeout().is_some_and(|t| t <= now) {
-                    engine.handle_timeout(now);
-                }
-            }
-            _ => {
-                let replicas = i64::from(u.int_in_range(0u8..=10)?);
-                let _ = engine.handle_command(now, Command::NewSchedulerVersion(scheduler(replicas, max_matches)));
-            }
-        }
-        while let Some(effect) = engine.poll_effect() {
+struct World {
+    engine: Engine,
+    disk: SimulatedDisk,
+    store: Store<SimulatedDisk>,
+    now: Time,
+    pending: Vec<EffectId>,
+    restarts: u64,
+}
+
+impl World {
+    fn drain(&mut self) {
+        let mut writes = Vec::new();
+        while let Some(effect) = self.engine.poll_effect() {
+            writes.extend(Write::from_effect(&effect));
             if let Effect::CreateSchedulerResources { id, .. }
             | Effect::DeleteSchedulerResources { id, .. }
             | Effect::CreateRoom { id, .. }
             | Effect::DeleteRoom { id, .. } = effect
             {
-                pending.push(id);
+                self.pending.push(id);
             }
         }
-        if let Err(broken) = engine.check_invariants() {
+        self.store
+            .apply(self.now, &writes)
+            .expect("the simulated disk writes");
+    }
+
+    /// A new process on what the disk kept: a crash loses the unflushed.
+    fn restart(&mut self, crash: bool) {
+        if crash {
+            self.disk.crash();
+        }
+        self.store = Store::with_kv(self.disk.clone()).expect("the disk reopens");
+        self.restarts += 1;
+        self.engine = Engine::new(EngineConfig {
+            seed: self.restarts,
+            ..EngineConfig::default()
+        });
+        self.pending.clear();
+        for stored in self.store.load().expect("what was written loads") {
+            self.engine
+                .restore(self.now, stored)
+                .expect("what was written restores");
+        }
+    }
+}
+
+fn run(u: &mut Unstructured) -> Result<()> {
+    let disk = SimulatedDisk::new();
+    let mut w = World {
+        engine: Engine::new(EngineConfig {
+            seed: u.arbitrary()?,
+            ..EngineConfig::default()
+        }),
+        store: Store::with_kv(disk.clone()).expect("an empty disk opens"),
+        disk,
+        now: Time(1_000),
+        pending: Vec::new(),
+        restarts: 0,
+    };
+    let first = scheduler(u)?;
+    let _ = w
+        .engine
+        .handle_command(w.now, Command::CreateScheduler(first));
+    for _ in 0..u.int_in_range(0u16..=500)? {
+        let rooms: Vec<String> = w
+            .engine
+            .fleet(NAME)
+            .map(|f| f.rooms().map(|r| r.id.clone()).collect())
+            .unwrap_or_default();
+        let room = if rooms.is_empty() {
+            "fuzz-none".to_string()
+        } else {
+            u.choose(&rooms)?.clone()
+        };
+        let now = w.now;
+        let mut acknowledged = false;
+        match u.int_in_range(0u8..=13)? {
+            0 | 1 => {
+                let status = *u.choose(&[
+                    PingStatus::Ready,
+                    PingStatus::Occupied,
+                    PingStatus::Terminating,
+                    PingStatus::Terminated,
+                ])?;
+                let ping = Ping {
+                    scheduler: NAME.to_string(),
+                    room,
+                    status,
+                    running_matches: u64::from(u.int_in_range(0u8..=4)?),
+                    metadata_json: String::new(),
+                };
+                let _ = w.engine.handle_ping(now, &ping);
+            }
+            2 => {
+                let key = if u.arbitrary()? {
+                    Some(format!("k{}", u.int_in_range(0u8..=2)?))
+                } else {
+                    None
+                };
+                acknowledged = w.engine.allocate(now, NAME, key.as_deref()).is_ok();
+            }
+            3 => {
+                let status = *u.choose(&[
+                    InstanceStatus::Pending,
+                    InstanceStatus::Ready,
+                    InstanceStatus::Terminating,
+                    InstanceStatus::Error,
+                ])?;
+                let kind = if u.ratio(1u8, 5)? {
+                    InstanceEventKind::Deleted
+                } else {
+                    InstanceEventKind::Upsert
+                };
+                // A pod of a room maestro may not know (a lost record).
+                let room = if u.ratio(1u8, 8)? {
+                    format!("fuzz-pod{}", u.int_in_range(0u8..=3)?)
+                } else {
+                    room
+                };
+                let version = if u.arbitrary()? {
+                    Some(Version {
+                        major: u.int_in_range(1u64..=3)?,
+                        minor: 0,
+                        patch: 0,
+                    })
+                } else {
+                    None
+                };
+                let event = InstanceEvent {
+                    scheduler: NAME.to_string(),
+                    room,
+                    kind,
+                    status,
+                    description: String::new(),
+                    address: None,
+                    version,
+                };
+                w.engine.handle_instance_event(now, &event);
+            }
+            4 | 5 if !w.pending.is_empty() => {
+                let i = u.choose_index(w.pending.len())?;
+                let id = w.pending.swap_remove(i);
+                let result = if u.ratio(1u8, 4)? {
+                    let kind = *u.choose(&[
+                        RuntimeErrorKind::NotFound,
+                        RuntimeErrorKind::AlreadyExists,
+                        RuntimeErrorKind::Conflict,
+                        RuntimeErrorKind::RateLimited,
+                        RuntimeErrorKind::Unavailable,
+                        RuntimeErrorKind::Invalid,
+                        RuntimeErrorKind::Internal,
+                    ])?;
+                    Err(RuntimeError::new(kind, "fuzz"))
+                } else {
+                    Ok(())
+                };
+                w.engine.handle_effect_result(now, id, result);
+            }
+            6 => {
+                w.now = w.now + Millis(u64::from(u.int_in_range(1u32..=300_000)?));
+                while w.engine.poll_timeout().is_some_and(|t| t <= w.now) {
+                    w.engine.handle_timeout(w.now);
+                    w.drain();
+                }
+            }
+            7 => {
+                let next = scheduler(u)?;
+                acknowledged = w
+                    .engine
+                    .handle_command(now, Command::NewSchedulerVersion(next))
+                    .is_ok();
+            }
+            8 => {
+                let versions = w.engine.versions(NAME).unwrap_or_default();
+                if !versions.is_empty() {
+                    let v = &versions[u.choose_index(versions.len())?];
+                    let command = Command::SwitchActiveVersion {
+                        scheduler: NAME.to_string(),
+                        version: v.version.to_string(),
+                    };
+                    acknowledged = w.engine.handle_command(now, command).is_ok();
+                }
+            }
+            9 => {
+                let ids: Vec<String> = w.engine.operations(NAME).map(|o| o.id.clone()).collect();
+                if !ids.is_empty() {
+                    let command = Command::CancelOperation {
+                        scheduler: NAME.to_string(),
+                        operation_id: u.choose(&ids)?.clone(),
+                    };
+                    acknowledged = w.engine.handle_command(now, command).is_ok();
+                }
+            }
+            10 => {
+                let command = if w.engine.scheduler(NAME).is_some() && u.arbitrary()? {
+                    Command::RemoveRooms {
+                        scheduler: NAME.to_string(),
+                        amount: u64::from(u.int_in_range(0u8..=3)?),
+                    }
+                } else if u.ratio(1u8, 3)? {
+                    Command::DeleteScheduler {
+                        scheduler: NAME.to_string(),
+                    }
+                } else {
+                    Command::CreateScheduler(scheduler(u)?)
+                };
+                acknowledged = w.engine.handle_command(now, command).is_ok();
+            }
+            11 => w.store.flush().expect("the simulated disk flushes"),
+            12 => w.restart(false),
+            _ => w.restart(true),
+        }
+        w.drain();
+        if acknowledged {
+            // The service answers only once this is durable.
+            w.store.flush().expect("the simulated disk flushes");
+        }
+        if let Err(broken) = w.engine.check_invariants() {
             panic!("{broken}");
         }
     }
