@@ -65,8 +65,28 @@ impl Maestro {
     }
 
     fn spawn(data_dir: &Path, modules: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Maestro {
+        let (mut command, [management, rooms, internal]) =
+            Maestro::command(data_dir, modules, extra, env);
+        let child = command.spawn().expect("the maestro binary starts");
+        Maestro {
+            child,
+            management,
+            rooms,
+            internal,
+        }
+    }
+
+    /// The command that starts maestro on fresh ports (management, rooms,
+    /// internal), for a test that needs to adjust it.
+    fn command(
+        data_dir: &Path,
+        modules: &[&str],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Command, [u16; 3]) {
         let (management, rooms, internal) = (free_port(), free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_maestro"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_maestro"));
+        command
             .envs(env.iter().copied())
             .arg("start")
             .args(modules)
@@ -102,15 +122,8 @@ impl Maestro {
             .env("MAESTRO_WORKERS_HEALTHCONTROLLERINTERVAL", "1h")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the maestro binary starts");
-        Maestro {
-            child,
-            management,
-            rooms,
-            internal,
-        }
+            .stderr(Stdio::inherit());
+        (command, [management, rooms, internal])
     }
 
     fn url(&self, path: &str) -> String {
@@ -923,4 +936,109 @@ fn a_room_allocated_before_a_sigkill_is_not_allocated_again() {
         !handed_out.contains(&taken),
         "{taken} was handed to a second match"
     );
+}
+
+/// The largest file under `dir`, in bytes.
+fn largest_file(dir: &Path) -> u64 {
+    let mut largest = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let meta = entry.metadata().unwrap();
+        largest = largest.max(if meta.is_dir() {
+            largest_file(&entry.path())
+        } else {
+            meta.len()
+        });
+    }
+    largest
+}
+
+/// A full disk, for real: the worker runs with a file-size limit
+/// (`RLIMIT_FSIZE`, `SIGXFSZ` ignored, so a write past it fails with
+/// EFBIG), and schedulers are created until the store cannot write. The
+/// worker must stop on its own with a non-zero status and a clear log
+/// line, and every creation it acknowledged must be there after a restart.
+#[test]
+fn a_store_that_cannot_write_stops_the_worker() {
+    use std::os::unix::process::CommandExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    Maestro::start(dir.path()).kill(); // an empty store, as it starts
+    // sled writes in segments of up to 512 KiB: a few megabytes of room.
+    let limit = largest_file(dir.path()) + 4 * 1024 * 1024;
+    let (mut command, [management, _, internal]) = Maestro::command(dir.path(), &["all"], &[], &[]);
+    command.stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("the maestro binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut { stderr }, &mut text);
+        text
+    });
+    wait_for("readiness", Duration::from_secs(30), || {
+        ureq::get(&format!("http://127.0.0.1:{internal}/readyz"))
+            .call()
+            .is_ok_and(|r| r.status() == 200)
+    });
+
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut acknowledged = Vec::new();
+    let mut refused = None;
+    for i in 0..20_000 {
+        let name = format!("s{i:05}");
+        let body = scheduler(&name, "game:1", None, 0);
+        let answer = agent
+            .post(&format!("http://127.0.0.1:{management}/schedulers"))
+            .send_json(&body);
+        match answer {
+            Ok(r) if r.status() == 200 => acknowledged.push(name),
+            Ok(r) => {
+                refused = Some(r.status().as_u16());
+                break;
+            }
+            Err(_) => break, // the worker is gone
+        }
+    }
+    assert!(!acknowledged.is_empty(), "the store took some writes first");
+    if let Some(status) = refused {
+        assert_eq!(status, 503, "a refused write answers 503");
+    }
+    let mut exit = None;
+    wait_for(
+        "the worker to stop on its own",
+        Duration::from_secs(30),
+        || {
+            exit = child.try_wait().unwrap();
+            exit.is_some()
+        },
+    );
+    let exit = exit.unwrap();
+    assert!(!exit.success(), "{exit:?}");
+    let log = log.join().unwrap();
+    assert!(
+        log.contains("the store failed"),
+        "a clear log line says why: {log}"
+    );
+
+    let m = Maestro::start(dir.path());
+    for name in &acknowledged {
+        let (status, body) = m.get(&format!("/schedulers/{name}"));
+        assert_eq!(status, 200, "acknowledged {name} lost: {body}");
+    }
 }
