@@ -77,6 +77,7 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
         .context("configuring histogram buckets")?
         .install_recorder()
         .context("installing the Prometheus recorder")?;
+    crate::metrics_help::describe();
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let api_config = ApiConfig {

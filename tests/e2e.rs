@@ -162,6 +162,33 @@ impl Maestro {
         self.send("POST", self.url(path), body)
     }
 
+    /// Every series maestro exports has HELP text (as `promtool check
+    /// metrics` wants): each `# TYPE` line has its `# HELP` line.
+    fn assert_every_metric_has_help(&self) {
+        let text = ureq::get(&format!("http://127.0.0.1:{}/metrics", self.internal))
+            .call()
+            .expect("metrics answer")
+            .body_mut()
+            .read_to_string()
+            .expect("metrics text");
+        let helped: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# HELP "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let typed: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        assert!(
+            typed.iter().any(|n| n.starts_with("maestro_worker_gru_")),
+            "the fleet gauges are exported: {typed:?}"
+        );
+        let missing: Vec<&&str> = typed.iter().filter(|n| !helped.contains(n)).collect();
+        assert!(missing.is_empty(), "metrics without HELP: {missing:?}");
+    }
+
     fn metric(&self, name: &str) -> f64 {
         let text = ureq::get(&format!("http://127.0.0.1:{}/metrics", self.internal))
             .call()
@@ -401,6 +428,13 @@ fn a_scheduler_lives_scales_rolls_over_and_is_deleted() {
             "{expected} missing from {names:?}"
         );
     }
+
+    // By now every kind of metric has a series (the fleet gauges are
+    // reported every 5 s).
+    wait_for("the fleet gauges", Duration::from_secs(10), || {
+        m.metric("maestro_worker_max_matches") > 0.0
+    });
+    m.assert_every_metric_has_help();
 
     // Delete.
     let (status, body) = m.send("DELETE", m.url("/schedulers/arena"), &Value::Null);
