@@ -1,5 +1,16 @@
 //! Errors as grpc-gateway writes them: `{"code", "message", "details"}`
 //! with the gRPC code, and the HTTP status grpc-gateway maps it to.
+//!
+//! An internal error (any 5xx) gets an error id: it ends the answer's
+//! message (`… (error id 1f3a…)`, which gRPC clients see in the status
+//! message), comes back in the `x-error-id` header, and stands in the one
+//! log line that records the error with its cause, so an operator goes
+//! from a user's report to the cause in one search.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Json;
 use axum::http::{StatusCode, header};
@@ -119,14 +130,47 @@ struct Body<'a> {
     details: [(); 0],
 }
 
+/// The header an internal error's id comes back in.
+pub const ERROR_ID_HEADER: &str = "x-error-id";
+
+/// A fresh id for one internal error: unique within the process (a
+/// counter) and unlikely to repeat across processes (hashed with a
+/// per-process random key).
+fn new_error_id() -> String {
+    static KEY: OnceLock<RandomState> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{:016x}", KEY.get_or_init(RandomState::new).hash_one(n))
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status();
+        let error_id = status.is_server_error().then(new_error_id);
+        let message = match &error_id {
+            Some(id) => {
+                tracing::error!(
+                    error_id = %id,
+                    code = self.code as i32,
+                    status = status.as_u16(),
+                    cause = %self.message,
+                    "request failed"
+                );
+                format!("{} (error id {id})", self.message)
+            }
+            None => self.message,
+        };
         let body = Body {
             code: self.code as i32,
-            message: &self.message,
+            message: &message,
             details: [],
         };
-        let mut response = (self.status(), Json(body)).into_response();
+        let mut response = (status, Json(body)).into_response();
+        if let Some(id) = error_id
+            && let Ok(value) = header::HeaderValue::from_str(&id)
+        {
+            response.headers_mut().insert(ERROR_ID_HEADER, value);
+        }
         if self.code == Code::Unauthenticated {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -141,6 +185,82 @@ impl IntoResponse for ApiError {
 mod tests {
     use super::*;
     use maestro_engine::OperationStatus;
+    use std::sync::{Arc, Mutex};
+
+    /// Log lines written while `f` runs.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = lines.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    async fn render(error: ApiError) -> (StatusCode, Option<String>, serde_json::Value) {
+        let response = error.into_response();
+        let status = response.status();
+        let id = response
+            .headers()
+            .get(ERROR_ID_HEADER)
+            .map(|v| v.to_str().unwrap().to_string());
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, id, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_has_an_id_in_the_answer_and_the_log() {
+        let mut rendered = None;
+        let log = logged(|| {
+            let error = ApiError::new(Code::Unavailable, "the store failed: disk full");
+            rendered = Some(error.into_response());
+        });
+        let response = rendered.unwrap();
+        let id = response.headers()[ERROR_ID_HEADER]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(id.len(), 16, "{id}");
+        let line: Vec<&str> = log.lines().filter(|l| l.contains(&id)).collect();
+        assert_eq!(line.len(), 1, "one log line with the id: {log}");
+        assert!(line[0].contains("the store failed: disk full"), "{log}");
+
+        let (status, id, body) = render(ApiError::new(Code::Internal, "the engine broke")).await;
+        let id = id.expect("an id");
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body["message"],
+            format!("the engine broke (error id {id})"),
+            "{body}"
+        );
+        let (_, other, _) = render(ApiError::new(Code::Internal, "again")).await;
+        assert_ne!(other.unwrap(), id, "every error gets its own id");
+    }
+
+    #[tokio::test]
+    async fn a_client_error_has_no_id() {
+        let (status, id, body) = render(ApiError::not_found("scheduler x not found")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(id, None);
+        assert_eq!(body["message"], "scheduler x not found");
+    }
     use maestro_engine::scheduler::{FieldError, ValidationErrors};
 
     #[test]
