@@ -86,7 +86,7 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
         ..ApiConfig::default()
     };
     let mut servers = Vec::new();
-    let worker = if with_worker {
+    let mut worker = if with_worker {
         Some(start_worker(&config, &api_config, &shutdown_rx).await?)
     } else {
         None
@@ -175,7 +175,6 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
     // Until a signal, or until the driver stops on its own: a store that
     // failed a write stops the worker, and the process with it (non-zero),
     // so that it restarts from what is durable.
-    let mut worker = worker;
     let driver_failed = match worker.as_mut() {
         Some(w) => tokio::select! {
             () = wait_for_signal() => None,

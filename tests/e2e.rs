@@ -165,12 +165,7 @@ impl Maestro {
     /// Every series maestro exports has HELP text (as `promtool check
     /// metrics` wants): each `# TYPE` line has its `# HELP` line.
     fn assert_every_metric_has_help(&self) {
-        let text = ureq::get(&format!("http://127.0.0.1:{}/metrics", self.internal))
-            .call()
-            .expect("metrics answer")
-            .body_mut()
-            .read_to_string()
-            .expect("metrics text");
+        let text = self.metrics_text();
         let helped: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# HELP "))
@@ -189,14 +184,18 @@ impl Maestro {
         assert!(missing.is_empty(), "metrics without HELP: {missing:?}");
     }
 
-    fn metric(&self, name: &str) -> f64 {
-        let text = ureq::get(&format!("http://127.0.0.1:{}/metrics", self.internal))
+    fn metrics_text(&self) -> String {
+        ureq::get(&format!("http://127.0.0.1:{}/metrics", self.internal))
             .call()
             .expect("metrics answer")
             .body_mut()
             .read_to_string()
-            .expect("metrics text");
-        text.lines()
+            .expect("metrics text")
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        self.metrics_text()
+            .lines()
             .filter(|l| l.starts_with(name))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()

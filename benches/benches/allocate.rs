@@ -18,20 +18,15 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use maestro::clock::Clock;
-use maestro::driver::{Driver, DriverConfig, DriverHandle};
-use maestro::forwarding::{Forwarding, Outbox};
-use maestro::testing::InstantCluster;
+use maestro::driver::DriverConfig;
+use maestro::testing::{InstantCluster, ready_fleet, start_driver};
 use maestro_api::Backend;
-use maestro_engine::room::{PingStatus, RoomStatus};
 use maestro_engine::scheduler::fixtures;
-use maestro_engine::{AllocateError, Command, Engine, EngineConfig, Ping};
-use maestro_runtimes::Runtime;
+use maestro_engine::{AllocateError, EngineConfig};
 use maestro_store::SledStore;
-use tokio::sync::watch;
 
 const MATCHMAKERS: [usize; 3] = [8, 32, 64];
 
@@ -42,83 +37,27 @@ fn bench_dir() -> PathBuf {
     )
 }
 
-async fn rooms_ready(handle: &DriverHandle, want: usize) -> Vec<String> {
-    loop {
-        let page = handle
-            .rooms("arena".into(), None, 0, usize::MAX)
-            .await
-            .expect("the driver answers");
-        if let Some(page) = page
-            && page.rooms.len() >= want
-        {
-            return page.rooms.into_iter().map(|r| r.id).collect();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn ping_all(handle: &DriverHandle, rooms: &[String]) {
-    for chunk in rooms.chunks(1024) {
-        futures::future::join_all(chunk.iter().map(|room| {
-            let ping = Ping {
-                scheduler: "arena".into(),
-                room: room.clone(),
-                status: PingStatus::Ready,
-                running_matches: 0,
-                metadata_json: "{}".into(),
-            };
-            async move { handle.ping(ping).await.expect("ping accepted") }
-        }))
-        .await;
-    }
-}
-
 async fn run(rooms: usize, matchmakers: usize) {
     let dir = bench_dir();
     std::fs::create_dir_all(&dir).expect("bench dir");
     let dir = tempfile::tempdir_in(&dir).expect("temp dir");
     let store = Arc::new(SledStore::open(dir.path()).expect("store"));
-    let clock = Clock::start();
-    let (_stop, stop_rx) = watch::channel(false);
-    let outbox: Arc<dyn Outbox> = Arc::clone(&store) as _;
-    let forwarding =
-        Forwarding::start(outbox, Default::default(), clock, stop_rx.clone()).expect("outbox");
-    let cluster: Arc<dyn Runtime> = Arc::new(InstantCluster::default());
+    let cluster = Arc::new(InstantCluster::default());
     let config = EngineConfig {
         seed: 7,
         add_rooms_limit: 100_000,
         ..EngineConfig::default()
     };
-    let (driver, handle) = Driver::new(
-        Engine::new(config),
-        clock,
-        Arc::clone(&store),
-        cluster,
-        forwarding,
+    let driver = start_driver(
+        store,
+        Arc::clone(&cluster) as _,
+        config,
         DriverConfig::default(),
-    )
-    .expect("driver");
-    let task = tokio::spawn(driver.run(stop_rx));
-
+    );
+    let handle = driver.handle.clone();
     let mut scheduler = fixtures::scheduler("arena");
     scheduler.rooms_replicas = i64::try_from(rooms).expect("rooms fit i64");
-    handle
-        .command(Command::CreateScheduler(scheduler))
-        .await
-        .expect("created");
-    let ids = rooms_ready(&handle, rooms).await;
-    ping_all(&handle, &ids).await;
-    loop {
-        let ready = handle
-            .rooms("arena".into(), Some(RoomStatus::Ready), 0, 0)
-            .await
-            .expect("answers")
-            .map_or(0, |p| p.total);
-        if ready >= rooms {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    ready_fleet(&handle, &cluster, scheduler).await;
 
     let started = Instant::now();
     let workers: Vec<_> = (0..matchmakers)
@@ -162,8 +101,7 @@ async fn run(rooms: usize, matchmakers: usize) {
         ms(0.99),
         ms(0.999),
     );
-    drop(_stop);
-    let _ = task.await;
+    driver.stop().await.expect("the store settles");
 }
 
 fn main() {

@@ -483,17 +483,18 @@ impl<K: Kv + 'static> Driver<K> {
         self.writes
             .extend(std::mem::take(&mut self.room_writes).into_values());
         self.commit();
-        while self.flush.is_some() {
+        // Flush until everything applied is durable, replies waiting or not
+        // (`start_flush` waits for the flush in flight, or starts one if
+        // anything is unflushed).
+        while self.failed.is_none() {
+            self.start_flush();
+            if self.flush.is_none() {
+                break;
+            }
             let result = flush_done(&mut self.flush).await;
             self.flushed(result);
         }
-        if let Some(e) = self.failed.take() {
-            return Err(e);
-        }
-        if self.unflushed {
-            flush_blocking(&self.store).await?;
-        }
-        Ok(())
+        self.failed.take().map_or(Ok(()), Err)
     }
 
     fn handle(&mut self, request: Request) {
@@ -501,14 +502,7 @@ impl<K: Kv + 'static> Driver<K> {
         match request {
             Request::Command(command, reply) => {
                 let result = self.engine.handle_command(now, *command);
-                // Acknowledged only once durable.
-                self.held.push(Box::new(move |flushed| {
-                    let result = match flushed {
-                        Ok(()) => result,
-                        Err(e) => Err(CommandError::Unavailable(format!("the store failed: {e}"))),
-                    };
-                    let _ = reply.send(result);
-                }));
+                self.hold(reply, result, CommandError::Unavailable);
             }
             Request::Ping(ping, reply) => {
                 let _ = reply.send(self.engine.handle_ping(now, &ping));
@@ -521,13 +515,7 @@ impl<K: Kv + 'static> Driver<K> {
                 // Answered only once the allocated room's record is durable:
                 // a room handed to a match must still be allocated after a
                 // crash, or it could be handed to a second one.
-                Ok(allocation) => self.held.push(Box::new(move |flushed| {
-                    let result = match flushed {
-                        Ok(()) => Ok(allocation),
-                        Err(e) => Err(AllocateError::Unavailable(format!("the store failed: {e}"))),
-                    };
-                    let _ = reply.send(result);
-                })),
+                Ok(allocation) => self.hold(reply, Ok(allocation), AllocateError::Unavailable),
                 // Nothing was handed out: nothing to make durable.
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -535,17 +523,31 @@ impl<K: Kv + 'static> Driver<K> {
             },
             Request::Report(report, reply) => match self.report(now, report) {
                 // Acknowledged once the events are durable.
-                Ok(()) => self.held.push(Box::new(move |flushed| {
-                    let result = flushed
-                        .map_err(|e| ReportError::Unavailable(format!("the store failed: {e}")));
-                    let _ = reply.send(result);
-                })),
+                Ok(()) => self.hold(reply, Ok(()), ReportError::Unavailable),
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
             },
             Request::Read(read) => read(&self.engine),
         }
+    }
+
+    /// Holds `reply` until this turn's writes are durable: it then gets
+    /// `result`, or `unavailable` with the store's error if they could not
+    /// be made durable. Every acknowledgement goes through here.
+    fn hold<T: Send + 'static, E: Send + 'static>(
+        &mut self,
+        reply: oneshot::Sender<Result<T, E>>,
+        result: Result<T, E>,
+        unavailable: fn(String) -> E,
+    ) {
+        self.held.push(Box::new(move |flushed| {
+            let result = match flushed {
+                Ok(()) => result,
+                Err(e) => Err(unavailable(format!("the store failed: {e}"))),
+            };
+            let _ = reply.send(result);
+        }));
     }
 
     /// Queues a room or player event in the outbox of every enabled
@@ -834,7 +836,7 @@ impl<K: Kv + 'static> Driver<K> {
         }
         if !self.unflushed {
             let replies = std::mem::take(&mut self.waiting);
-            self.release(replies, Ok(()));
+            release(replies, Ok(()));
             return;
         }
         self.unflushed = false;
@@ -860,21 +862,15 @@ impl<K: Kv + 'static> Driver<K> {
         };
         match result {
             Ok(()) => {
-                self.release(flush.replies, Ok(()));
+                release(flush.replies, Ok(()));
                 if !self.waiting.is_empty() {
                     self.start_flush();
                 }
             }
             Err(e) => {
-                self.release(flush.replies, Err(e.clone()));
+                release(flush.replies, Err(e.clone()));
                 self.fail(e);
             }
-        }
-    }
-
-    fn release(&mut self, replies: Vec<HeldReply>, result: Result<(), StoreError>) {
-        for reply in replies {
-            reply(result.clone());
         }
     }
 
@@ -891,7 +887,7 @@ impl<K: Kv + 'static> Driver<K> {
         if let Some(flush) = self.flush.take() {
             replies.extend(flush.replies);
         }
-        self.release(replies, Err(error.clone()));
+        release(replies, Err(error.clone()));
         self.failed.get_or_insert(error);
     }
 
@@ -902,6 +898,13 @@ impl<K: Kv + 'static> Driver<K> {
             // Nothing scheduled: wake up rarely; any input wakes the loop anyway.
             None => Duration::from_secs(3600),
         }
+    }
+}
+
+/// Answers held replies with the outcome of the flush they waited for.
+fn release(replies: Vec<HeldReply>, result: Result<(), StoreError>) {
+    for reply in replies {
+        reply(result.clone());
     }
 }
 
@@ -917,14 +920,6 @@ async fn flush_done(flush: &mut Option<Flush>) -> Result<(), StoreError> {
 
 fn flush_task_lost() -> StoreError {
     StoreError::Io("the flush task ended without an answer".to_string())
-}
-
-/// Flushes on a blocking thread and waits for it.
-async fn flush_blocking<K: Kv + 'static>(store: &Arc<Store<K>>) -> Result<(), StoreError> {
-    let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || store.flush())
-        .await
-        .unwrap_or_else(|_| Err(flush_task_lost()))
 }
 
 fn runtime_error_label(kind: maestro_engine::RuntimeErrorKind) -> &'static str {

@@ -8,139 +8,66 @@ use std::time::Duration;
 use maestro_engine::room::RoomId;
 use maestro_engine::scheduler::fixtures;
 use maestro_engine::{EngineConfig, Millis};
-use maestro_store::{SimulatedDisk, Store};
+use maestro_store::{INJECTED_FAULT, SimulatedDisk, Store};
 
 use super::*;
-use crate::testing::InstantCluster as Cluster;
-
-struct Running {
-    handle: DriverHandle,
-    task: JoinHandle<Result<(), StoreError>>,
-    _stop: watch::Sender<bool>,
-}
-
-fn engine_config(seed: u64) -> EngineConfig {
-    EngineConfig {
-        seed,
-        room_ping_timeout: Millis::from_secs(60),
-        ..EngineConfig::default()
-    }
-}
+use crate::testing::{InstantCluster as Cluster, RunningDriver as Running, ping_ready};
 
 /// A driver on `disk`. Room records are written only along with a batch a
 /// reply waits on (the soft-flush tick is an hour away), which is the
 /// window a crash could lose.
 fn start(disk: &SimulatedDisk, cluster: &Arc<Cluster>, seed: u64) -> Running {
     let store = Arc::new(Store::with_kv(disk.clone()).expect("the disk opens"));
-    let clock = Clock::start();
-    let (stop, stop_rx) = watch::channel(false);
-    let outbox: Arc<dyn forwarding::Outbox> = Arc::clone(&store) as _;
-    let forwarding =
-        Forwarding::start(outbox, Default::default(), clock, stop_rx.clone()).expect("outbox");
+    let engine = EngineConfig {
+        seed,
+        room_ping_timeout: Millis::from_secs(60),
+        ..EngineConfig::default()
+    };
     let config = DriverConfig {
         soft_flush_interval: Duration::from_secs(3600),
         ..DriverConfig::default()
     };
-    let runtime: Arc<dyn Runtime> = Arc::clone(cluster) as _;
-    let (driver, handle) = Driver::new(
-        Engine::new(engine_config(seed)),
-        clock,
-        store,
-        runtime,
-        forwarding,
-        config,
-    )
-    .expect("the driver starts");
-    let task = tokio::spawn(driver.run(stop_rx));
-    Running {
-        handle,
-        task,
-        _stop: stop,
-    }
+    crate::testing::start_driver(store, Arc::clone(cluster) as _, engine, config)
 }
 
-impl Running {
-    /// SIGKILL: the task stops where it is; nothing more reaches the disk.
-    async fn kill(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
-
-    async fn statuses(&self) -> Vec<(RoomId, RoomStatus)> {
-        let page = self
-            .handle
-            .rooms("arena".to_string(), None, 0, 1000)
-            .await
-            .expect("the driver answers")
-            .unwrap_or(RoomPage {
-                rooms: Vec::new(),
-                total: 0,
-            });
-        page.rooms.into_iter().map(|r| (r.id, r.status)).collect()
-    }
-
-    async fn ping_all(&self, rooms: &[RoomId]) {
-        for room in rooms {
-            let ping = Ping {
-                scheduler: "arena".to_string(),
-                room: room.clone(),
-                status: PingStatus::Ready,
-                running_matches: 0,
-                metadata_json: "{}".to_string(),
-            };
-            self.handle.ping(ping).await.expect("the ping is accepted");
-        }
-    }
-
-    /// Allocates until no room is left; the rooms handed out.
-    async fn allocate_all(&self) -> Vec<RoomId> {
-        let mut rooms = Vec::new();
-        for _ in 0..100 {
-            match self.handle.allocate("arena".to_string(), None).await {
-                Ok(allocation) => rooms.push(allocation.room),
-                Err(AllocateError::NoRoomAvailable) => return rooms,
-                Err(e) => panic!("allocate: {e}"),
-            }
-        }
-        panic!("more allocations than rooms");
-    }
-}
-
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..500 {
-        if let Some(value) = check().await {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-/// Creates `arena` with `n` rooms and waits for them all to be ready.
-async fn ready_rooms(running: &Running, cluster: &Cluster, n: usize) -> Vec<RoomId> {
+/// A driver on a fresh disk with `arena` of `n` ready rooms.
+async fn with_ready_rooms(n: i64) -> (SimulatedDisk, Arc<Cluster>, Running, Vec<RoomId>) {
+    let disk = SimulatedDisk::new();
+    let cluster = Arc::new(Cluster::default());
+    let running = start(&disk, &cluster, 1);
     let mut scheduler = fixtures::scheduler("arena");
-    scheduler.rooms_replicas = i64::try_from(n).expect("a small fleet");
-    running
-        .handle
-        .command(Command::CreateScheduler(scheduler))
+    scheduler.rooms_replicas = n;
+    let rooms = crate::testing::ready_fleet(&running.handle, &cluster, scheduler).await;
+    (disk, cluster, running, rooms)
+}
+
+/// SIGKILL: the task stops where it is; nothing more reaches the disk.
+async fn kill(running: Running) {
+    running.task.abort();
+    let _ = running.task.await;
+}
+
+async fn statuses(handle: &DriverHandle) -> Vec<(RoomId, RoomStatus)> {
+    let page = handle
+        .rooms("arena".to_string(), None, 0, 1000)
         .await
-        .expect("the scheduler is created");
-    let rooms = eventually("the pods", async || {
-        let rooms = cluster.rooms();
-        (rooms.len() == n).then_some(rooms)
+        .expect("the driver answers");
+    page.map_or_else(Vec::new, |p| {
+        p.rooms.into_iter().map(|r| (r.id, r.status)).collect()
     })
-    .await;
-    running.ping_all(&rooms).await;
-    eventually("every room ready", async || {
-        let statuses = running.statuses().await;
-        let ready = statuses
-            .iter()
-            .filter(|(_, s)| *s == RoomStatus::Ready)
-            .count();
-        (ready == n).then_some(())
-    })
-    .await;
-    rooms
+}
+
+/// Allocates until no room is left; the rooms handed out.
+async fn allocate_all(handle: &DriverHandle) -> Vec<RoomId> {
+    let mut rooms = Vec::new();
+    for _ in 0..100 {
+        match handle.allocate("arena".to_string(), None).await {
+            Ok(allocation) => rooms.push(allocation.room),
+            Err(AllocateError::NoRoomAvailable) => return rooms,
+            Err(e) => panic!("allocate: {e}"),
+        }
+    }
+    panic!("more allocations than rooms");
 }
 
 fn add_one_room() -> Command {
@@ -159,10 +86,7 @@ async fn stops_on_its_own(task: JoinHandle<Result<(), StoreError>>) -> Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_allocation_answered_before_a_crash_is_still_allocated_after_it() {
-    let disk = SimulatedDisk::new();
-    let cluster = Arc::new(Cluster::default());
-    let first = start(&disk, &cluster, 1);
-    let rooms = ready_rooms(&first, &cluster, 3).await;
+    let (disk, cluster, first, rooms) = with_ready_rooms(3).await;
 
     let taken = first
         .handle
@@ -172,18 +96,18 @@ async fn an_allocation_answered_before_a_crash_is_still_allocated_after_it() {
         .room;
     // The answer reached the matchmaker; then the worker dies and
     // everything it had not flushed is gone. The pods live on.
-    first.kill().await;
+    kill(first).await;
     disk.crash();
 
     let second = start(&disk, &cluster, 2);
     // The game servers go on pinging `ready`: the match has not started.
-    second.ping_all(&rooms).await;
-    let statuses = second.statuses().await;
+    ping_ready(&second.handle, "arena", &rooms).await;
+    let statuses = statuses(&second.handle).await;
     assert!(
         statuses.contains(&(taken.clone(), RoomStatus::Allocated)),
         "the allocated room came back allocated: {statuses:?}"
     );
-    let handed_out = second.allocate_all().await;
+    let handed_out = allocate_all(&second.handle).await;
     assert_eq!(handed_out.len(), 2, "{handed_out:?}");
     assert!(
         !handed_out.contains(&taken),
@@ -193,20 +117,17 @@ async fn an_allocation_answered_before_a_crash_is_still_allocated_after_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_flush_stops_the_driver_and_acknowledges_nothing() {
-    let disk = SimulatedDisk::new();
-    let cluster = Arc::new(Cluster::default());
-    let running = start(&disk, &cluster, 1);
-    ready_rooms(&running, &cluster, 3).await;
+    let (disk, cluster, running, _) = with_ready_rooms(3).await;
 
     disk.fail_flushes(true);
     let refused = running.handle.allocate("arena".to_string(), None).await;
     assert!(
-        matches!(&refused, Err(AllocateError::Unavailable(m)) if m.contains(maestro_store::INJECTED_FAULT)),
+        matches!(&refused, Err(AllocateError::Unavailable(m)) if m.contains(INJECTED_FAULT)),
         "{refused:?}"
     );
     let stopped = stops_on_its_own(running.task).await;
     assert!(
-        matches!(&stopped, Err(StoreError::Io(m)) if m.contains(maestro_store::INJECTED_FAULT)),
+        matches!(&stopped, Err(StoreError::Io(m)) if m.contains(INJECTED_FAULT)),
         "{stopped:?}"
     );
     // Nothing is acknowledged any more.
@@ -219,7 +140,7 @@ async fn a_failed_flush_stops_the_driver_and_acknowledges_nothing() {
     // What a restart finds: the allocation that was refused is not there.
     disk.crash();
     let restarted = start(&disk, &cluster, 2);
-    let statuses = restarted.statuses().await;
+    let statuses = statuses(&restarted.handle).await;
     assert!(
         statuses.iter().all(|(_, s)| *s != RoomStatus::Allocated),
         "{statuses:?}"
@@ -228,19 +149,19 @@ async fn a_failed_flush_stops_the_driver_and_acknowledges_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_write_stops_the_driver_and_answers_what_waits_with_the_error() {
-    let disk = SimulatedDisk::new();
-    let cluster = Arc::new(Cluster::default());
-    let running = start(&disk, &cluster, 1);
-    ready_rooms(&running, &cluster, 3).await;
+    let (disk, _, running, _) = with_ready_rooms(3).await;
 
     disk.fail_writes(true);
     let refused = running.handle.command(add_one_room()).await;
     assert!(
-        matches!(&refused, Err(CommandError::Unavailable(m)) if m.contains(maestro_store::INJECTED_FAULT)),
+        matches!(&refused, Err(CommandError::Unavailable(m)) if m.contains(INJECTED_FAULT)),
         "{refused:?}"
     );
     let stopped = stops_on_its_own(running.task).await;
-    assert!(stopped.is_err(), "{stopped:?}");
+    assert!(
+        matches!(&stopped, Err(StoreError::Io(m)) if m.contains(INJECTED_FAULT)),
+        "{stopped:?}"
+    );
     let after = running.handle.allocate("arena".to_string(), None).await;
     assert!(
         matches!(after, Err(AllocateError::Unavailable(_))),
@@ -250,10 +171,7 @@ async fn a_failed_write_stops_the_driver_and_answers_what_waits_with_the_error()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_allocations_share_flushes_and_each_gets_its_own_room() {
-    let disk = SimulatedDisk::new();
-    let cluster = Arc::new(Cluster::default());
-    let running = start(&disk, &cluster, 1);
-    ready_rooms(&running, &cluster, 64).await;
+    let (disk, _, running, _) = with_ready_rooms(64).await;
     let flushes_before = disk.flushes();
     let allocations = futures::future::join_all((0..64).map(|_| {
         let handle = running.handle.clone();

@@ -120,6 +120,21 @@ impl GrpcForwarder for Recorder {
     }
 }
 
+/// Forwarding on `store`'s outbox, as the service starts it.
+fn start(
+    store: &Arc<MemoryStore>,
+    config: ForwardingConfig,
+    stop: watch::Receiver<bool>,
+) -> Forwarding {
+    Forwarding::start(
+        Arc::clone(store) as Arc<dyn Outbox>,
+        config,
+        Clock::start(),
+        stop,
+    )
+    .expect("the outbox reads")
+}
+
 /// A running recording server; dropping `stop` shuts it down.
 struct RunningServer {
     stop: oneshot::Sender<()>,
@@ -223,13 +238,7 @@ async fn events_survive_an_outage_and_a_restart_and_arrive_in_order() {
     let (server, addr) = serve(recorder.clone(), "127.0.0.1:0".parse().unwrap()).await;
     let to = forwarder(addr);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let forwarding = Forwarding::start(
-        Arc::clone(&store) as Arc<dyn Outbox>,
-        fast(),
-        Clock::start(),
-        stop_rx,
-    )
-    .unwrap();
+    let forwarding = start(&store, fast(), stop_rx);
 
     // Up: everything arrives and the outbox empties.
     push(
@@ -282,13 +291,7 @@ async fn events_survive_an_outage_and_a_restart_and_arrive_in_order() {
     stop_tx.send(true).unwrap();
     forwarding.stopped().await;
     let (_stop_tx2, stop_rx2) = watch::channel(false);
-    let forwarding = Forwarding::start(
-        Arc::clone(&store) as Arc<dyn Outbox>,
-        fast(),
-        Clock::start(),
-        stop_rx2,
-    )
-    .unwrap();
+    let forwarding = start(&store, fast(), stop_rx2);
     // The in-memory resync was lost with the old process; the room's next
     // ping brings a new one.
     forwarding.resync(&event("r2", ForwardKind::Resync(PingStatus::Occupied)), &to);
@@ -337,13 +340,7 @@ async fn a_refused_event_is_given_up_and_the_lane_goes_on() {
     let (server, addr) = serve(refusing.clone(), "127.0.0.1:0".parse().unwrap()).await;
     let to = forwarder(addr);
     let (_stop_tx, stop_rx) = watch::channel(false);
-    let forwarding = Forwarding::start(
-        Arc::clone(&store) as Arc<dyn Outbox>,
-        fast(),
-        Clock::start(),
-        stop_rx,
-    )
-    .unwrap();
+    let forwarding = start(&store, fast(), stop_rx);
     push(
         &forwarding,
         &store,
@@ -406,13 +403,7 @@ async fn a_full_backlog_refuses_new_events() {
         max_backlog: 2,
         ..fast()
     };
-    let forwarding = Forwarding::start(
-        Arc::clone(&store) as Arc<dyn Outbox>,
-        config,
-        Clock::start(),
-        stop_rx,
-    )
-    .unwrap();
+    let forwarding = start(&store, config, stop_rx);
     // Nothing listens on this address: events stay.
     let to = forwarder("127.0.0.1:9".parse().unwrap());
     let r = |room| record(&room_event(room, "x"), &to, crate::clock::wall_clock());
