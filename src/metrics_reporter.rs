@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use maestro_api::{Backend, SchedulerSummary};
+use maestro_api::Backend;
+use maestro_engine::query::SchedulerSummary;
 use maestro_engine::room::RoomStatus;
 use maestro_engine::scheduler::{POLICY_FIXED_BUFFER, POLICY_ROOM_OCCUPANCY};
 use metrics_exporter_prometheus::PrometheusHandle;

@@ -13,7 +13,7 @@
 //! - [`room_token`]: the token the service gives each room's pod.
 
 mod auth;
-mod backend;
+pub mod backend;
 mod error;
 pub mod grpc;
 mod http;
@@ -22,8 +22,6 @@ pub mod remote;
 pub mod wire;
 
 pub use auth::{ApiConfig, DEFAULT_BODY_LIMIT_BYTES, room_token};
-pub use backend::{
-    Backend, ReportError, RoomPage, RoomReport, SchedulerSummary, Stage, Unavailable,
-};
+pub use backend::{Backend, Reply, ReportError, Request, RoomReport, Unavailable};
 pub use error::{ApiError, Code};
 pub use http::{management_router, openapi_document, rooms_router, router};

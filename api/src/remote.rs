@@ -8,117 +8,24 @@
 //! horizontally and parse, validate and authenticate requests on their own;
 //! only decisions cross the hop.
 //!
-//! Each call is one unary RPC whose payload is a JSON [`Call`] and whose
-//! answer is a JSON [`Reply`]: the [`Backend`] methods, one variant each,
-//! with the engine's own types. When management tokens are configured the
-//! worker asks for one of them as a bearer token.
+//! Each call is one unary RPC carrying the backend's own [`Request`] and
+//! answered with its [`Reply`] (or [`Unavailable`]), encoded with postcard
+//! in the protobuf envelope's payload: one compact binary codec each way,
+//! derived from the same Rust types the driver answers in process. Both
+//! sides run the same build (the protocol is internal), so the encoding
+//! needs no versioning of its own. When management tokens are configured
+//! the worker asks for one of them as a bearer token.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use maestro_engine::room::{Room, RoomStatus};
-use maestro_engine::scheduler::Scheduler;
-use maestro_engine::{
-    AllocateError, Allocation, Command, CommandError, CommandReply, Operation, Ping, PingError,
-    VersionInfo,
-};
-use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::auth::{ApiConfig, check_management};
-use crate::backend::{
-    Backend, ReportError, RoomPage, RoomReport, SchedulerSummary, Stage, Unavailable,
-};
+use crate::backend::{Backend, Reply, Request, Unavailable};
 use crate::proto::internal::v1::worker_client::WorkerClient;
 use crate::proto::internal::v1::worker_server::{Worker, WorkerServer};
 use crate::proto::internal::v1::{CallReply, CallRequest};
-
-/// One [`Backend`] call.
-// Each value is built, encoded and dropped at once: boxing the large
-// variants would buy nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum Call {
-    Command(Command),
-    Ping(Ping),
-    Allocate {
-        scheduler: String,
-        key: Option<String>,
-    },
-    Schedulers,
-    Scheduler {
-        name: String,
-        version: Option<String>,
-    },
-    Versions {
-        name: String,
-    },
-    Operations {
-        scheduler: String,
-        stage: Stage,
-    },
-    Operation {
-        scheduler: String,
-        id: String,
-    },
-    Rooms {
-        scheduler: String,
-        status: Option<RoomStatus>,
-        offset: usize,
-        limit: usize,
-    },
-    Room {
-        scheduler: String,
-        room: String,
-    },
-    Report(RoomReport),
-}
-
-/// The answer to a [`Call`], of the same variant.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum Reply {
-    Command(Result<CommandReply, CommandError>),
-    Ping(Result<RoomStatus, PingError>),
-    Allocate(Result<Allocation, AllocateError>),
-    Schedulers(Result<Vec<SchedulerSummary>, Unavailable>),
-    Scheduler(Result<Option<Scheduler>, Unavailable>),
-    Versions(Result<Option<Vec<VersionInfo>>, Unavailable>),
-    Operations(Result<Option<Vec<Operation>>, Unavailable>),
-    Operation(Result<Option<Operation>, Unavailable>),
-    Rooms(Result<Option<RoomPage>, Unavailable>),
-    Room(Result<Option<Room>, Unavailable>),
-    Report(Result<(), ReportError>),
-}
-
-async fn dispatch(backend: &dyn Backend, call: Call) -> Reply {
-    match call {
-        Call::Command(c) => Reply::Command(backend.command(c).await),
-        Call::Ping(p) => Reply::Ping(backend.ping(p).await),
-        Call::Allocate { scheduler, key } => {
-            Reply::Allocate(backend.allocate(scheduler, key).await)
-        }
-        Call::Schedulers => Reply::Schedulers(backend.schedulers().await),
-        Call::Scheduler { name, version } => {
-            Reply::Scheduler(backend.scheduler(name, version).await)
-        }
-        Call::Versions { name } => Reply::Versions(backend.versions(name).await),
-        Call::Operations { scheduler, stage } => {
-            Reply::Operations(backend.operations(scheduler, stage).await)
-        }
-        Call::Operation { scheduler, id } => {
-            Reply::Operation(backend.operation(scheduler, id).await)
-        }
-        Call::Rooms {
-            scheduler,
-            status,
-            offset,
-            limit,
-        } => Reply::Rooms(backend.rooms(scheduler, status, offset, limit).await),
-        Call::Room { scheduler, room } => Reply::Room(backend.room(scheduler, room).await),
-        Call::Report(r) => Reply::Report(backend.report(r).await),
-    }
-}
 
 /// The worker's side: answers calls with the in-process backend.
 pub struct WorkerService {
@@ -152,10 +59,10 @@ impl Worker for WorkerService {
                 e.message
             )));
         }
-        let call: Call = serde_json::from_slice(&request.into_inner().payload)
+        let request: Request = postcard::from_bytes(&request.into_inner().payload)
             .map_err(|e| tonic::Status::invalid_argument(format!("worker call: {e}")))?;
-        let reply = dispatch(self.backend.as_ref(), call).await;
-        let payload = serde_json::to_vec(&reply)
+        let reply: Result<Reply, Unavailable> = self.backend.call(request).await;
+        let payload = postcard::to_stdvec(&reply)
             .map_err(|e| tonic::Status::internal(format!("worker reply: {e}")))?;
         Ok(tonic::Response::new(CallReply { payload }))
     }
@@ -202,9 +109,12 @@ impl RemoteBackend {
             WorkerClient::new(endpoint.connect_lazy()).max_decoding_message_size(usize::MAX >> 1);
         Ok(RemoteBackend { client, token })
     }
+}
 
-    async fn call(&self, call: Call) -> Result<Reply, Unavailable> {
-        let payload = serde_json::to_vec(&call)
+#[async_trait::async_trait]
+impl Backend for RemoteBackend {
+    async fn call(&self, call: Request) -> Result<Reply, Unavailable> {
+        let payload = postcard::to_stdvec(&call)
             .map_err(|e| Unavailable(format!("cannot encode the worker call: {e}")))?;
         let mut request = tonic::Request::new(CallRequest { payload });
         if let Some(token) = &self.token {
@@ -218,123 +128,7 @@ impl RemoteBackend {
             .call(request)
             .await
             .map_err(|s| Unavailable(format!("the worker did not answer: {}", s.message())))?;
-        serde_json::from_slice(&reply.into_inner().payload)
-            .map_err(|e| Unavailable(format!("the worker's answer is not understood: {e}")))
-    }
-}
-
-fn mismatch() -> Unavailable {
-    Unavailable("the worker answered another call".to_string())
-}
-
-#[async_trait::async_trait]
-impl Backend for RemoteBackend {
-    async fn command(&self, command: Command) -> Result<CommandReply, CommandError> {
-        match self.call(Call::Command(command)).await {
-            Ok(Reply::Command(r)) => r,
-            Ok(_) => Err(CommandError::Unavailable(mismatch().0)),
-            Err(e) => Err(CommandError::Unavailable(e.0)),
-        }
-    }
-
-    async fn ping(&self, ping: Ping) -> Result<RoomStatus, PingError> {
-        match self.call(Call::Ping(ping)).await {
-            Ok(Reply::Ping(r)) => r,
-            Ok(_) => Err(PingError::Unavailable(mismatch().0)),
-            Err(e) => Err(PingError::Unavailable(e.0)),
-        }
-    }
-
-    async fn allocate(
-        &self,
-        scheduler: String,
-        key: Option<String>,
-    ) -> Result<Allocation, AllocateError> {
-        match self.call(Call::Allocate { scheduler, key }).await {
-            Ok(Reply::Allocate(r)) => r,
-            Ok(_) => Err(AllocateError::Unavailable(mismatch().0)),
-            Err(e) => Err(AllocateError::Unavailable(e.0)),
-        }
-    }
-
-    async fn schedulers(&self) -> Result<Vec<SchedulerSummary>, Unavailable> {
-        match self.call(Call::Schedulers).await? {
-            Reply::Schedulers(r) => r,
-            _ => Err(mismatch()),
-        }
-    }
-
-    async fn scheduler(
-        &self,
-        name: String,
-        version: Option<String>,
-    ) -> Result<Option<Scheduler>, Unavailable> {
-        match self.call(Call::Scheduler { name, version }).await? {
-            Reply::Scheduler(r) => r,
-            _ => Err(mismatch()),
-        }
-    }
-
-    async fn versions(&self, name: String) -> Result<Option<Vec<VersionInfo>>, Unavailable> {
-        match self.call(Call::Versions { name }).await? {
-            Reply::Versions(r) => r,
-            _ => Err(mismatch()),
-        }
-    }
-
-    async fn operations(
-        &self,
-        scheduler: String,
-        stage: Stage,
-    ) -> Result<Option<Vec<Operation>>, Unavailable> {
-        match self.call(Call::Operations { scheduler, stage }).await? {
-            Reply::Operations(r) => r,
-            _ => Err(mismatch()),
-        }
-    }
-
-    async fn operation(
-        &self,
-        scheduler: String,
-        id: String,
-    ) -> Result<Option<Operation>, Unavailable> {
-        match self.call(Call::Operation { scheduler, id }).await? {
-            Reply::Operation(r) => r,
-            _ => Err(mismatch()),
-        }
-    }
-
-    async fn rooms(
-        &self,
-        scheduler: String,
-        status: Option<RoomStatus>,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Option<RoomPage>, Unavailable> {
-        let call = Call::Rooms {
-            scheduler,
-            status,
-            offset,
-            limit,
-        };
-        match self.call(call).await? {
-            Reply::Rooms(r) => r,
-            _ => Err(mismatch()),
-        }
-    }
-
-    async fn room(&self, scheduler: String, room: String) -> Result<Option<Room>, Unavailable> {
-        match self.call(Call::Room { scheduler, room }).await? {
-            Reply::Room(r) => r,
-            _ => Err(mismatch()),
-        }
-    }
-
-    async fn report(&self, report: RoomReport) -> Result<(), ReportError> {
-        match self.call(Call::Report(report)).await {
-            Ok(Reply::Report(r)) => r,
-            Ok(_) => Err(ReportError::Unavailable(mismatch().0)),
-            Err(e) => Err(ReportError::Unavailable(e.0)),
-        }
+        postcard::from_bytes::<Result<Reply, Unavailable>>(&reply.into_inner().payload)
+            .map_err(|e| Unavailable(format!("the worker's answer is not understood: {e}")))?
     }
 }

@@ -369,3 +369,58 @@ async fn room_tokens_let_a_room_act_only_for_itself() {
     assert_eq!(status, OK, "{answer}");
     assert_eq!(answer["roomId"], json!(b));
 }
+
+/// A backend whose worker cannot be reached.
+struct Down;
+
+#[async_trait::async_trait]
+impl maestro_api::Backend for Down {
+    async fn call(
+        &self,
+        _: maestro_api::Request,
+    ) -> Result<maestro_api::Reply, maestro_api::Unavailable> {
+        Err(maestro_api::Unavailable("the worker did not answer".into()))
+    }
+}
+
+#[tokio::test]
+async fn a_worker_that_cannot_be_reached_is_a_503_or_success_false_for_a_room() {
+    let router = maestro_api::router(std::sync::Arc::new(Down), &ApiConfig::default());
+    let ping = json!({"status": "ready", "timestamp": 1}).to_string();
+    // What a room calls about itself: upstream's storage errors are a 200
+    // with `success: false`, and the room calls again.
+    for (uri, body) in [
+        ("/scheduler/arena/rooms/r1/ping", ping.as_str()),
+        (
+            "/scheduler/arena/rooms/r1/roomevent",
+            r#"{"event":"ready"}"#,
+        ),
+    ] {
+        let method = if uri.ends_with("ping") { "PUT" } else { "POST" };
+        let (status, answer) = send(&router, method, uri, Some(body), &[]).await;
+        assert_eq!(status, OK, "{uri}: {answer}");
+        assert_eq!(answer["success"], false, "{uri}: {answer}");
+    }
+    // Everything else answers 503 with the cause.
+    let calls = [
+        ("POST", "/scheduler/arena/rooms/allocate", Some("{}")),
+        ("GET", "/schedulers", None),
+        ("GET", "/schedulers/arena", None),
+        ("GET", "/schedulers/arena/operations?stage=final", None),
+        ("DELETE", "/schedulers/arena", None),
+    ];
+    for (method, uri, body) in calls {
+        let (status, answer) = send(&router, method, uri, body, &[]).await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{method} {uri}: {answer}"
+        );
+        assert!(
+            answer["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("the worker did not answer")),
+            "{method} {uri}: {answer}"
+        );
+    }
+}

@@ -189,7 +189,7 @@ fn build(n: usize) -> Fleet {
     let mut h = Harness::new(config, sim);
     let replicas = i64::try_from(n).expect("fits");
     match h.command(Command::CreateScheduler(scheduler(SCHEDULER, replicas))) {
-        Ok(CommandReply::Enqueued(_)) => {}
+        Ok(CommandReply::Created { .. }) => {}
         other => panic!("creating the scheduler: {other:?}"),
     }
     let target = n as u64;

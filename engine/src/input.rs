@@ -37,12 +37,31 @@ pub enum Command {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum CommandReply {
     /// The operation the command enqueued.
     Enqueued(OperationId),
+    /// A scheduler created as stored (state `creating`, its first version,
+    /// its creation time), with the operation that creates its resources.
+    Created {
+        operation_id: OperationId,
+        scheduler: Box<Scheduler>,
+    },
     Canceled,
+}
+
+impl CommandReply {
+    /// The operation the command enqueued, if it enqueued one.
+    pub fn operation_id(&self) -> Option<&OperationId> {
+        match self {
+            CommandReply::Enqueued(id)
+            | CommandReply::Created {
+                operation_id: id, ..
+            } => Some(id),
+            CommandReply::Canceled => None,
+        }
+    }
 }
 
 /// Why a command was refused. Each maps to one upstream error code.

@@ -29,6 +29,7 @@ pub use config::EngineConfig;
 pub use effect::{
     Effect, EffectId, ForwardEvent, ForwardKind, PlayerEventKind, RuntimeError, RuntimeErrorKind,
 };
+pub use engine::query;
 pub use engine::{Engine, RestoreError, StoredScheduler, StoredVersion, VersionInfo};
 pub use input::{
     AllocateError, Allocation, Command, CommandError, CommandReply, InstanceEvent,

@@ -1,6 +1,7 @@
 //! End-to-end engine behaviour in simulated time: a scheduler's life from
 //! creation through autoscaling, a rolling update and deletion.
 
+use maestro_engine::query::{Answer, Query, Stage};
 use maestro_engine::room::{PingStatus, RoomStatus};
 use maestro_engine::scheduler::{PortRange, Scheduler, SchedulerState, fixtures};
 use maestro_engine::{
@@ -39,9 +40,9 @@ fn harness() -> Harness {
 }
 
 fn enqueued(reply: Result<CommandReply, CommandError>) -> String {
-    match reply {
-        Ok(CommandReply::Enqueued(id)) => id,
-        other => panic!("expected an enqueued operation, got {other:?}"),
+    match reply.as_ref().map(CommandReply::operation_id) {
+        Ok(Some(id)) => id.clone(),
+        _ => panic!("expected an enqueued operation, got {reply:?}"),
     }
 }
 
@@ -664,4 +665,92 @@ fn a_running_operation_holds_a_lease_the_engine_renews() {
     let done = h.engine.operation("arena", &op).unwrap();
     assert_eq!(done.status, OperationStatus::Finished);
     assert_eq!(done.lease, None, "a finished operation holds no lease");
+}
+
+#[test]
+fn a_room_listing_is_by_id_filtered_then_paged_with_the_total_before_paging() {
+    let mut h = harness();
+    h.command(Command::CreateScheduler(scheduler("arena", 3)))
+        .unwrap();
+    h.run_for(Millis::from_secs(5));
+    let mut ids: Vec<String> = h
+        .engine
+        .fleet("arena")
+        .unwrap()
+        .rooms()
+        .map(|r| r.id.clone())
+        .collect();
+    ids.sort();
+    let busy = ids[1].clone();
+    h.set_behaviour(
+        "arena",
+        &busy,
+        RoomBehaviour {
+            status: PingStatus::Occupied,
+            running_matches: 1,
+        },
+    );
+    h.run_for(Millis::from_secs(30));
+    let page = |h: &Harness, status, offset, limit| {
+        let query = Query::Rooms {
+            scheduler: "arena".into(),
+            status,
+            offset,
+            limit,
+        };
+        match h.engine.query(h.now(), query) {
+            Answer::Rooms(Some(page)) => (
+                page.rooms.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+                page.total,
+            ),
+            other => panic!("unexpected answer {other:?}"),
+        }
+    };
+    assert_eq!(page(&h, None, 0, 10), (ids.clone(), 3));
+    assert_eq!(page(&h, None, 1, 1), (vec![ids[1].clone()], 3));
+    assert_eq!(page(&h, Some(RoomStatus::Occupied), 0, 10), (vec![busy], 1));
+    assert_eq!(
+        page(&h, Some(RoomStatus::Ready), 1, 10),
+        (vec![ids[2].clone()], 2)
+    );
+    let unknown = Query::Rooms {
+        scheduler: "nope".into(),
+        status: None,
+        offset: 0,
+        limit: 1,
+    };
+    assert_eq!(h.engine.query(h.now(), unknown), Answer::Rooms(None));
+}
+
+#[test]
+fn the_operation_history_leaves_out_operations_that_did_nothing() {
+    let mut h = harness();
+    h.command(Command::CreateScheduler(scheduler("arena", 2)))
+        .unwrap();
+    // Health checks that find the fleet at its size end with no action.
+    h.run_for(Millis::from_secs(600));
+    let stage = |stage| match h.engine.query(
+        h.now(),
+        Query::Operations {
+            scheduler: "arena".into(),
+            stage,
+        },
+    ) {
+        Answer::Operations(Some(ops)) => ops,
+        other => panic!("unexpected answer {other:?}"),
+    };
+    let no_action = h
+        .engine
+        .operations("arena")
+        .filter(|o| o.status.is_final() && o.definition.has_no_action())
+        .count();
+    assert!(
+        no_action > 0,
+        "the health checks left no no-action operation"
+    );
+    let history = stage(Stage::Final);
+    assert!(!history.is_empty());
+    assert!(history.iter().all(|o| !o.definition.has_no_action()));
+    assert!(stage(Stage::Pending).is_empty());
+    assert!(stage(Stage::Active).is_empty());
 }

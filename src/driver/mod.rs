@@ -23,16 +23,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use maestro_api::{
-    Backend, ReportError, RoomPage, RoomReport, SchedulerSummary, Stage, Unavailable,
-};
+use maestro_api::{Backend, Reply, ReportError, RoomReport, Unavailable, backend};
 use maestro_engine::room::PingStatus;
-use maestro_engine::room::{Room, RoomStatus};
 use maestro_engine::scheduler::{Forwarder, Scheduler};
 use maestro_engine::{
-    AllocateError, Allocation, Command, CommandError, CommandReply, Effect, EffectId, Engine,
-    ForwardEvent, ForwardKind, InstanceEvent, Operation, Ping, PingError, RuntimeError, Time,
-    VersionInfo,
+    Effect, EffectId, Engine, ForwardEvent, ForwardKind, InstanceEvent, RuntimeError, Time,
 };
 use maestro_runtimes::{RoomSpec, Runtime};
 use maestro_store::{Kv, Lane, Store, StoreError, Write};
@@ -71,19 +66,13 @@ impl Default for DriverConfig {
 
 type Reader = Box<dyn FnOnce(&Engine) + Send>;
 
+/// What the driver's channel carries: a backend call with the place for its
+/// reply, or a closure the shell's own tasks read the engine with.
 enum Request {
-    /// Boxed: a command (a whole scheduler) dwarfs the other requests.
-    Command(
-        Box<Command>,
-        oneshot::Sender<Result<CommandReply, CommandError>>,
+    Call(
+        backend::Request,
+        oneshot::Sender<Result<Reply, Unavailable>>,
     ),
-    Ping(Ping, oneshot::Sender<Result<RoomStatus, PingError>>),
-    Allocate {
-        scheduler: String,
-        key: Option<String>,
-        reply: oneshot::Sender<Result<Allocation, AllocateError>>,
-    },
-    Report(RoomReport, oneshot::Sender<Result<(), ReportError>>),
     Read(Reader),
 }
 
@@ -110,7 +99,6 @@ struct RuntimeResult {
 #[derive(Clone)]
 pub struct DriverHandle {
     requests: mpsc::Sender<Request>,
-    clock: Clock,
 }
 
 /// Requests waiting for the driver, beyond which callers wait.
@@ -141,156 +129,14 @@ fn shutting_down() -> Unavailable {
     Unavailable("maestro is shutting down".to_string())
 }
 
-fn stopped() -> CommandError {
-    CommandError::Unavailable(shutting_down().0)
-}
-
 #[async_trait::async_trait]
 impl Backend for DriverHandle {
-    async fn command(&self, command: Command) -> Result<CommandReply, CommandError> {
+    async fn call(&self, request: backend::Request) -> Result<Reply, Unavailable> {
         let (tx, rx) = oneshot::channel();
-        if !self.send(Request::Command(Box::new(command), tx)).await {
-            return Err(stopped());
+        if !self.send(Request::Call(request, tx)).await {
+            return Err(shutting_down());
         }
-        rx.await.map_err(|_| stopped())?
-    }
-
-    async fn ping(&self, ping: Ping) -> Result<RoomStatus, PingError> {
-        let (tx, rx) = oneshot::channel();
-        if !self.send(Request::Ping(ping, tx)).await {
-            return Err(PingError::Unavailable(shutting_down().0));
-        }
-        rx.await
-            .map_err(|_| PingError::Unavailable(shutting_down().0))?
-    }
-
-    async fn allocate(
-        &self,
-        scheduler: String,
-        key: Option<String>,
-    ) -> Result<Allocation, AllocateError> {
-        let (tx, rx) = oneshot::channel();
-        let request = Request::Allocate {
-            scheduler: scheduler.clone(),
-            key,
-            reply: tx,
-        };
-        if !self.send(request).await {
-            return Err(AllocateError::Unavailable(shutting_down().0));
-        }
-        rx.await
-            .map_err(|_| AllocateError::Unavailable(shutting_down().0))?
-    }
-
-    async fn schedulers(&self) -> Result<Vec<SchedulerSummary>, Unavailable> {
-        let clock = self.clock;
-        self.read(move |engine| {
-            let now = clock.now();
-            engine
-                .scheduler_names()
-                .filter_map(|name| {
-                    let scheduler = engine.scheduler(name)?;
-                    let fleet = engine.fleet(name)?;
-                    Some(SchedulerSummary {
-                        scheduler: scheduler.clone(),
-                        counts: *fleet.counts(),
-                        desired: maestro_engine::health::target(scheduler, fleet, now)
-                            .map_or(0, |t| t.desired),
-                    })
-                })
-                .collect()
-        })
-        .await
-    }
-
-    async fn scheduler(
-        &self,
-        name: String,
-        version: Option<String>,
-    ) -> Result<Option<Scheduler>, Unavailable> {
-        self.read(move |engine| match version {
-            Some(v) => engine.scheduler_version(&name, &v).cloned(),
-            None => engine.scheduler(&name).cloned(),
-        })
-        .await
-    }
-
-    async fn versions(&self, name: String) -> Result<Option<Vec<VersionInfo>>, Unavailable> {
-        self.read(move |engine| engine.versions(&name)).await
-    }
-
-    async fn operations(
-        &self,
-        scheduler: String,
-        stage: Stage,
-    ) -> Result<Option<Vec<Operation>>, Unavailable> {
-        self.read(move |engine| {
-            engine.scheduler(&scheduler)?;
-            let ops = match stage {
-                Stage::Pending => engine
-                    .pending_operations(&scheduler)
-                    .into_iter()
-                    .cloned()
-                    .collect(),
-                Stage::Active => engine
-                    .in_progress_operation(&scheduler)
-                    .into_iter()
-                    .cloned()
-                    .collect(),
-                Stage::Final => engine
-                    .operations(&scheduler)
-                    .filter(|o| o.status.is_final() && !o.definition.has_no_action())
-                    .cloned()
-                    .collect(),
-            };
-            Some(ops)
-        })
-        .await
-    }
-
-    async fn operation(
-        &self,
-        scheduler: String,
-        id: String,
-    ) -> Result<Option<Operation>, Unavailable> {
-        self.read(move |engine| engine.operation(&scheduler, &id).cloned())
-            .await
-    }
-
-    async fn rooms(
-        &self,
-        scheduler: String,
-        status: Option<RoomStatus>,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Option<RoomPage>, Unavailable> {
-        self.read(move |engine| {
-            let fleet = engine.fleet(&scheduler)?;
-            let matching = fleet
-                .rooms()
-                .filter(|r| status.is_none_or(|s| r.status == s));
-            let total = fleet
-                .rooms()
-                .filter(|r| status.is_none_or(|s| r.status == s))
-                .count();
-            let rooms: Vec<Room> = matching.skip(offset).take(limit).cloned().collect();
-            Some(RoomPage { rooms, total })
-        })
-        .await
-    }
-
-    async fn room(&self, scheduler: String, room: String) -> Result<Option<Room>, Unavailable> {
-        self.read(move |engine| engine.fleet(&scheduler)?.get(&room).cloned())
-            .await
-    }
-
-    async fn report(&self, report: RoomReport) -> Result<(), ReportError> {
-        let stopped = || ReportError::Unavailable("maestro is shutting down".to_string());
-        let (tx, rx) = oneshot::channel();
-        if !self.send(Request::Report(report, tx)).await {
-            return Err(stopped());
-        }
-        rx.await.map_err(|_| stopped())?
+        rx.await.map_err(|_| shutting_down())?
     }
 }
 
@@ -397,7 +243,6 @@ impl<K: Kv + 'static> Driver<K> {
             driver,
             DriverHandle {
                 requests: requests_tx,
-                clock,
             },
         ))
     }
@@ -499,52 +344,52 @@ impl<K: Kv + 'static> Driver<K> {
 
     fn handle(&mut self, request: Request) {
         let now = self.clock.now();
+        let (request, reply) = match request {
+            Request::Call(request, reply) => (request, reply),
+            Request::Read(read) => return read(&self.engine),
+        };
         match request {
-            Request::Command(command, reply) => {
+            backend::Request::Command(command) => {
                 let result = self.engine.handle_command(now, *command);
-                self.hold(reply, result, CommandError::Unavailable);
+                self.hold(reply, Reply::Command(result));
             }
-            Request::Ping(ping, reply) => {
-                let _ = reply.send(self.engine.handle_ping(now, &ping));
+            backend::Request::Ping(ping) => {
+                let _ = reply.send(Ok(Reply::Ping(self.engine.handle_ping(now, &ping))));
             }
-            Request::Allocate {
-                scheduler,
-                key,
-                reply,
-            } => match self.engine.allocate(now, &scheduler, key.as_deref()) {
-                // Answered only once the allocated room's record is durable:
-                // a room handed to a match must still be allocated after a
-                // crash, or it could be handed to a second one.
-                Ok(allocation) => self.hold(reply, Ok(allocation), AllocateError::Unavailable),
-                // Nothing was handed out: nothing to make durable.
-                Err(e) => {
-                    let _ = reply.send(Err(e));
+            backend::Request::Allocate { scheduler, key } => {
+                match self.engine.allocate(now, &scheduler, key.as_deref()) {
+                    // Answered only once the allocated room's record is
+                    // durable: a room handed to a match must still be
+                    // allocated after a crash, or it could be handed to a
+                    // second one.
+                    Ok(allocation) => self.hold(reply, Reply::Allocate(Ok(allocation))),
+                    // Nothing was handed out: nothing to make durable.
+                    Err(e) => {
+                        let _ = reply.send(Ok(Reply::Allocate(Err(e))));
+                    }
                 }
-            },
-            Request::Report(report, reply) => match self.report(now, report) {
+            }
+            backend::Request::Report(report) => match self.report(now, report) {
                 // Acknowledged once the events are durable.
-                Ok(()) => self.hold(reply, Ok(()), ReportError::Unavailable),
+                Ok(()) => self.hold(reply, Reply::Report(Ok(()))),
                 Err(e) => {
-                    let _ = reply.send(Err(e));
+                    let _ = reply.send(Ok(Reply::Report(Err(e))));
                 }
             },
-            Request::Read(read) => read(&self.engine),
+            backend::Request::Query(query) => {
+                let _ = reply.send(Ok(Reply::Query(self.engine.query(now, query))));
+            }
         }
     }
 
     /// Holds `reply` until this turn's writes are durable: it then gets
-    /// `result`, or `unavailable` with the store's error if they could not
-    /// be made durable. Every acknowledgement goes through here.
-    fn hold<T: Send + 'static, E: Send + 'static>(
-        &mut self,
-        reply: oneshot::Sender<Result<T, E>>,
-        result: Result<T, E>,
-        unavailable: fn(String) -> E,
-    ) {
+    /// `result`, or [`Unavailable`] with the store's error if they could
+    /// not be made durable. Every acknowledgement goes through here.
+    fn hold(&mut self, reply: oneshot::Sender<Result<Reply, Unavailable>>, result: Reply) {
         self.held.push(Box::new(move |flushed| {
             let result = match flushed {
-                Ok(()) => result,
-                Err(e) => Err(unavailable(format!("the store failed: {e}"))),
+                Ok(()) => Ok(result),
+                Err(e) => Err(Unavailable(format!("the store failed: {e}"))),
             };
             let _ = reply.send(result);
         }));

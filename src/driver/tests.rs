@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use maestro_engine::room::RoomId;
+use maestro_engine::room::{RoomId, RoomStatus};
 use maestro_engine::scheduler::fixtures;
-use maestro_engine::{EngineConfig, Millis};
+use maestro_engine::{AllocateError, Command, CommandError, EngineConfig, Millis};
 use maestro_store::{INJECTED_FAULT, SimulatedDisk, Store};
 
 use super::*;

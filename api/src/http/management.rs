@@ -5,20 +5,18 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use maestro_engine::room::RoomStatus;
-use maestro_engine::scheduler::SchedulerState;
 use maestro_engine::{Command, CommandReply, Operation};
 
 use super::AppState;
 use super::extract::{PathParams, QueryParams, read_json};
-use crate::backend::Stage;
 use crate::error::{ApiError, Code};
-use crate::wire::scheduler::FIRST_VERSION;
 use crate::wire::{
     CancelOperationResponse, GetOperationResponse, GetSchedulerVersionsResponse,
     GetSchedulersInfoResponse, ListOperationItem, ListOperationsResponse, ListRoomsResponse,
     ListSchedulersResponse, OperationIdResponse, PatchSchedulerRequest, RoomItem, SchedulerInfo,
     SchedulerRequest, SchedulerResponse, SchedulerWithoutSpec, SwitchActiveVersionRequest,
 };
+use maestro_engine::query::Stage;
 
 type Reply<T> = Result<Json<T>, ApiError>;
 
@@ -28,9 +26,11 @@ fn scheduler_not_found(name: &str) -> ApiError {
 
 /// The operation id of a command that enqueues one.
 fn enqueued(reply: CommandReply) -> Reply<OperationIdResponse> {
-    match reply {
-        CommandReply::Enqueued(operation_id) => Ok(Json(OperationIdResponse { operation_id })),
-        CommandReply::Canceled => Err(ApiError::new(
+    match reply.operation_id() {
+        Some(operation_id) => Ok(Json(OperationIdResponse {
+            operation_id: operation_id.clone(),
+        })),
+        None => Err(ApiError::new(
             Code::Internal,
             "the command was answered without an operation",
         )),
@@ -114,24 +114,20 @@ pub(crate) async fn create_scheduler(
 ) -> Reply<SchedulerResponse> {
     let request: SchedulerRequest = read_json(body, state.config.body_limit_bytes).await?;
     let name = request.name.clone();
-    let scheduler = request.into_engine(name.clone());
-    state
+    let scheduler = request.into_engine(name);
+    match state
         .backend
-        .command(Command::CreateScheduler(scheduler.clone()))
-        .await?;
-    // Read back what the engine stored (it sets the creation time); the
-    // operation may already have moved the state on, but the answer
-    // describes the scheduler as created, as upstream's does.
-    let mut stored = state
-        .backend
-        .scheduler(name, Some(FIRST_VERSION.to_string()))
+        .command(Command::CreateScheduler(scheduler))
         .await?
-        .unwrap_or(scheduler);
-    stored.state = SchedulerState::Creating;
-    stored.spec.version = FIRST_VERSION.to_string();
-    Ok(Json(SchedulerResponse {
-        scheduler: (&stored).into(),
-    }))
+    {
+        CommandReply::Created { scheduler, .. } => Ok(Json(SchedulerResponse {
+            scheduler: scheduler.as_ref().into(),
+        })),
+        other => Err(ApiError::new(
+            Code::Internal,
+            format!("creating a scheduler answered {other:?}"),
+        )),
+    }
 }
 
 /// `POST /schedulers/{name}`: a whole new version; the path names the scheduler.

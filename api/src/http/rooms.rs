@@ -21,7 +21,8 @@ type Reply<T> = Result<Json<T>, ApiError>;
 
 /// `PUT /scheduler/{s}/rooms/{room}/ping`. A bad status is a 400; a ping
 /// the engine refuses (unknown room, impossible transition) is a 200 with
-/// `success: false`, as upstream answers.
+/// `success: false`, as upstream answers, and so is a worker that cannot be
+/// reached (upstream's storage errors): the room pings again anyway.
 pub(crate) async fn ping(
     State(state): State<AppState>,
     PathParams((scheduler, room)): PathParams<(String, String)>,
@@ -31,7 +32,16 @@ pub(crate) async fn ping(
     let ping = request
         .into_ping(scheduler, room)
         .map_err(|e| ApiError::invalid_argument(e.to_string()))?;
-    let success = state.backend.ping(ping).await.is_ok();
+    let success = match state.backend.ping(ping).await {
+        Ok(status) => {
+            tracing::trace!(status = status.as_str(), "ping accepted");
+            true
+        }
+        Err(refused) => {
+            tracing::debug!(error = %refused, "ping refused");
+            false
+        }
+    };
     Ok(Json(PingResponse { success }))
 }
 

@@ -8,15 +8,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use maestro_api::{
-    ApiConfig, Backend, ReportError, RoomPage, RoomReport, SchedulerSummary, Stage, Unavailable,
-};
-use maestro_engine::room::{Room, RoomStatus};
-use maestro_engine::scheduler::Scheduler;
-use maestro_engine::{
-    AllocateError, Allocation, Command, CommandError, CommandReply, EngineConfig, Millis,
-    Operation, Ping, PingError, VersionInfo,
-};
+use maestro_api::backend::Request as Call;
+use maestro_api::{ApiConfig, Backend, Reply, ReportError, RoomReport, Unavailable};
+use maestro_engine::room::RoomStatus;
+use maestro_engine::{EngineConfig, Millis};
 use maestro_sim::{Harness, RoomBehaviour, SimConfig};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -88,197 +83,57 @@ fn flush(h: &mut Harness) {
     let _ = h.allocate("");
 }
 
-/// The reads, synchronous: the harness answers at once.
-impl SimBackend {
-    fn schedulers_now(&self) -> Vec<SchedulerSummary> {
-        let h = self.harness();
-        h.engine
-            .scheduler_names()
-            .filter_map(|name| {
-                let scheduler = h.engine.scheduler(name)?;
-                let fleet = h.engine.fleet(name)?;
-                Some(SchedulerSummary {
-                    scheduler: scheduler.clone(),
-                    counts: *fleet.counts(),
-                    desired: maestro_engine::health::target(scheduler, fleet, h.now())
-                        .map_or(0, |t| t.desired),
-                })
-            })
-            .collect()
-    }
-
-    fn scheduler_now(&self, name: String, version: Option<String>) -> Option<Scheduler> {
-        let h = self.harness();
-        match version {
-            Some(v) => h.engine.scheduler_version(&name, &v).cloned(),
-            None => h.engine.scheduler(&name).cloned(),
-        }
-    }
-
-    fn versions_now(&self, name: String) -> Option<Vec<VersionInfo>> {
-        self.harness().engine.versions(&name)
-    }
-
-    fn operations_now(&self, scheduler: String, stage: Stage) -> Option<Vec<Operation>> {
-        let h = self.harness();
-        h.engine.scheduler(&scheduler)?;
-        let ops = match stage {
-            Stage::Pending => h
-                .engine
-                .pending_operations(&scheduler)
-                .into_iter()
-                .cloned()
-                .collect(),
-            Stage::Active => h
-                .engine
-                .in_progress_operation(&scheduler)
-                .into_iter()
-                .cloned()
-                .collect(),
-            Stage::Final => h
-                .engine
-                .operations(&scheduler)
-                .filter(|op| op.status.is_final())
-                .cloned()
-                .collect(),
-        };
-        Some(ops)
-    }
-
-    fn operation_now(&self, scheduler: String, id: String) -> Option<Operation> {
-        self.harness().engine.operation(&scheduler, &id).cloned()
-    }
-
-    fn rooms_now(
-        &self,
-        scheduler: String,
-        status: Option<RoomStatus>,
-        offset: usize,
-        limit: usize,
-    ) -> Option<RoomPage> {
-        let h = self.harness();
-        let fleet = h.engine.fleet(&scheduler)?;
-        let mut matching: Vec<&Room> = fleet
-            .rooms()
-            .filter(|r| status.is_none_or(|s| r.status == s))
-            .collect();
-        matching.sort_by(|a, b| a.id.cmp(&b.id));
-        Some(RoomPage {
-            total: matching.len(),
-            rooms: matching
-                .into_iter()
-                .skip(offset)
-                .take(limit)
-                .cloned()
-                .collect(),
-        })
-    }
-
-    fn room_now(&self, scheduler: String, room: String) -> Option<Room> {
-        self.harness().engine.fleet(&scheduler)?.get(&room).cloned()
-    }
-}
-
+/// The real engine answers: the same `Engine::query` as the service's
+/// driver, and the harness runs the simulated cluster `step` forward after
+/// a command, as time passes between two API calls.
 #[async_trait::async_trait]
 impl Backend for SimBackend {
-    async fn command(&self, command: Command) -> Result<CommandReply, CommandError> {
-        let mut h = self.harness();
-        let reply = h.command(command);
-        h.run_for(self.step);
-        reply
-    }
-
-    async fn ping(&self, ping: Ping) -> Result<RoomStatus, PingError> {
+    async fn call(&self, request: Call) -> Result<Reply, Unavailable> {
         let mut h = self.harness();
         let now = h.now();
-        let result = h.engine.handle_ping(now, &ping);
-        if result.is_ok() {
-            // The simulated game server keeps pinging what it last said.
-            let behaviour = RoomBehaviour {
-                status: ping.status,
-                running_matches: ping.running_matches,
-            };
-            h.set_behaviour(&ping.scheduler, &ping.room, behaviour);
-        }
-        flush(&mut h);
-        result
-    }
-
-    async fn allocate(
-        &self,
-        scheduler: String,
-        key: Option<String>,
-    ) -> Result<Allocation, AllocateError> {
-        let mut h = self.harness();
-        let now = h.now();
-        let result = h.engine.allocate(now, &scheduler, key.as_deref());
-        flush(&mut h);
-        result
-    }
-
-    async fn schedulers(&self) -> Result<Vec<SchedulerSummary>, Unavailable> {
-        Ok(self.schedulers_now())
-    }
-
-    async fn scheduler(
-        &self,
-        name: String,
-        version: Option<String>,
-    ) -> Result<Option<Scheduler>, Unavailable> {
-        Ok(self.scheduler_now(name, version))
-    }
-
-    async fn versions(&self, name: String) -> Result<Option<Vec<VersionInfo>>, Unavailable> {
-        Ok(self.versions_now(name))
-    }
-
-    async fn operations(
-        &self,
-        scheduler: String,
-        stage: Stage,
-    ) -> Result<Option<Vec<Operation>>, Unavailable> {
-        Ok(self.operations_now(scheduler, stage))
-    }
-
-    async fn operation(
-        &self,
-        scheduler: String,
-        id: String,
-    ) -> Result<Option<Operation>, Unavailable> {
-        Ok(self.operation_now(scheduler, id))
-    }
-
-    async fn rooms(
-        &self,
-        scheduler: String,
-        status: Option<RoomStatus>,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Option<RoomPage>, Unavailable> {
-        Ok(self.rooms_now(scheduler, status, offset, limit))
-    }
-
-    async fn room(&self, scheduler: String, room: String) -> Result<Option<Room>, Unavailable> {
-        Ok(self.room_now(scheduler, room))
-    }
-
-    async fn report(&self, report: RoomReport) -> Result<(), ReportError> {
-        let exists = self
-            .harness()
-            .engine
-            .fleet(&report.scheduler)
-            .is_some_and(|f| f.get(&report.room).is_some());
-        if !exists {
-            return Err(ReportError::RoomNotFound {
-                scheduler: report.scheduler,
-                room: report.room,
-            });
-        }
-        self.reports
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(report);
-        Ok(())
+        Ok(match request {
+            Call::Command(command) => {
+                let reply = h.command(*command);
+                h.run_for(self.step);
+                Reply::Command(reply)
+            }
+            Call::Ping(ping) => {
+                let result = h.engine.handle_ping(now, &ping);
+                if result.is_ok() {
+                    // The simulated game server keeps pinging what it last said.
+                    let behaviour = RoomBehaviour {
+                        status: ping.status,
+                        running_matches: ping.running_matches,
+                    };
+                    h.set_behaviour(&ping.scheduler, &ping.room, behaviour);
+                }
+                flush(&mut h);
+                Reply::Ping(result)
+            }
+            Call::Allocate { scheduler, key } => {
+                let result = h.engine.allocate(now, &scheduler, key.as_deref());
+                flush(&mut h);
+                Reply::Allocate(result)
+            }
+            Call::Report(report) => {
+                let exists = h
+                    .engine
+                    .fleet(&report.scheduler)
+                    .is_some_and(|f| f.get(&report.room).is_some());
+                if !exists {
+                    return Ok(Reply::Report(Err(ReportError::RoomNotFound {
+                        scheduler: report.scheduler,
+                        room: report.room,
+                    })));
+                }
+                self.reports
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(report);
+                Reply::Report(Ok(()))
+            }
+            Call::Query(query) => Reply::Query(h.engine.query(now, query)),
+        })
     }
 }
 

@@ -9,6 +9,7 @@
 mod entry;
 mod execute;
 mod io;
+pub mod query;
 mod restore;
 mod rooms;
 
@@ -192,10 +193,17 @@ impl Engine {
         let entry = SchedulerEntry::new(scheduler, now, &self.config, &mut self.io);
         entry.persist_active(&mut self.io);
         self.schedulers.insert(name.clone(), entry);
+        let created = Arc::clone(self.entry(&name)?.active());
         let definition = Definition::CreateScheduler {
-            scheduler: Arc::clone(self.entry(&name)?.active()),
+            scheduler: Arc::clone(&created),
         };
-        self.enqueue_user(&name, now, definition)
+        match self.enqueue_user(&name, now, definition)? {
+            CommandReply::Enqueued(operation_id) => Ok(CommandReply::Created {
+                operation_id,
+                scheduler: Box::new(created.as_ref().clone()),
+            }),
+            other => Ok(other),
+        }
     }
 
     fn new_version(
