@@ -18,6 +18,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use maestro_engine::Time;
+use tokio::sync::watch;
 
 /// A reading of the wall clock, in Unix milliseconds.
 pub fn wall_clock() -> Time {
@@ -62,6 +63,18 @@ impl Clock {
     /// How long from now until `deadline` (zero if it has passed).
     pub fn until(&self, deadline: Time) -> std::time::Duration {
         std::time::Duration::from_millis(deadline.0.saturating_sub(self.now().0))
+    }
+}
+
+/// Waits for the next tick; false once a stop is requested (or nobody can
+/// request one any more, so a periodic task never outlives the service).
+pub async fn tick_or_stop(
+    tick: &mut tokio::time::Interval,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = tick.tick() => !*shutdown.borrow(),
+        changed = shutdown.changed() => changed.is_ok() && !*shutdown.borrow(),
     }
 }
 

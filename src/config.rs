@@ -128,8 +128,6 @@ pub struct Config {
     pub sim_ping_interval: Duration,
     pub sim_match_duration: Duration,
     pub kubernetes: maestro_runtimes::kubernetes::KubernetesConfig,
-    /// How often the disruption budgets are recomputed.
-    pub disruption_interval: Duration,
     /// The worker's internal address, for modules started without it.
     pub worker_url: Option<String>,
     pub forwarding: crate::forwarding::ForwardingConfig,
@@ -245,6 +243,14 @@ impl Config {
             add_rooms_limit: r.number::<u32>("operations.rooms.add.limit", 1, 100_000)?,
             add_rooms_batch_size: r.number::<u32>("operations.rooms.add.batchSize", 1, 10_000)?,
             remove_rooms_limit: r.number::<u32>("operations.rooms.remove.limit", 1, 100_000)?,
+            // Upstream reads a bare integer of seconds here.
+            disruption_interval: Millis::from_secs(
+                r.number::<u32>("runtimeWatcher.disruptionWorker.intervalSeconds", 1, 86_400)?
+                    .into(),
+            ),
+            disruption_safety_millionths: millionths(
+                r.fraction("runtimeWatcher.disruptionWorker.safetyPercentage")?,
+            ),
             ..EngineConfig::default()
         };
         let tokens: Vec<String> = r
@@ -293,11 +299,6 @@ impl Config {
                     as usize,
                 ..maestro_runtimes::kubernetes::KubernetesConfig::default()
             },
-            // Upstream reads a bare integer of seconds here.
-            disruption_interval: Duration::from_secs(
-                r.number::<u32>("runtimeWatcher.disruptionWorker.intervalSeconds", 1, 86_400)?
-                    .into(),
-            ),
             worker_url: Some(r.text("workerUrl").to_string()).filter(|s| !s.is_empty()),
             forwarding: crate::forwarding::ForwardingConfig {
                 window: r.number::<u32>("forwarding.concurrency", 1, 10_000)? as usize,
@@ -313,6 +314,11 @@ impl Config {
 
 fn to_millis(d: Duration) -> Millis {
     Millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A fraction in [0, 1] as millionths, the engine's unit for fractions.
+fn millionths(fraction: f64) -> u32 {
+    (fraction * 1_000_000.0).round() as u32
 }
 
 /// A fresh seed for this process run, logged so a run can be replayed.

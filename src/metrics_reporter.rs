@@ -35,7 +35,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(PERIOD);
-    while crate::service::tick_or_stop(&mut tick, &mut shutdown).await {
+    while crate::clock::tick_or_stop(&mut tick, &mut shutdown).await {
         metrics.run_upkeep();
         let summaries = match backend.schedulers().await {
             Ok(summaries) => summaries,

@@ -160,18 +160,6 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
             shutdown_rx.clone(),
         ));
     }
-    if let Some(worker) = &worker
-        && modules.contains(&Module::RuntimeWatcher)
-    {
-        tokio::spawn(disruption_worker(
-            worker.handle.clone(),
-            Arc::clone(&worker.runtime),
-            config.disruption_interval,
-            config.kubernetes.safety_percentage,
-            shutdown_rx.clone(),
-        ));
-    }
-
     // Until a signal, or until the driver stops on its own: a store that
     // failed a write stops the worker, and the process with it (non-zero),
     // so that it restarts from what is durable.
@@ -221,7 +209,6 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
 struct Worker {
     handle: DriverHandle,
     store: Arc<SledStore>,
-    runtime: Arc<dyn Runtime>,
     driver_task: tokio::task::JoinHandle<Result<(), maestro_store::StoreError>>,
 }
 
@@ -289,58 +276,8 @@ async fn start_worker(
     Ok(Worker {
         handle,
         store,
-        runtime,
         driver_task,
     })
-}
-
-/// Waits for the next tick; false once a stop is requested (or nobody can
-/// request one any more, so a periodic task never outlives the service).
-pub async fn tick_or_stop(
-    tick: &mut tokio::time::Interval,
-    shutdown: &mut watch::Receiver<bool>,
-) -> bool {
-    tokio::select! {
-        _ = tick.tick() => !*shutdown.borrow(),
-        changed = shutdown.changed() => changed.is_ok() && !*shutdown.borrow(),
-    }
-}
-
-/// Upstream's disruption worker: every interval, keep each scheduler's
-/// disruption budget at `total rooms × (1 − safety)` (nothing under two rooms).
-async fn disruption_worker(
-    handle: DriverHandle,
-    runtime: Arc<dyn Runtime>,
-    interval: Duration,
-    safety: f64,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(interval);
-    while tick_or_stop(&mut tick, &mut shutdown).await {
-        let Ok(totals) = handle
-            .read(|engine| {
-                engine
-                    .scheduler_names()
-                    .filter_map(|name| {
-                        Some((name.to_string(), engine.fleet(name)?.counts().total()))
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await
-        else {
-            return;
-        };
-        for (scheduler, total) in totals {
-            let min_available = maestro_runtimes::disruption_budget(total, safety);
-            if let Err(e) = runtime
-                .set_disruption_budget(&scheduler, min_available)
-                .await
-            {
-                // Upstream logs and goes on (#658); so do we.
-                tracing::warn!(scheduler, error = %e, "cannot update the disruption budget");
-            }
-        }
-    }
 }
 
 async fn serve(

@@ -56,6 +56,12 @@ pub struct EngineConfig {
     pub max_schedulers: usize,
     /// Entries kept in one operation's execution history.
     pub max_history_entries: usize,
+    /// How often each scheduler's disruption budget is recomputed
+    /// (upstream's `runtimeWatcher.disruptionWorker.intervalSeconds`, 60 s).
+    pub disruption_interval: Millis,
+    /// The share of rooms a node drain may take at once, in millionths
+    /// (upstream's `safetyPercentage`, 0.05), clamped to [0.05, 0.99].
+    pub disruption_safety_millionths: u32,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +89,8 @@ impl Default for EngineConfig {
             max_rooms_per_scheduler: 200_000,
             max_schedulers: 10_000,
             max_history_entries: 200,
+            disruption_interval: Millis::from_secs(60),
+            disruption_safety_millionths: 50_000,
         }
     }
 }

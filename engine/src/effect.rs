@@ -25,8 +25,9 @@ impl fmt::Display for EffectId {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
-    /// Runtime: create the scheduler's namespace and disruption budget.
-    CreateSchedulerResources { id: EffectId, scheduler: String },
+    /// Runtime: create the scheduler's namespace and disruption budget, for
+    /// its active version `spec`.
+    CreateSchedulerResources { id: EffectId, spec: Arc<Scheduler> },
     /// Runtime: delete the scheduler's namespace (and with it every pod).
     DeleteSchedulerResources { id: EffectId, scheduler: String },
     /// Runtime: create the room's pod from `spec`.
@@ -45,6 +46,13 @@ pub enum Effect {
         scheduler: String,
         room: RoomId,
         reason: RemovalReason,
+    },
+    /// Runtime: keep `min_available` of the scheduler's rooms available
+    /// during node drains (see [`crate::disruption`]).
+    SetDisruptionBudget {
+        id: EffectId,
+        scheduler: String,
+        min_available: u32,
     },
     /// Store: write this version of the scheduler; `active` says whether it
     /// is now the active one. Flushed before any reply that depends on it.
@@ -82,7 +90,8 @@ impl Effect {
             Effect::CreateSchedulerResources { id, .. }
             | Effect::DeleteSchedulerResources { id, .. }
             | Effect::CreateRoom { id, .. }
-            | Effect::DeleteRoom { id, .. } => Some(*id),
+            | Effect::DeleteRoom { id, .. }
+            | Effect::SetDisruptionBudget { id, .. } => Some(*id),
             _ => None,
         }
     }

@@ -356,14 +356,14 @@ mod tests {
         newer.max_surge = "1".to_string();
         let versions = BTreeMap::from([(V1, Arc::new(s.clone())), (minor, Arc::new(newer))]);
         let mut f = fleet(2, 0, 0, minor, V1);
-        f.set_replacement(crate::version::to_replace(&versions, minor));
+        f.set_replacement(crate::scheduler::change::to_replace(&versions, minor));
         assert!(!f.is_rolling());
         assert_eq!(action(&s, &f), 0);
         // The same rule rolls the rooms of a version whose image differs.
         let mut major = s.clone();
         major.spec.containers[0].image = "registry.example/game:2".to_string();
         let versions = BTreeMap::from([(V1, Arc::new(s.clone())), (minor, Arc::new(major))]);
-        f.set_replacement(crate::version::to_replace(&versions, minor));
+        f.set_replacement(crate::scheduler::change::to_replace(&versions, minor));
         assert!(f.is_rolling());
     }
 

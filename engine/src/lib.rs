@@ -14,6 +14,7 @@
 
 pub mod autoscale;
 pub mod config;
+pub mod disruption;
 pub mod effect;
 mod engine;
 pub mod health;

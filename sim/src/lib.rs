@@ -88,6 +88,8 @@ pub struct Harness {
     events: BTreeMap<(Time, u64), Event>,
     seq: u64,
     pods: BTreeMap<(String, String), Pod>,
+    /// Each scheduler's disruption budget (`minAvailable`) as last set.
+    pub disruption_budgets: BTreeMap<String, u32>,
     pub stats: Stats,
 }
 
@@ -103,6 +105,7 @@ impl Harness {
             events: BTreeMap::new(),
             seq: 0,
             pods: BTreeMap::new(),
+            disruption_budgets: BTreeMap::new(),
             stats: Stats::default(),
         }
     }
@@ -300,6 +303,14 @@ impl Harness {
             let reply_at = self.now + self.config.api_latency;
             match effect {
                 Effect::CreateSchedulerResources { id, .. } => {
+                    self.schedule(reply_at, Event::Result(id, Ok(())));
+                }
+                Effect::SetDisruptionBudget {
+                    id,
+                    scheduler,
+                    min_available,
+                } => {
+                    self.disruption_budgets.insert(scheduler, min_available);
                     self.schedule(reply_at, Event::Result(id, Ok(())));
                 }
                 Effect::DeleteSchedulerResources { id, scheduler } => {

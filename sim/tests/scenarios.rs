@@ -754,3 +754,31 @@ fn the_operation_history_leaves_out_operations_that_did_nothing() {
     assert!(stage(Stage::Pending).is_empty());
     assert!(stage(Stage::Active).is_empty());
 }
+
+#[test]
+fn the_disruption_budget_follows_the_fleet_at_each_interval() {
+    let config = EngineConfig {
+        disruption_interval: Millis::from_secs(60),
+        disruption_safety_millionths: 100_000,
+        ..EngineConfig::default()
+    };
+    let mut h = Harness::new(config, SimConfig::default());
+    h.command(Command::CreateScheduler(scheduler("arena", 20)))
+        .unwrap();
+    h.run_for(Millis::from_secs(5));
+    // Set as soon as the namespace exists, from the rooms there are then.
+    assert!(h.disruption_budgets.contains_key("arena"));
+    h.run_for(Millis::from_secs(60));
+    assert_eq!(h.disruption_budgets["arena"], 18, "20 rooms at 10 %");
+    let mut more = h.engine.scheduler("arena").unwrap().clone();
+    more.rooms_replicas = 30;
+    h.command(Command::NewSchedulerVersion(more)).unwrap();
+    h.run_for(Millis::from_secs(5));
+    assert_eq!(count(&h, "arena", RoomStatus::Ready), 30);
+    assert_eq!(
+        h.disruption_budgets["arena"], 18,
+        "recomputed on the interval, not on every change"
+    );
+    h.run_for(Millis::from_secs(60));
+    assert_eq!(h.disruption_budgets["arena"], 27, "30 rooms at 10 %");
+}

@@ -520,11 +520,8 @@ impl<K: Kv + 'static> Driver<K> {
                 }
             }
             match effect {
-                Effect::CreateSchedulerResources { id, scheduler } => {
-                    let Some(spec) = self.engine.scheduler(&scheduler).cloned() else {
-                        continue;
-                    };
-                    self.start_watch(&scheduler);
+                Effect::CreateSchedulerResources { id, spec } => {
+                    self.start_watch(&spec.name);
                     self.call(id, "create_scheduler", move |rt| {
                         Box::pin(async move { rt.create_scheduler(&spec).await })
                     });
@@ -573,13 +570,34 @@ impl<K: Kv + 'static> Driver<K> {
                         Box::pin(async move { rt.delete_room(&scheduler, &room, reason).await })
                     });
                 }
+                Effect::SetDisruptionBudget {
+                    id,
+                    scheduler,
+                    min_available,
+                } => {
+                    self.call(id, "set_disruption_budget", move |rt| {
+                        Box::pin(async move {
+                            let result = rt.set_disruption_budget(&scheduler, min_available).await;
+                            if let Err(e) = &result {
+                                // The engine sets it again at its next check.
+                                tracing::warn!(scheduler, error = %e, "cannot update the disruption budget");
+                            }
+                            result
+                        })
+                    });
+                }
                 Effect::DeleteSchedulerData { scheduler } => {
                     if let Some(watch) = self.watches.remove(&scheduler) {
                         watch.abort();
                     }
                 }
                 Effect::Forward { event, scheduler } => self.forward(&event, &scheduler),
-                _ => {}
+                // Store effects: staged as writes above.
+                Effect::PersistScheduler { .. }
+                | Effect::PersistOperation(_)
+                | Effect::DeleteOperations { .. }
+                | Effect::SaveRoom(_)
+                | Effect::ForgetRoom { .. } => {}
             }
         }
         room_actions

@@ -75,7 +75,8 @@ impl Write {
             | Effect::CreateSchedulerResources { .. }
             | Effect::DeleteSchedulerResources { .. }
             | Effect::CreateRoom { .. }
-            | Effect::DeleteRoom { .. } => None,
+            | Effect::DeleteRoom { .. }
+            | Effect::SetDisruptionBudget { .. } => None,
         }
     }
 }

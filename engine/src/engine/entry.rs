@@ -5,16 +5,17 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use super::execute::Running;
-use super::io::Io;
+use super::io::{InFlight, InFlightKind, Io};
 use super::rooms::Allocations;
 use crate::config::EngineConfig;
+use crate::disruption;
 use crate::effect::Effect;
 use crate::health::{self, Caps, Decision};
 use crate::operation::{Definition, Operation, OperationId, OperationStatus};
 use crate::room::{Deletion, ExpiryTimeouts, Fleet, RemovalReason, RoomId, RoomStatus};
-use crate::scheduler::{Scheduler, SchedulerState};
+use crate::scheduler::{Scheduler, SchedulerState, change};
 use crate::time::{Millis, Time};
-use crate::version::{self, Version};
+use crate::version::Version;
 
 #[derive(Debug)]
 pub(crate) struct SchedulerEntry {
@@ -36,6 +37,10 @@ pub(crate) struct SchedulerEntry {
     pub final_ops: BTreeSet<(Time, OperationId)>,
     pub next_health_check: Time,
     pub next_clean_up: Time,
+    pub next_disruption_check: Time,
+    /// The disruption budget last set (or being set); `None` until the
+    /// first check and after a failure, so the next check sets it again.
+    pub disruption_budget: Option<u32>,
     /// A reconcile the cooldown postponed.
     pub reconcile_at: Option<Time>,
     pub allocations: Allocations,
@@ -83,6 +88,8 @@ impl SchedulerEntry {
             final_ops: BTreeSet::new(),
             next_health_check: now + config.health_controller_interval,
             next_clean_up: now + clean_up_delay(config.storage_clean_up_interval, io),
+            next_disruption_check: now,
+            disruption_budget: None,
             reconcile_at: None,
             allocations: Allocations::default(),
             lease_renewal: None,
@@ -254,7 +261,7 @@ impl SchedulerEntry {
     /// Which stored versions must be replaced: a major change from the
     /// active one (minor-only differences never replace rooms, #635).
     pub fn refresh_replacement(&mut self) {
-        let replace = version::to_replace(&self.versions, self.active);
+        let replace = change::to_replace(&self.versions, self.active);
         self.fleet.set_replacement(replace);
     }
 
@@ -373,6 +380,12 @@ impl SchedulerEntry {
                 self.enqueue(io, now, Definition::StorageCleanUp, false);
             }
         }
+        // Due at once when the namespace becomes ready (and after a
+        // restart), then every interval.
+        if !self.deleting && self.resources_ready && now >= self.next_disruption_check {
+            self.next_disruption_check = now + config.disruption_interval;
+            self.set_disruption_budget(io, config);
+        }
         if self.reconcile_at.is_some_and(|t| now >= t) {
             self.reconcile_at = None;
             io.mark_dirty(&self.name);
@@ -402,8 +415,37 @@ impl SchedulerEntry {
     }
 
     /// The earliest time this scheduler needs `handle_timeout`.
+    /// Sets the disruption budget for the fleet as it is now, unless it is
+    /// already set to that.
+    fn set_disruption_budget(&mut self, io: &mut Io, config: &EngineConfig) {
+        let budget = disruption::budget(
+            self.fleet.counts().total(),
+            config.disruption_safety_millionths,
+        );
+        if self.disruption_budget == Some(budget) {
+            return;
+        }
+        self.disruption_budget = Some(budget);
+        let scheduler = self.name.clone();
+        io.emit_runtime(
+            InFlight {
+                scheduler: scheduler.clone(),
+                what: InFlightKind::DisruptionBudget,
+                operation: None,
+            },
+            |id| Effect::SetDisruptionBudget {
+                id,
+                scheduler,
+                min_available: budget,
+            },
+        );
+    }
+
     pub fn next_wakeup(&self) -> Option<Time> {
         let mut times = vec![self.next_health_check, self.next_clean_up];
+        if !self.deleting && self.resources_ready {
+            times.push(self.next_disruption_check);
+        }
         if !self.deleting && self.resources_ready {
             times.extend(self.fleet.next_deadline());
         }

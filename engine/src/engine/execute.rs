@@ -10,7 +10,7 @@ use crate::config::EngineConfig;
 use crate::effect::{Effect, RuntimeError, RuntimeErrorKind};
 use crate::operation::{Definition, OperationId, OperationStatus};
 use crate::room::{RemovalReason, RoomId, RoomStatus};
-use crate::scheduler::{Scheduler, SchedulerState};
+use crate::scheduler::{Scheduler, SchedulerState, change};
 use crate::time::{Millis, Time};
 use crate::version::{self, Version};
 
@@ -118,14 +118,14 @@ impl SchedulerEntry {
         let definition = op.definition.clone();
         let step = match definition {
             Definition::CreateScheduler { .. } => {
-                let scheduler = self.name.clone();
+                let spec = Arc::clone(self.active());
                 io.emit_runtime(
                     InFlight {
-                        scheduler: scheduler.clone(),
+                        scheduler: self.name.clone(),
                         what: InFlightKind::CreateResources,
                         operation: Some(id.clone()),
                     },
-                    |eid| Effect::CreateSchedulerResources { id: eid, scheduler },
+                    |eid| Effect::CreateSchedulerResources { id: eid, spec },
                 );
                 Step::Continue(Exec::CreateScheduler)
             }
@@ -418,7 +418,7 @@ impl SchedulerEntry {
         requested: Arc<Scheduler>,
     ) -> Step {
         let active = Arc::clone(self.active());
-        let major = version::is_major_change(&active, &requested);
+        let major = change::is_major_change(&active, &requested);
         let new_version = version::next_version(self.versions.keys(), self.active, major);
         let mut scheduler = (*requested).clone();
         scheduler.spec.version = new_version.to_string();

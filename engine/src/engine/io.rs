@@ -23,6 +23,7 @@ pub(crate) enum InFlightKind {
     DeleteResources,
     CreateRoom(RoomId),
     DeleteRoom(RoomId),
+    DisruptionBudget,
 }
 
 #[derive(Debug)]

@@ -452,6 +452,11 @@ impl SchedulerEntry {
                 io.mark_dirty(&self.name);
                 self.on_room_gone(io, config, now, room)
             }
+            (InFlightKind::DisruptionBudget, Err(_)) => {
+                // Set it again at the next check.
+                self.disruption_budget = None;
+                EntryFate::Keep
+            }
             _ => EntryFate::Keep,
         }
     }

@@ -5,6 +5,7 @@
 //! strings the user sent, so validation can name the offending value; `validate`
 //! is the gate every scheduler passes before the engine accepts it.
 
+pub mod change;
 mod max_surge;
 pub mod quantity;
 mod validate;
