@@ -9,6 +9,18 @@
 //! the environment are reported as warnings, not errors: upstream config
 //! files carry keys for Redis and Postgres, and Kubernetes injects
 //! `MAESTRO_SERVICE_HOST`-style variables for a Service named maestro.
+//!
+//! The layers are one map from lower-cased key to value and source, kept by
+//! hand: `figment` would break these promises. Its `Env` reads only the
+//! process environment ([`Config::load`] takes it as an argument, so tests
+//! need not call the `unsafe` `std::env::set_var`), parses values (`[a]`,
+//! `"x"`, `42` become a list, an unquoted string, a number: a token or secret
+//! could change type), and names a bad value's source "`MAESTRO_`
+//! environment variable(s)" and its key `FORWARDING.MAXBACKOFF`, not the
+//! variable; its merge is case-sensitive (a file's `roomManager` and the
+//! environment's `roommanager` would be two keys, neither overriding the
+//! other); serde extraction drops unknown keys without a word; and its
+//! `yaml` feature parses with the deprecated `serde_yaml`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -156,7 +168,6 @@ impl Config {
         flags: &FlagValues,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(Config, Warnings), ConfigError> {
-        let mut warnings = Vec::new();
         let mut values: Layered = KEYS
             .iter()
             .map(|(key, default)| {
@@ -166,58 +177,43 @@ impl Config {
                 )
             })
             .collect();
-        if let Some(path) = &flags.config {
-            for (key, value) in read_file(path)? {
-                set(
-                    &mut values,
-                    &mut warnings,
-                    &key,
-                    value,
-                    Source::File(path.clone()),
-                );
-            }
-        }
-        for (var, value) in env {
-            let Some(rest) = var.strip_prefix("MAESTRO_") else {
-                continue;
-            };
-            let key = rest.replace('_', ".").to_ascii_lowercase();
-            set(
-                &mut values,
-                &mut warnings,
-                &key,
-                value,
-                Source::Env(var.clone()),
-            );
-        }
-        let flag_values: [(&str, Option<String>, &'static str); 7] = [
+        let file = match &flags.config {
+            Some(path) => read_file(path)?
+                .into_iter()
+                .map(|(key, value)| (key, value, Source::File(path.clone())))
+                .collect(),
+            None => Vec::new(),
+        };
+        let env = env.into_iter().filter_map(|(var, value)| {
+            let key = var.strip_prefix("MAESTRO_")?.replace('_', ".");
+            Some((key, value, Source::Env(var)))
+        });
+        let port = |port: Option<u16>| port.map(|p| p.to_string());
+        let flags = [
             (
                 "dataDir",
-                flags.data_dir.as_ref().map(|p| p.display().to_string()),
                 "--data-dir",
+                flags.data_dir.as_ref().map(|p| p.display().to_string()),
             ),
-            ("runtime", flags.runtime.clone(), "--runtime"),
-            (
-                "api.port",
-                flags.management_port.map(|p| p.to_string()),
-                "--management-port",
-            ),
-            (
-                "roomsApi.port",
-                flags.rooms_port.map(|p| p.to_string()),
-                "--rooms-port",
-            ),
+            ("runtime", "--runtime", flags.runtime.clone()),
+            ("api.port", "--management-port", port(flags.management_port)),
+            ("roomsApi.port", "--rooms-port", port(flags.rooms_port)),
             (
                 "internalApi.port",
-                flags.internal_port.map(|p| p.to_string()),
                 "--internal-port",
+                port(flags.internal_port),
             ),
-            ("log.format", flags.log_format.clone(), "--log-format"),
-            ("workerUrl", flags.worker_url.clone(), "--worker-url"),
-        ];
-        for (key, value, flag) in flag_values {
-            if let Some(value) = value {
-                values.insert(key.to_ascii_lowercase(), (value, Source::Flag(flag)));
+            ("log.format", "--log-format", flags.log_format.clone()),
+            ("workerUrl", "--worker-url", flags.worker_url.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(key, flag, value)| Some((key.to_string(), value?, Source::Flag(flag))));
+        let mut warnings = Vec::new();
+        for (key, value, source) in file.into_iter().chain(env).chain(flags) {
+            let key = key.to_ascii_lowercase();
+            match values.get_mut(&key) {
+                Some(slot) => *slot = (value, source),
+                None => warnings.push(format!("{source}: unknown key {key} is ignored")),
             }
         }
         let r = Reader { values: &values };
@@ -335,14 +331,6 @@ fn fresh_seed() -> u64 {
     h.finish()
 }
 
-fn set(values: &mut Layered, warnings: &mut Warnings, key: &str, value: String, source: Source) {
-    let key = key.to_ascii_lowercase();
-    match values.get_mut(&key) {
-        Some(slot) => *slot = (value, source),
-        None => warnings.push(format!("{source}: unknown key {key} is ignored")),
-    }
-}
-
 /// The file's leaves as dotted keys.
 fn read_file(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
@@ -355,38 +343,35 @@ fn read_file(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
             cause: e.to_string(),
         })?;
     let mut out = Vec::new();
-    flatten("", &root, &mut out);
+    flatten(String::new(), root, &mut out);
     Ok(out)
 }
 
-fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+/// A list becomes one comma-separated value, as an environment variable
+/// would give it (`security.managementTokens: [a, b]`); a null is no value.
+fn flatten(key: String, value: serde_json::Value, out: &mut Vec<(String, String)>) {
     use serde_json::Value;
-    let join = |key: &str| {
-        if prefix.is_empty() {
-            key.to_string()
-        } else {
-            format!("{prefix}.{key}")
-        }
+    let scalar = |value: Value| match value {
+        Value::String(s) => s,
+        other => other.to_string(),
     };
     match value {
         Value::Object(map) => {
             for (k, v) in map {
-                flatten(&join(k), v, out);
+                let key = if key.is_empty() {
+                    k
+                } else {
+                    format!("{key}.{k}")
+                };
+                flatten(key, v, out);
             }
         }
         Value::Array(items) => {
-            let joined: Vec<String> = items.iter().map(scalar).collect();
-            out.push((prefix.to_string(), joined.join(",")));
+            let items: Vec<String> = items.into_iter().map(scalar).collect();
+            out.push((key, items.join(",")));
         }
         Value::Null => {}
-        other => out.push((prefix.to_string(), scalar(other))),
-    }
-}
-
-fn scalar(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
+        other => out.push((key, scalar(other))),
     }
 }
 
@@ -402,18 +387,25 @@ impl Reader<'_> {
         }
     }
 
-    fn invalid(&self, key: &'static str, problem: impl Into<String>) -> ConfigError {
+    fn text(&self, key: &'static str) -> String {
+        self.raw(key).0.to_string()
+    }
+
+    /// The trimmed value of `key` through `parse`, whose refusal (what is
+    /// wrong with the value) becomes an error naming the key, its source and
+    /// the value: every typed read goes through here.
+    fn parse<T>(
+        &self,
+        key: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
         let (value, origin) = self.raw(key);
-        ConfigError::Invalid {
+        parse(value.trim()).map_err(|problem| ConfigError::Invalid {
             key,
             origin,
             value: value.to_string(),
-            problem: problem.into(),
-        }
-    }
-
-    fn text(&self, key: &'static str) -> String {
-        self.raw(key).0.to_string()
+            problem,
+        })
     }
 
     fn number<T: TryFrom<u64> + Copy + Into<u64>>(
@@ -422,18 +414,14 @@ impl Reader<'_> {
         min: T,
         max: T,
     ) -> Result<T, ConfigError> {
-        let (value, _) = self.raw(key);
-        let n: u64 = value
-            .trim()
-            .parse()
-            .map_err(|_| self.invalid(key, "is not a whole number"))?;
-        if n < min.into() || n > max.into() {
-            return Err(self.invalid(
-                key,
-                format!("must be between {} and {}", min.into(), max.into()),
-            ));
-        }
-        T::try_from(n).map_err(|_| self.invalid(key, "is out of range"))
+        let (min, max) = (min.into(), max.into());
+        self.parse(key, |value| {
+            let n: u64 = value.parse().map_err(|_| "is not a whole number")?;
+            if !(min..=max).contains(&n) {
+                return Err(format!("must be between {min} and {max}"));
+            }
+            T::try_from(n).map_err(|_| "is out of range".to_string())
+        })
     }
 
     fn millis(&self, key: &'static str) -> Result<Millis, ConfigError> {
@@ -441,75 +429,60 @@ impl Reader<'_> {
     }
 
     fn fraction(&self, key: &'static str) -> Result<f64, ConfigError> {
-        let value: f64 = self
-            .raw(key)
-            .0
-            .trim()
-            .parse()
-            .map_err(|_| self.invalid(key, "is not a number"))?;
-        if !(0.0..=1.0).contains(&value) {
-            return Err(self.invalid(key, "must be between 0 and 1"));
-        }
-        Ok(value)
+        self.parse(key, |value| match value.parse::<f64>() {
+            Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+            Ok(_) => Err("must be between 0 and 1".into()),
+            Err(_) => Err("is not a number".into()),
+        })
     }
 
     fn boolean(&self, key: &'static str) -> Result<bool, ConfigError> {
-        match self.raw(key).0.trim().to_ascii_lowercase().as_str() {
+        self.parse(key, |value| match value.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" => Ok(true),
             "false" | "0" | "no" => Ok(false),
-            _ => Err(self.invalid(key, "must be true or false")),
-        }
+            _ => Err("must be true or false".into()),
+        })
     }
 
     fn choice<T: Copy>(&self, key: &'static str, options: &[(&str, T)]) -> Result<T, ConfigError> {
-        let value = self.raw(key).0.trim().to_ascii_lowercase();
-        options
-            .iter()
-            .find(|(name, _)| *name == value)
-            .map(|(_, v)| *v)
-            .ok_or_else(|| {
+        self.parse(key, |value| {
+            let found = options
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(value));
+            found.map(|(_, v)| *v).ok_or_else(|| {
                 let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-                self.invalid(key, format!("must be one of {}", names.join(", ")))
+                format!("must be one of {}", names.join(", "))
             })
+        })
     }
 
-    /// `1500ms`, `5s`, `1m`, `3h`, `1h30m`, or a bare number of seconds.
     fn duration(&self, key: &'static str) -> Result<Duration, ConfigError> {
-        let text = self.raw(key).0.trim().to_string();
-        parse_duration(&text)
-            .ok_or_else(|| self.invalid(key, "is not a duration such as 500ms, 5s, 1m or 24h"))
+        self.parse(key, |value| {
+            parse_duration(value)
+                .ok_or_else(|| "is not a duration such as 500ms, 5s, 1m30s or 24h".into())
+        })
     }
 }
 
+/// Go's duration syntax (`time.ParseDuration`, which upstream's viper
+/// config reads): `500ms`, `1m30s`, `1.5h`, in units ns, us, µs, ms, s, m
+/// and h; or a bare number of seconds, as maestro has always read it (viper
+/// would read `7` as 7ns). `humantime` does the arithmetic; this adapter
+/// keeps its input to Go's syntax, since humantime also reads units Go
+/// refuses (`5d`, `2w`, `3M` for months, `1min`, `1sec`) and blanks inside a
+/// duration (`1m 30s`, `1 0s`).
 fn parse_duration(text: &str) -> Option<Duration> {
-    if text.is_empty() {
-        return None;
-    }
+    const GO_UNITS: &[&str] = &["ns", "us", "µs", "ms", "s", "m", "h"];
     if let Ok(secs) = text.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let part = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.checked_mul(60)?),
-            "h" => Duration::from_secs(n.checked_mul(3600)?),
-            _ => return None,
-        };
-        total = total.checked_add(part)?;
+    let units_are_gos = text
+        .split(|c: char| c.is_ascii_digit() || c == '.')
+        .all(|unit| unit.is_empty() || GO_UNITS.contains(&unit));
+    if !units_are_gos {
+        return None;
     }
-    Some(total)
+    humantime::parse_duration(text).ok()
 }
 
 #[cfg(test)]
@@ -642,5 +615,68 @@ mod tests {
         for bad in ["", "x", "5d", "m5", "5s3"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn durations_in_gos_syntax() {
+        for (text, ns) in [
+            ("1m30s", 90_000_000_000),
+            ("1.5h", 5_400_000_000_000),
+            ("2h45m", 9_900_000_000_000),
+            ("250us", 250_000),
+            ("250µs", 250_000),
+            ("10ns", 10),
+            ("0", 0),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Some(Duration::from_nanos(ns)),
+                "{text}"
+            );
+        }
+        // humantime reads these; Go (and so upstream) does not.
+        for bad in ["1m 30s", "1 0s", "2w", "3M", "1min", "5sec", "1y"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_camel_case_duration_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.yaml");
+        std::fs::write(
+            &file,
+            "forwarding:\n  maxBackoff: 10s\n  maxEventAge: 1h30m\n",
+        )
+        .unwrap();
+        let flags = FlagValues {
+            config: Some(file.clone()),
+            ..FlagValues::default()
+        };
+        let env = [("MAESTRO_FORWARDING_MAXBACKOFF", "1m30s")];
+        let c = load(flags.clone(), &env).unwrap();
+        assert_eq!(c.forwarding.max_backoff, Duration::from_secs(90));
+        assert_eq!(c.forwarding.max_event_age, Duration::from_secs(5400));
+
+        let err = load(flags, &[("MAESTRO_FORWARDING_MAXBACKOFF", "3x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "forwarding.maxBackoff (from environment variable \
+                 MAESTRO_FORWARDING_MAXBACKOFF): \"3x\" is not a duration"
+            ),
+            "{err}"
+        );
+        std::fs::write(&file, "forwarding:\n  maxBackoff: 5d\n").unwrap();
+        let flags = FlagValues {
+            config: Some(file),
+            ..FlagValues::default()
+        };
+        let err = load(flags, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("forwarding.maxBackoff") && err.contains("config.yaml"),
+            "{err}"
+        );
     }
 }
