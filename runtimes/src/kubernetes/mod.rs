@@ -2,7 +2,7 @@
 //! room, a disruption budget per scheduler, Kubernetes Events recording why
 //! rooms are deleted, and a pod watch per scheduler.
 //!
-//! Every request goes through a client-side token bucket ([`rate_limit`])
+//! Every request goes through a client-side QPS/burst limit ([`rate_limit`])
 //! and, when answered 429 or 5xx, is retried with a bounded exponential
 //! backoff. Pod creations are bounded in flight (`create_batch_size`).
 //!
