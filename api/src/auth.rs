@@ -14,6 +14,7 @@ use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use subtle::{Choice, ConstantTimeEq};
 
 use crate::error::ApiError;
 
@@ -126,12 +127,16 @@ pub(crate) fn check_management(config: &ApiConfig, headers: &HeaderMap) -> Resul
     let Some(token) = bearer(headers) else {
         return Err(ApiError::unauthenticated("missing bearer token"));
     };
-    // Compare against every token so the time taken does not tell which
-    // one (or how much of one) matched.
-    let matched = config.management_tokens.iter().fold(false, |any, t| {
-        constant_time_eq(t.as_bytes(), token.as_bytes()) | any
-    });
-    if matched {
+    // Compare against every token, each in constant time, so the time taken
+    // does not tell which one (or how much of one) matched. Only a token's
+    // length may show, as it would in any comparison.
+    let matched = config
+        .management_tokens
+        .iter()
+        .fold(Choice::from(0), |any, t| {
+            any | t.as_bytes().ct_eq(token.as_bytes())
+        });
+    if bool::from(matched) {
         Ok(())
     } else {
         Err(ApiError::unauthenticated("invalid bearer token"))
@@ -162,14 +167,6 @@ pub(crate) fn check_room(
             "invalid room token for {scheduler}/{room}"
         )))
     }
-}
-
-/// Equality whose duration depends only on the lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -220,8 +217,22 @@ mod tests {
             management_tokens: vec!["alpha-token".into(), "beta-token".into()],
             ..ApiConfig::default()
         };
+        // Any of the tokens, wherever it is in the list.
+        assert!(check_management(&config, &headers("Bearer alpha-token")).is_ok());
         assert!(check_management(&config, &headers("Bearer beta-token")).is_ok());
-        assert!(check_management(&config, &headers("Bearer gamma-token")).is_err());
+        // Only whole, exact tokens: not a prefix, an extension, or one byte off.
+        for bad in [
+            "gamma-token",
+            "beta-toke",
+            "beta-tokenn",
+            "beta-tokeN",
+            "alpha",
+        ] {
+            assert!(
+                check_management(&config, &headers(&format!("Bearer {bad}"))).is_err(),
+                "{bad}"
+            );
+        }
         assert!(check_management(&config, &HeaderMap::new()).is_err());
         assert!(check_management(&ApiConfig::default(), &HeaderMap::new()).is_ok());
         assert!(!format!("{config:?}").contains("alpha"));

@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use maestro_engine::scheduler::Forwarder;
@@ -46,7 +47,8 @@ use crate::clock::Clock;
 pub struct ForwardingConfig {
     /// Calls in flight at once per lane.
     pub window: usize,
-    /// The first pause after a failed call; it doubles per failure.
+    /// The first pause after a failed call; it doubles per failure up to
+    /// `max_backoff`. Each pause is jittered to between half and all of it.
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     /// A durable event still undelivered after this long is given up.
@@ -371,7 +373,10 @@ async fn run_lane(shared: Arc<Shared>, state: Arc<LaneState>) {
     let mut read_all = false;
     let mut in_flight = FuturesUnordered::new();
     let mut busy_rooms: BTreeSet<String> = BTreeSet::new();
-    let mut backoff = config.initial_backoff;
+    let backoff = pauses(&config);
+    // The pauses since the last delivery; `None` until a call fails, and
+    // again once one succeeds (the backoff starts over).
+    let mut delays = None;
     let mut paused_until: Option<Instant> = None;
     let mut acks: Vec<u64> = Vec::new();
     let mut ack_deadline: Option<Instant> = None;
@@ -450,7 +455,7 @@ async fn run_lane(shared: Arc<Shared>, state: Arc<LaneState>) {
                 let kind = message::kind_index(&item.parts().0.kind);
                 match outcome {
                     Outcome::Delivered { .. } => {
-                        backoff = config.initial_backoff;
+                        delays = None;
                         metrics.delivered[kind].increment(1);
                         if let Item::Durable(seq, _) = item {
                             acks.push(seq);
@@ -459,9 +464,13 @@ async fn run_lane(shared: Arc<Shared>, state: Arc<LaneState>) {
                     Outcome::Retry(reason) => {
                         metrics.retried[kind].increment(1);
                         if paused_until.is_none() {
-                            tracing::warn!(lane = %lane, %reason, backoff_ms = backoff.as_millis() as u64, "forwarder call failed; pausing the lane");
-                            paused_until = Some(Instant::now() + jitter(backoff));
-                            backoff = (backoff * 2).min(config.max_backoff);
+                            // No attempt limit: the pauses do not run out.
+                            let pause = delays
+                                .get_or_insert_with(|| backoff.build())
+                                .next()
+                                .unwrap_or(config.max_backoff);
+                            tracing::warn!(lane = %lane, %reason, pause_ms = pause.as_millis() as u64, "forwarder call failed; pausing the lane");
+                            paused_until = Some(Instant::now() + pause);
                         }
                         match item {
                             Item::Durable(seq, record) => {
@@ -531,14 +540,18 @@ fn too_old(record: &OutboxRecord, max_age: Duration, now: Time) -> bool {
     Duration::from_millis(age_ms) > max_age
 }
 
-/// Between half and all of `backoff`, so lanes paused by one outage do not
-/// retry in lockstep.
-fn jitter(backoff: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let fraction = 0.5 + f64::from(nanos % 1000) / 2000.0;
-    backoff.mul_f64(fraction)
+/// A lane's pauses after failed calls: `initial_backoff` doubling up to
+/// `max_backoff`, without end, each jittered to between half and all of it
+/// so lanes paused by one outage do not retry in lockstep. backon's jitter
+/// adds up to the delay itself (`d` to `2d`), so the delays it starts from
+/// are halved.
+fn pauses(config: &ForwardingConfig) -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(config.initial_backoff / 2)
+        .with_max_delay(config.max_backoff / 2)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
 }
 
 /// An outbox record for one forwarder, stamped now.

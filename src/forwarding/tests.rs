@@ -411,3 +411,28 @@ async fn a_full_backlog_refuses_new_events() {
     assert!(forwarding.admit(&r("b")));
     assert!(!forwarding.admit(&r("c")), "the third is refused");
 }
+
+/// Each pause is between half and all of the doubling backoff (20, 40, 80,
+/// 160, then 200 ms capped), and the jitter really varies it. backon
+/// doubles in `f32` seconds, a few nanoseconds off: a microsecond of slack.
+#[test]
+fn pauses_double_cap_and_are_jittered_to_half_and_all() {
+    let config = fast();
+    let backoffs = [20, 40, 80, 160, 200, 200, 200].map(Duration::from_millis);
+    let slack = Duration::from_micros(1);
+    let mut firsts = BTreeSet::new();
+    for _ in 0..50 {
+        let mut delays = pauses(&config).build();
+        for (i, backoff) in backoffs.iter().enumerate() {
+            let pause = delays.next().expect("the pauses never run out");
+            assert!(
+                pause + slack >= *backoff / 2 && pause <= *backoff + slack,
+                "pause {i}: {pause:?} for a backoff of {backoff:?}"
+            );
+            if i == 0 {
+                firsts.insert(pause);
+            }
+        }
+    }
+    assert!(firsts.len() > 1, "no jitter: {firsts:?}");
+}

@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use backon::ExponentialBuilder;
 use serde::Deserialize;
 
 /// Upstream's default API server address when neither in-cluster mode nor a
@@ -98,10 +99,19 @@ impl KubernetesConfig {
             .map(|u| ClientSource::MasterUrl(u.clone()))
     }
 
-    pub fn watch_backoff(&self) -> (Duration, Duration) {
+    /// The delays between attempts to re-establish a failed watch:
+    /// `watch_backoff_initial_ms` (at least 1 ms, so a failing watch never
+    /// spins) doubling up to `watch_backoff_max_ms`, without end and without
+    /// jitter. The longest delay comes second, for when the delays run out.
+    pub fn watch_backoff(&self) -> (ExponentialBuilder, Duration) {
         let initial = Duration::from_millis(self.watch_backoff_initial_ms.max(1));
         let max = Duration::from_millis(self.watch_backoff_max_ms).max(initial);
-        (initial, max)
+        let backoff = ExponentialBuilder::new()
+            .with_min_delay(initial)
+            .with_max_delay(max)
+            .with_factor(2.0)
+            .without_max_times();
+        (backoff, max)
     }
 }
 
@@ -151,23 +161,25 @@ impl Default for RetryConfig {
 }
 
 impl RetryConfig {
-    /// The delay before attempt `attempt + 1` (`attempt` counts from 1).
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let initial = self.initial_backoff_ms;
-        let factor = 1u64
-            .checked_shl(attempt.saturating_sub(1).min(32))
-            .unwrap_or(u64::MAX);
-        Duration::from_millis(
-            initial
-                .saturating_mul(factor)
-                .min(self.max_backoff_ms.max(initial)),
-        )
+    /// The delays between attempts: `initial_backoff_ms` doubling up to
+    /// `max_backoff_ms` (never below the initial delay), one delay fewer
+    /// than `max_attempts` (the first attempt waits for nothing), no jitter.
+    pub fn backoff(&self) -> ExponentialBuilder {
+        let initial = Duration::from_millis(self.initial_backoff_ms);
+        let max = Duration::from_millis(self.max_backoff_ms).max(initial);
+        let retries = usize::try_from(self.max_attempts.max(1) - 1).unwrap_or(usize::MAX);
+        ExponentialBuilder::new()
+            .with_min_delay(initial)
+            .with_max_delay(max)
+            .with_factor(2.0)
+            .with_max_times(retries)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use backon::BackoffBuilder;
 
     #[test]
     fn defaults_follow_upstream() {
@@ -231,15 +243,47 @@ mod tests {
         assert_eq!(c.create_batch_size, 40);
     }
 
+    /// To the nearest millisecond: backon doubles in `f32` seconds, so 40 ms
+    /// comes out a few nanoseconds short.
+    fn millis(delays: impl Iterator<Item = Duration>) -> Vec<u64> {
+        delays
+            .map(|d| (d.as_secs_f64() * 1000.0).round() as u64)
+            .collect()
+    }
+
     #[test]
-    fn retry_backoff_doubles_and_caps() {
+    fn retry_backoff_doubles_caps_and_ends() {
         let r = RetryConfig {
-            max_attempts: 10,
+            max_attempts: 6,
             initial_backoff_ms: 10,
             max_backoff_ms: 50,
         };
-        let got: Vec<u64> = (1..=5).map(|a| r.backoff(a).as_millis() as u64).collect();
-        assert_eq!(got, [10, 20, 40, 50, 50]);
-        assert_eq!(r.backoff(1000), Duration::from_millis(50));
+        // One delay before each attempt after the first.
+        assert_eq!(millis(r.backoff().build()), [10, 20, 40, 50, 50]);
+        let once = RetryConfig {
+            max_attempts: 0,
+            ..r.clone()
+        };
+        assert_eq!(millis(once.backoff().build()), [] as [u64; 0]);
+        // A maximum below the initial delay does not shorten it.
+        let inverted = RetryConfig {
+            max_attempts: 3,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 10,
+        };
+        assert_eq!(millis(inverted.backoff().build()), [100, 100]);
+    }
+
+    #[test]
+    fn watch_backoff_doubles_caps_and_never_ends() {
+        let c = KubernetesConfig {
+            watch_backoff_initial_ms: 0,
+            watch_backoff_max_ms: 5,
+            ..KubernetesConfig::default()
+        };
+        let (backoff, max) = c.watch_backoff();
+        assert_eq!(max, Duration::from_millis(5));
+        assert_eq!(millis(backoff.build().take(6)), [1, 2, 4, 5, 5, 5]);
+        assert_eq!(backoff.build().nth(10_000), Some(max));
     }
 }

@@ -2,7 +2,7 @@
 //! room, a disruption budget per scheduler, Kubernetes Events recording why
 //! rooms are deleted, and a pod watch per scheduler.
 //!
-//! Every request goes through a client-side token bucket ([`rate_limit`])
+//! Every request goes through a client-side QPS/burst limit ([`rate_limit`])
 //! and, when answered 429 or 5xx, is retried with a bounded exponential
 //! backoff. Pod creations are bounded in flight (`create_batch_size`).
 //!
@@ -24,6 +24,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use backon::Retryable;
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::{Event, EventSource, Namespace, ObjectReference, Pod};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
@@ -168,26 +169,24 @@ impl KubernetesRuntime {
     /// Runs `call` until it succeeds, fails with an answer not worth
     /// retrying, or `max_attempts` is reached; backs off exponentially
     /// between attempts. Returns the error with the attempt it came from.
-    async fn retrying<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, (kube::Error, u32)>
+    async fn retrying<T, F, Fut>(&self, what: &str, call: F) -> Result<T, (kube::Error, u32)>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
-        let retry = &self.config.retry;
-        let attempts = retry.max_attempts.max(1);
-        let mut attempt = 1;
-        loop {
-            match call().await {
-                Ok(value) => return Ok(value),
-                Err(err) if attempt < attempts && is_retryable(&err) => {
-                    let delay = retry.backoff(attempt);
-                    tracing::debug!(what, attempt, ?delay, error = %err, "retrying");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Err(err) => return Err((err, attempt)),
-            }
-        }
+        // backon calls `notify` before each retry, so `attempt` counts the
+        // attempts made.
+        let mut attempt = 1u32;
+        let result = call
+            .retry(self.config.retry.backoff())
+            .sleep(tokio::time::sleep)
+            .when(is_retryable)
+            .notify(|err, delay| {
+                tracing::debug!(what, attempt, ?delay, error = %err, "retrying");
+                attempt += 1;
+            })
+            .await;
+        result.map_err(|err| (err, attempt))
     }
 
     fn pdb_api(&self, scheduler: &str) -> Api<PodDisruptionBudget> {

@@ -1,84 +1,73 @@
-//! The client-side rate limit: a token bucket (QPS and burst, as client-go's
-//! flow control), applied as a tower layer under the kube client so every
-//! request (creations, deletions, lists, watches, node look-ups) takes a
-//! token, in every mode. Upstream applies it only in-cluster (#606), which
+//! The client-side rate limit: QPS and burst (as client-go's flow control),
+//! applied as a tower layer under the kube client so every request
+//! (creations, deletions, lists, watches, node look-ups) is admitted by one
+//! limiter, in every mode. Upstream applies it only in-cluster (#606), which
 //! let an out-of-cluster deployment flood the API server.
+//!
+//! The limiter is governor's GCRA, which admits exactly what a token bucket
+//! of `burst` tokens refilled at `qps` per second would. It reads tokio's
+//! clock and waits on tokio's timers (not governor's `until_ready`, whose
+//! timer runs on wall time), so the limit holds on tokio's paused clock too.
 
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use governor::clock::Clock;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
-/// A token bucket: `burst` tokens at most, refilled at `qps` per second.
-///
-/// Pure: the caller passes the current instant, so the arithmetic is tested
-/// without a clock.
-#[derive(Clone, Debug)]
-pub struct TokenBucket {
-    qps: f64,
-    burst: f64,
-    tokens: f64,
-    last: Option<Instant>,
-}
+/// governor's clock over tokio's: the same instants as `tokio::time`, paused
+/// or not.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioClock;
 
-impl TokenBucket {
-    /// A full bucket. A non-finite or non-positive `qps` is replaced by a
-    /// very small rate rather than disabling the limit, and `burst` is at
-    /// least 1 so a request can always eventually pass.
-    pub fn new(qps: f64, burst: u32) -> TokenBucket {
-        let qps = if qps.is_finite() && qps > 0.0 {
-            qps
-        } else {
-            0.001
-        };
-        let burst = f64::from(burst.max(1));
-        TokenBucket {
-            qps,
-            burst,
-            tokens: burst,
-            last: None,
-        }
-    }
+impl Clock for TokioClock {
+    type Instant = std::time::Instant;
 
-    fn refill(&mut self, now: Instant) {
-        if let Some(last) = self.last {
-            let elapsed = now.saturating_duration_since(last).as_secs_f64();
-            self.tokens = (self.tokens + elapsed * self.qps).min(self.burst);
-        }
-        self.last = Some(now);
-    }
-
-    /// Takes a token if one is available at `now`; otherwise says how long
-    /// until one is (nothing is taken then).
-    pub fn try_acquire(&mut self, now: Instant) -> Result<(), Duration> {
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            let missing = 1.0 - self.tokens;
-            // Round up to a whole millisecond so a waiter never wakes a
-            // hair too early and spins.
-            let secs = missing / self.qps;
-            Err(Duration::from_millis((secs * 1000.0).ceil().max(1.0) as u64))
-        }
+    fn now(&self) -> std::time::Instant {
+        Instant::now().into_std()
     }
 }
 
-/// Shares one bucket between every clone of the service.
+pub type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock>;
+
+/// `burst` requests at once, then `qps` per second. A non-finite or
+/// non-positive `qps` is replaced by a very small rate rather than disabling
+/// the limit, and `burst` is at least 1 so a request can always eventually
+/// pass. A fractional `qps` is kept (one request every `1 / qps` seconds).
+pub fn quota(qps: f64, burst: u32) -> Quota {
+    let qps = if qps.is_finite() && qps > 0.0 {
+        qps
+    } else {
+        0.001
+    };
+    // At least a nanosecond: governor refuses an empty period.
+    let period = Duration::from_nanos((1e9 / qps).round().max(1.0) as u64);
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst)
+}
+
+/// Shares one limiter between every clone of the service.
 #[derive(Clone, Debug)]
 pub struct RateLimitLayer {
-    bucket: Arc<Mutex<TokenBucket>>,
+    limiter: Arc<Limiter>,
 }
 
 impl RateLimitLayer {
     pub fn new(qps: f64, burst: u32) -> RateLimitLayer {
         RateLimitLayer {
-            bucket: Arc::new(Mutex::new(TokenBucket::new(qps, burst))),
+            limiter: Arc::new(RateLimiter::direct_with_clock(
+                quota(qps, burst),
+                TokioClock,
+            )),
         }
     }
 }
@@ -89,20 +78,21 @@ impl<S> Layer<S> for RateLimitLayer {
     fn layer(&self, inner: S) -> RateLimit<S> {
         RateLimit {
             inner,
-            bucket: self.bucket.clone(),
+            limiter: self.limiter.clone(),
             permit: false,
             sleep: None,
         }
     }
 }
 
-/// The service: `poll_ready` waits for a token, `call` spends it.
+/// The service: `poll_ready` waits until the limiter admits a request,
+/// `call` spends that admission.
 ///
 /// kube's `Client` puts a buffer in front of its service, so one task polls
 /// this service and requests are admitted in order.
 pub struct RateLimit<S> {
     inner: S,
-    bucket: Arc<Mutex<TokenBucket>>,
+    limiter: Arc<Limiter>,
     permit: bool,
     sleep: Option<Pin<Box<Sleep>>>,
 }
@@ -112,7 +102,7 @@ impl<S: Clone> Clone for RateLimit<S> {
         // A clone starts without the permit its original may hold.
         RateLimit {
             inner: self.inner.clone(),
-            bucket: self.bucket.clone(),
+            limiter: self.limiter.clone(),
             permit: false,
             sleep: None,
         }
@@ -128,8 +118,9 @@ where
     type Future = S::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Bounded: each turn either takes the token, or arms a timer for the
-        // exact wait and returns Pending until it fires.
+        // Bounded: each turn either is admitted, or arms a timer for the
+        // earliest instant the limiter could admit and returns Pending until
+        // it fires.
         while !self.permit {
             if let Some(sleep) = self.sleep.as_mut() {
                 if sleep.as_mut().poll(cx).is_pending() {
@@ -137,16 +128,12 @@ where
                 }
                 self.sleep = None;
             }
-            let now = Instant::now();
-            // A poisoned lock only means another holder panicked mid-update;
-            // the bucket's numbers are still usable.
-            let acquired = match self.bucket.lock() {
-                Ok(mut bucket) => bucket.try_acquire(now),
-                Err(poisoned) => poisoned.into_inner().try_acquire(now),
-            };
-            match acquired {
+            match self.limiter.check() {
                 Ok(()) => self.permit = true,
-                Err(wait) => self.sleep = Some(Box::pin(tokio::time::sleep(wait))),
+                Err(not_until) => {
+                    let at = Instant::from_std(not_until.earliest_possible());
+                    self.sleep = Some(Box::pin(tokio::time::sleep_until(at)));
+                }
             }
         }
         self.inner.poll_ready(cx)
@@ -162,44 +149,70 @@ where
 mod tests {
     use super::*;
 
+    /// Checks on tokio's paused clock, moved by hand: exact, whatever the
+    /// machine's load.
     #[tokio::test(start_paused = true)]
-    async fn bucket_allows_burst_then_qps() {
-        let mut bucket = TokenBucket::new(10.0, 3);
-        let t0 = Instant::now();
+    async fn limiter_allows_burst_then_qps() {
+        let limiter = RateLimiter::direct_with_clock(quota(10.0, 3), TokioClock);
+        let wait = |limiter: &Limiter| match limiter.check() {
+            Ok(()) => Duration::ZERO,
+            Err(not_until) => not_until.wait_time_from(TokioClock.now()),
+        };
         for _ in 0..3 {
-            assert_eq!(bucket.try_acquire(t0), Ok(()));
+            assert_eq!(limiter.check(), Ok(()));
         }
-        assert_eq!(bucket.try_acquire(t0), Err(Duration::from_millis(100)));
-        assert_eq!(
-            bucket.try_acquire(t0 + Duration::from_millis(50)),
-            Err(Duration::from_millis(50))
-        );
-        assert_eq!(bucket.try_acquire(t0 + Duration::from_millis(100)), Ok(()));
-        // Refill never exceeds the burst.
-        let later = t0 + Duration::from_secs(60);
+        assert_eq!(wait(&limiter), Duration::from_millis(100));
+        tokio::time::advance(Duration::from_millis(50)).await;
+        assert_eq!(wait(&limiter), Duration::from_millis(50));
+        tokio::time::advance(Duration::from_millis(50)).await;
+        assert_eq!(limiter.check(), Ok(()));
+        // Idle time never earns more than the burst.
+        tokio::time::advance(Duration::from_secs(60)).await;
         for _ in 0..3 {
-            assert_eq!(bucket.try_acquire(later), Ok(()));
+            assert_eq!(limiter.check(), Ok(()));
         }
-        assert!(bucket.try_acquire(later).is_err());
+        assert!(limiter.check().is_err());
     }
 
     #[test]
     fn degenerate_settings_still_limit() {
-        let bucket = TokenBucket::new(f64::NAN, 0);
-        assert_eq!(bucket.burst, 1.0);
-        assert!(bucket.qps > 0.0);
+        for qps in [f64::NAN, f64::INFINITY, 0.0, -5.0] {
+            let q = quota(qps, 0);
+            assert_eq!(q.burst_size().get(), 1, "{qps}");
+            assert_eq!(q.replenish_interval(), Duration::from_secs(1000), "{qps}");
+        }
+        // Rates past a request per nanosecond still have a period.
+        assert_eq!(quota(1e12, 1).replenish_interval(), Duration::from_nanos(1));
+        // Fractional rates are kept.
+        assert_eq!(quota(0.5, 1).replenish_interval(), Duration::from_secs(2));
+        assert_eq!(quota(2.5, 7).burst_size().get(), 7);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn service_waits_for_tokens() {
+    async fn service_waits_for_admission() {
         let svc = tower::service_fn(|x: u32| async move { Ok::<_, std::convert::Infallible>(x) });
         let mut svc = RateLimitLayer::new(2.0, 2).layer(svc);
         let start = Instant::now();
+        let mut admitted = Vec::new();
         for i in 0..6 {
             std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
             assert_eq!(svc.call(i).await.unwrap(), i);
+            admitted.push(Instant::now() - start);
         }
         // 2 at once, then 4 more at 2 per second.
-        assert_eq!(Instant::now() - start, Duration::from_secs(2));
+        let ms = [0, 0, 500, 1000, 1500, 2000].map(Duration::from_millis);
+        assert_eq!(admitted, ms);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clones_share_one_limit() {
+        let svc = tower::service_fn(|x: u32| async move { Ok::<_, std::convert::Infallible>(x) });
+        let layer = RateLimitLayer::new(1.0, 1);
+        let (mut a, mut b) = (layer.layer(svc), layer.layer(svc));
+        let start = Instant::now();
+        std::future::poll_fn(|cx| a.poll_ready(cx)).await.unwrap();
+        a.call(0).await.unwrap();
+        std::future::poll_fn(|cx| b.poll_ready(cx)).await.unwrap();
+        assert_eq!(Instant::now() - start, Duration::from_secs(1));
     }
 }

@@ -21,6 +21,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -111,16 +112,20 @@ struct WatchState {
     /// Names listed since the last `Init`, while a (re)list is in progress.
     relisting: Option<HashSet<String>>,
     pending: VecDeque<InstanceEvent>,
-    initial_delay: Duration,
+    backoff: ExponentialBuilder,
     max_delay: Duration,
-    delay: Duration,
+    /// The delays since the last event; `None` until a failure, and again
+    /// once events flow (the backoff starts over).
+    delays: Option<Delays>,
 }
+
+type Delays = <ExponentialBuilder as BackoffBuilder>::Backoff;
 
 pub(crate) fn instance_events(
     converter: Converter,
     scheduler: &str,
     known_rooms: Vec<String>,
-    (initial_delay, max_delay): (Duration, Duration),
+    (backoff, max_delay): (ExponentialBuilder, Duration),
 ) -> BoxStream<'static, InstanceEvent> {
     let api: Api<Pod> = Api::namespaced(converter.client.clone(), scheduler);
     // Rooms the caller knows count as seen before: the first listing's
@@ -148,9 +153,9 @@ pub(crate) fn instance_events(
         known,
         relisting: None,
         pending: VecDeque::new(),
-        initial_delay,
+        backoff,
         max_delay,
-        delay: initial_delay,
+        delays: None,
     };
     futures::stream::unfold(state, |mut state| async move {
         let event = state.next_event().await;
@@ -173,26 +178,32 @@ impl WatchState {
             }
             match self.events.next().await {
                 Some(Ok(event)) => {
-                    self.delay = self.initial_delay;
+                    self.delays = None;
                     self.apply(event).await;
                 }
                 Some(Err(err)) => {
-                    tracing::warn!(scheduler = %self.scheduler, error = %err, delay = ?self.delay, "pod watch failed; retrying");
-                    self.backoff().await;
+                    let delay = self.next_delay();
+                    tracing::warn!(scheduler = %self.scheduler, error = %err, ?delay, "pod watch failed; retrying");
+                    tokio::time::sleep(delay).await;
                 }
                 None => {
                     // The watcher never ends by itself; if it does, start over
                     // (a relist, diffed as any other).
-                    self.backoff().await;
+                    tokio::time::sleep(self.next_delay()).await;
                     self.events = pod_watcher(self.api.clone());
                 }
             }
         }
     }
 
-    async fn backoff(&mut self) {
-        tokio::time::sleep(self.delay).await;
-        self.delay = (self.delay * 2).min(self.max_delay);
+    /// The backoff has no attempt limit, so its delays do not run out; if
+    /// they ever did, the longest one is the safe choice.
+    fn next_delay(&mut self) -> Duration {
+        let backoff = self.backoff;
+        self.delays
+            .get_or_insert_with(|| backoff.build())
+            .next()
+            .unwrap_or(self.max_delay)
     }
 
     async fn apply(&mut self, event: watcher::Event<Pod>) {
