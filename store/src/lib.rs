@@ -1,5 +1,5 @@
-//! maestro's durable store: schedulers and every version, operations with
-//! their queue order and indexes, room records (soft state) and the
+//! maestro's durable store: schedulers and every version, operations (one
+//! record each, carrying its queue key), room records (soft state) and the
 //! forwarding outbox.
 //!
 //! Two implementations share one logic over an ordered key-value layer:
@@ -23,4 +23,4 @@ pub use error::StoreError;
 pub use group_commit::GroupCommit;
 pub use kv::{Kv, MemoryKv, SledKv, TREE};
 pub use outbox::{Lane, OutboxRecord};
-pub use store::{MemoryStore, OperationPage, Page, SledStore, Stage, Store, Write};
+pub use store::{MemoryStore, SledStore, Store, Write};
