@@ -4,15 +4,20 @@
 //! - `ping/flip/N`: a ping that changes the status (ready → occupied, later
 //!   occupied → ready), which marks the scheduler dirty and reconciles; with
 //!   fixed replicas the reconcile decides nothing.
-//! - `reconcile/full/N`: `Engine::health_check`, the periodic audit that
-//!   recomputes every fleet index from scratch, plus the decision.
+//! - `reconcile/full/N`: the periodic health check, as the shell runs it:
+//!   `Engine::handle_timeout` at the time the health check is due, which
+//!   enqueues the `health_controller` operation and runs it at once: the
+//!   audit that recomputes every fleet index from scratch, the decision, and
+//!   the operation's bookkeeping.
 //!
 //! Each fleet is built once per size with the simulated cluster
 //! ([`maestro_sim::Harness`]), then the engine is taken out of the harness and
 //! driven directly, as the shell would: every call is followed by draining
 //! `poll_effect` (an accepted ping emits one `Effect::SaveRoom`, a boxed copy
-//! of the room, which is drained and dropped here; the idle health check
-//! emits nothing). Simulated time advances 1 ms per call. Pings visit the rooms
+//! of the room, which is drained and dropped here; an idle health check
+//! emits the writes of its operation record). Simulated time advances 1 ms
+//! per ping and one health-check interval per health check; rooms are given
+//! a ping timeout longer than any run, so that the time jumps expire none. Pings visit the rooms
 //! in a fixed shuffled order (as real pings arrive), not in id order, so that
 //! a lookup does not find its path already in cache.
 //!
@@ -28,11 +33,18 @@ use criterion::{
 };
 use maestro_engine::room::{PingStatus, RoomStatus};
 use maestro_engine::scheduler::{PortRange, Scheduler, fixtures};
-use maestro_engine::{Command, CommandReply, Effect, Engine, EngineConfig, Millis, Ping, Time};
+use maestro_engine::{
+    Command, CommandReply, Definition, Effect, Engine, EngineConfig, Millis, OperationStatus, Ping,
+    Time,
+};
 use maestro_sim::{Harness, SimConfig};
 
 const SCHEDULER: &str = "bench";
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
+/// Longer than any run's simulated time (a health check advances it by a
+/// minute): no room expires while the benchmark jumps from one health check
+/// to the next. The periodic storage clean-up is pushed as far.
+const NEVER: Millis = Millis::from_secs(100 * 365 * 24 * 3600);
 
 // ----- heap accounting ------------------------------------------------------
 
@@ -113,12 +125,21 @@ struct Fleet {
     /// One ping per room, in a shuffled order.
     pings: Vec<Ping>,
     now: Time,
+    /// The engine's `health_controller_interval`.
+    health_check_every: Millis,
 }
 
 impl Fleet {
     fn tick(&mut self) -> Time {
         self.now = self.now + Millis(1);
         self.now
+    }
+
+    /// Runs time forward to the next health check and hands the engine
+    /// that timeout, as the shell does when `poll_timeout` comes due.
+    fn health_check(&mut self) {
+        self.now = self.now + self.health_check_every;
+        self.engine.handle_timeout(self.now);
     }
 
     fn ready(&self) -> u64 {
@@ -180,8 +201,11 @@ fn build(n: usize) -> Fleet {
         add_rooms_limit: 10_000,
         add_rooms_batch_size: 1_000,
         max_rooms_per_scheduler: 200_000,
+        room_ping_timeout: NEVER,
+        storage_clean_up_interval: NEVER,
         ..EngineConfig::default()
     };
+    let health_check_every = config.health_controller_interval;
     let sim = SimConfig {
         ping_interval: Millis::from_secs(3600),
         ..SimConfig::default()
@@ -247,7 +271,32 @@ fn build(n: usize) -> Fleet {
         engine_bytes as f64 / (1024.0 * 1024.0),
         engine_bytes / signed(n),
     );
-    Fleet { engine, pings, now }
+    Fleet {
+        engine,
+        pings,
+        now,
+        health_check_every,
+    }
+}
+
+/// Drains the effects of one health check, asserting they are the writes
+/// of its operation record (and the deletion of the oldest final
+/// operations beyond the cap): no runtime call, no other operation.
+/// Returns the operation as last written.
+fn only_the_health_check(engine: &mut Engine) -> maestro_engine::Operation {
+    let mut last = None;
+    while let Some(effect) = engine.poll_effect() {
+        match effect {
+            Effect::PersistOperation(op)
+                if matches!(op.definition, Definition::HealthController { .. }) =>
+            {
+                last = Some(*op);
+            }
+            Effect::DeleteOperations { .. } => {}
+            other => panic!("a health check emitted {other:?}"),
+        }
+    }
+    last.expect("the health check ran")
 }
 
 // ----- benchmarks -----------------------------------------------------------
@@ -370,28 +419,47 @@ fn bench_size(c: &mut Criterion, n: usize) {
             group.warm_up_time(Duration::from_secs(1));
             group.measurement_time(Duration::from_secs(3));
         }
-        let now = fleet.tick();
-        assert_eq!(fleet.engine.health_check(now, SCHEDULER), Some(false));
+        // Sanity: the timeout runs the health check to its end, and with
+        // the fleet at its size it decides nothing.
+        fleet.health_check();
+        let op = only_the_health_check(&mut fleet.engine);
+        assert_eq!(op.status, OperationStatus::Finished);
         assert_eq!(
-            drain(&mut fleet.engine),
-            0,
-            "an idle health check emitted effects"
+            op.definition,
+            Definition::HealthController {
+                took_action: Some(false)
+            }
         );
 
-        let (mut calls, mut drained, mut actions) = (0u64, 0u64, 0u64);
+        let (mut calls, mut drained) = (0u64, 0u64);
         group.bench_with_input(BenchmarkId::new("full", n), &n, |b, _| {
             b.iter(|| {
-                let now = fleet.tick();
-                let took_action = fleet.engine.health_check(now, black_box(SCHEDULER));
+                fleet.health_check();
                 drained += drain(&mut fleet.engine);
                 calls += 1;
-                actions += u64::from(took_action == Some(true));
-                took_action
             })
         });
-        eprintln!(
-            "reconcile/full/{n}: {drained} effects drained, {actions} actions over {calls} calls"
+        // Every health check finished, and none took an action.
+        assert!(
+            fleet.engine.in_progress_operation(SCHEDULER).is_none()
+                && fleet.engine.pending_operations(SCHEDULER).is_empty(),
+            "a health check left an operation to run"
         );
+        let actions = fleet
+            .engine
+            .operations(SCHEDULER)
+            .filter(|o| {
+                matches!(
+                    o.definition,
+                    Definition::HealthController {
+                        took_action: Some(true)
+                    }
+                )
+            })
+            .count();
+        assert_eq!(actions, 0, "a health check took an action");
+        assert_eq!(fleet.ready(), n as u64, "a room expired");
+        eprintln!("reconcile/full/{n}: {drained} effects drained over {calls} calls");
         group.finish();
     }
 }

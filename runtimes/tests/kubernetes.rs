@@ -138,6 +138,15 @@ fn room(name: &str) -> RoomSpec {
 
 /// Drives the watch stream in a task, as the service does, so the watch
 /// keeps going (and reconnecting) between the test's reads.
+/// Every room's creation at once, through `Runtime::create_room` (the
+/// call the driver makes, concurrently, for each room); results in order.
+async fn create_all(
+    rt: &KubernetesRuntime,
+    rooms: &[RoomSpec],
+) -> Vec<Result<(), maestro_runtimes::RuntimeError>> {
+    futures::future::join_all(rooms.iter().map(|room| rt.create_room(room))).await
+}
+
 fn watch(rt: &KubernetesRuntime, scheduler: &str) -> mpsc::Receiver<InstanceEvent> {
     watch_knowing(rt, scheduler, Vec::new())
 }
@@ -696,7 +705,9 @@ async fn deleting_the_scheduler_deletes_its_rooms() {
     let rooms: Vec<RoomSpec> = (0..3)
         .map(|i| room(&format!("arena-{i}{i}{i}{i}{i}")))
         .collect();
-    assert!(rt.create_rooms(&rooms).await.iter().all(Result::is_ok));
+    for room in &rooms {
+        rt.create_room(room).await.unwrap();
+    }
     let mut events = watch(&rt, SCHEDULER);
     for _ in 0..3 {
         next(&mut events).await;
@@ -798,8 +809,10 @@ async fn client_side_rate_limit_holds_under_load() {
     // 25 rooms, a third of the attempts answered 429 (then retried).
     fake.fail(Fault::new(Method::POST, "/pods", 429, 10));
     let rooms: Vec<RoomSpec> = (0..25).map(|i| room(&format!("arena-{i:05}"))).collect();
+    // Concurrently, as the driver issues them (each creation waits for one
+    // of the `create_batch_size` slots).
     let start = tokio::time::Instant::now();
-    let results = rt.create_rooms(&rooms).await;
+    let results = create_all(&rt, &rooms).await;
     let elapsed = start.elapsed();
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(fake.pod_names(SCHEDULER).len(), 25);
@@ -850,11 +863,27 @@ async fn creations_are_bounded_in_flight() {
         "{most} creations at once; at most create_batch_size (3)"
     );
 
-    // create_rooms goes batch by batch.
-    let more: Vec<RoomSpec> = (10..17).map(|i| room(&format!("arena-{i:05}"))).collect();
-    assert!(rt.create_rooms(&more).await.iter().all(Result::is_ok));
-    assert_eq!(fake.pod_names(SCHEDULER).len(), 17);
-    assert!(fake.max_in_flight() <= 3);
+    // Creations awaited together on one task are bounded the same way (a
+    // fresh server, so its high-water mark is theirs alone).
+    let fake = FakeKube::new();
+    let rt = runtime(
+        &fake,
+        KubernetesConfig {
+            create_batch_size: 3,
+            ..config()
+        },
+    );
+    rt.create_scheduler(&scheduler()).await.unwrap();
+    fake.set_latency(Duration::from_millis(30));
+    let rooms: Vec<RoomSpec> = (0..7).map(|i| room(&format!("arena-{i:05}"))).collect();
+    let results = create_all(&rt, &rooms).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(fake.pod_names(SCHEDULER).len(), 7);
+    let most = fake.max_in_flight();
+    assert!(
+        (2..=3).contains(&most),
+        "{most} creations at once; at most create_batch_size (3)"
+    );
 }
 
 #[tokio::test]

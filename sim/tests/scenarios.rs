@@ -629,6 +629,58 @@ fn a_restart_during_validation_resumes_the_version_operation() {
     assert!(fleet.rooms().all(|r| r.version.major == 2));
 }
 
+/// The store keeps no queue of its own: every operation record carries its
+/// queue key, and a restart rebuilds the queue from them. The operations
+/// waiting behind a running one come back in the order they were enqueued,
+/// although the store hands the records back by id.
+#[test]
+fn a_restart_keeps_the_pending_queue_in_order() {
+    let mut h = harness();
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 1))));
+    h.run_for(Millis::from_secs(5));
+    // A new version holds the queue (its validation room is being created)...
+    let mut v2 = scheduler("arena", 1);
+    v2.spec.containers[0].image = "game:2".to_string();
+    let running = enqueued(h.command(Command::NewSchedulerVersion(v2)));
+    // ...while these wait behind it.
+    let queued: Vec<String> = (1..=6)
+        .map(|amount| {
+            let scheduler = "arena".to_string();
+            enqueued(h.command(if amount % 2 == 0 {
+                Command::AddRooms { scheduler, amount }
+            } else {
+                Command::RemoveRooms { scheduler, amount }
+            }))
+        })
+        .collect();
+    let pending: Vec<String> = h
+        .engine
+        .pending_operations("arena")
+        .iter()
+        .map(|o| o.id.clone())
+        .collect();
+    assert_eq!(pending, queued);
+    let mut by_id = queued.clone();
+    by_id.sort();
+    assert_ne!(by_id, queued, "the ids alone would give the queue's order");
+
+    h.restart();
+    check(&h);
+    // The version operation is resumed at the head; the others follow in
+    // their order (the engine may have queued work of its own since).
+    let order: Vec<String> = h
+        .engine
+        .in_progress_operation("arena")
+        .into_iter()
+        .chain(h.engine.pending_operations("arena"))
+        .map(|o| o.id.clone())
+        .filter(|id| *id == running || queued.contains(id))
+        .collect();
+    let mut want = vec![running];
+    want.extend(queued);
+    assert_eq!(order, want);
+}
+
 #[test]
 fn a_running_operation_holds_a_lease_the_engine_renews() {
     // Slow pods: a major version's validation room takes 20 s to start.

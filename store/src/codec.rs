@@ -6,6 +6,21 @@
 //! numeric order. A value is one format-version byte followed by JSON, so a
 //! future format can be told apart and a corrupt value is reported with its
 //! tree and key.
+//!
+//! The kinds, one record each per thing stored:
+//!
+//! | key | value |
+//! |:--|:--|
+//! | `S name` | the scheduler: which version is active |
+//! | `V name version` | one version of the scheduler (major, minor, patch as big-endian `u64`s) |
+//! | `O name id` | one operation, whole (its status and queue key included) |
+//! | `R name room` | one room (soft state) |
+//! | `X scheduler forwarder seq` | one event waiting for a forwarder |
+//!
+//! There are no index records: the engine holds the operations in memory
+//! and answers every listing itself, and [`Kind::Operation`] records carry
+//! the queue order (`queue_key`). Earlier builds also wrote one index record
+//! per operation under [`LEGACY_INDEX_KINDS`]; opening a store deletes them.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -23,14 +38,6 @@ pub enum Kind {
     Version,
     /// `O name id` → an operation.
     Operation,
-    /// `Q name queue-key id` → id, for pending operations, in queue order.
-    Queue,
-    /// `A name id` → id, for operations in progress.
-    Active,
-    /// `H name created-at id` → id, for final operations shown in the history.
-    History,
-    /// `N name created-at id` → id, for final operations that did nothing.
-    NoAction,
     /// `R name room` → a room record (soft state).
     Room,
     /// `X seq` → an event waiting to be forwarded.
@@ -43,10 +50,6 @@ impl Kind {
             Kind::Scheduler => b'S',
             Kind::Version => b'V',
             Kind::Operation => b'O',
-            Kind::Queue => b'Q',
-            Kind::Active => b'A',
-            Kind::History => b'H',
-            Kind::NoAction => b'N',
             Kind::Room => b'R',
             Kind::Outbox => b'X',
         }
@@ -58,26 +61,27 @@ impl Kind {
             Kind::Scheduler => "schedulers",
             Kind::Version => "versions",
             Kind::Operation => "operations",
-            Kind::Queue => "operations.pending",
-            Kind::Active => "operations.active",
-            Kind::History => "operations.history",
-            Kind::NoAction => "operations.noaction",
             Kind::Room => "rooms",
             Kind::Outbox => "outbox",
         }
     }
 
-    pub const PER_SCHEDULER: [Kind; 8] = [
-        Kind::Scheduler,
-        Kind::Version,
-        Kind::Operation,
-        Kind::Queue,
-        Kind::Active,
-        Kind::History,
-        Kind::NoAction,
-        Kind::Room,
-    ];
+    /// Every kind whose records belong to one scheduler (deleted with it;
+    /// the outbox is not: forwarders still learn that its rooms are gone).
+    pub const PER_SCHEDULER: [Kind; 4] =
+        [Kind::Scheduler, Kind::Version, Kind::Operation, Kind::Room];
 }
+
+/// The first key bytes of the operation index records earlier builds wrote
+/// next to every operation: `Q` (pending, by queue key), `A` (in progress),
+/// `H` (final, by creation time) and `N` (final and did nothing), each
+/// mapping to the operation's id. Nothing read them in production (the
+/// engine lists operations from memory) and every operation write had to
+/// read the old record to move its index entry, so they are no longer
+/// written; `Store::with_kv` deletes any it finds. Reserved: no new kind may
+/// use these bytes, or an old database's leftovers would be read as its
+/// records, or purged with them.
+pub const LEGACY_INDEX_KINDS: [u8; 4] = [b'Q', b'A', b'H', b'N'];
 
 /// `kind 0 part 0 part ...`
 pub fn key(kind: Kind, parts: &[&[u8]]) -> Vec<u8> {
@@ -96,11 +100,6 @@ pub fn prefix(kind: Kind, parts: &[&[u8]]) -> Vec<u8> {
     let mut p = key(kind, parts);
     p.push(0);
     p
-}
-
-/// A signed key as bytes that sort in numeric order.
-pub fn signed(n: i64) -> [u8; 8] {
-    ((n as u64) ^ (1 << 63)).to_be_bytes()
 }
 
 /// A key as text for error messages: printable ASCII as is, the rest as `\xNN`.
@@ -153,17 +152,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signed_keys_sort_numerically() {
-        let mut keys: Vec<[u8; 8]> = [-5i64, 3, -1, 0, i64::MIN, i64::MAX]
-            .iter()
-            .map(|n| signed(*n))
-            .collect();
-        keys.sort();
-        let want: Vec<[u8; 8]> = [i64::MIN, -5, -1, 0, 3, i64::MAX]
-            .iter()
-            .map(|n| signed(*n))
-            .collect();
-        assert_eq!(keys, want);
+    fn legacy_index_bytes_are_no_kind_of_today() {
+        let mut kinds = Kind::PER_SCHEDULER.to_vec();
+        kinds.push(Kind::Outbox);
+        for kind in kinds {
+            assert!(
+                !LEGACY_INDEX_KINDS.contains(&kind.byte()),
+                "{kind:?} reuses a legacy index byte: opening a store would purge its records"
+            );
+        }
     }
 
     #[test]

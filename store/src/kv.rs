@@ -1,5 +1,5 @@
 //! The ordered key-value layer under the store: sled on disk, a B-tree in
-//! memory. The store's logic (records, indexes, batches) is written once on
+//! memory. The store's logic (records, batches) is written once on
 //! top of this trait, so both implementations behave the same by
 //! construction and one contract suite covers them.
 

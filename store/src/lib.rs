@@ -1,18 +1,18 @@
-//! maestro's durable store: schedulers and every version, operations with
-//! their queue order and indexes, room records (soft state) and the
+//! maestro's durable store: schedulers and every version, operations (one
+//! record each, carrying its queue key), room records (soft state) and the
 //! forwarding outbox.
 //!
 //! Two implementations share one logic over an ordered key-value layer:
 //! sled 0.34 on disk ([`SledStore`]) for single-node deployments, and a
 //! B-tree in memory ([`MemoryStore`]) for the simulator and tests. A batch of
 //! writes is atomic; [`Store::flush`] makes it durable, and the service
-//! acknowledges a management request only after flushing its writes.
-//! [`GroupCommit`] lets concurrent writers share one flush.
+//! acknowledges a management request only after flushing its writes (the
+//! service's driver applies one batch per turn and lets every reply held
+//! meanwhile share the next flush).
 
 mod codec;
 mod disk;
 mod error;
-mod group_commit;
 mod kv;
 mod outbox;
 mod store;
@@ -20,7 +20,6 @@ mod store;
 pub use codec::FORMAT_VERSION;
 pub use disk::{INJECTED_FAULT, SimulatedDisk};
 pub use error::StoreError;
-pub use group_commit::GroupCommit;
 pub use kv::{Kv, MemoryKv, SledKv, TREE};
 pub use outbox::{Lane, OutboxRecord};
-pub use store::{MemoryStore, OperationPage, Page, SledStore, Stage, Store, Write};
+pub use store::{MemoryStore, SledStore, Store, Write};

@@ -1,4 +1,11 @@
-//! The store's logic over any [`Kv`]: records, indexes and atomic batches.
+//! The store's logic over any [`Kv`]: records and atomic batches.
+//!
+//! The store keeps what the engine needs to restart and nothing more: the
+//! engine holds every operation in memory and answers every listing itself,
+//! so an operation is one record (`O scheduler id`), written whole on every
+//! change and read back only by [`Store::load`]. The queue order needs no
+//! record of its own: each operation carries its `queue_key`, and
+//! `Engine::restore` sorts by it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,10 +15,10 @@ use std::sync::{Arc, Mutex};
 use maestro_engine::room::Room;
 use maestro_engine::scheduler::Scheduler;
 use maestro_engine::version::Version;
-use maestro_engine::{Effect, Operation, OperationStatus, StoredScheduler, StoredVersion, Time};
+use maestro_engine::{Effect, Operation, StoredScheduler, StoredVersion, Time};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{Kind, decode, encode, key, prefix, signed};
+use crate::codec::{Kind, LEGACY_INDEX_KINDS, decode, encode, key, prefix};
 use crate::error::StoreError;
 use crate::kv::{BatchEntry, Kv, MemoryKv, SledKv};
 use crate::outbox::{Lane, OutboxRecord, outbox_key};
@@ -79,29 +86,6 @@ impl Write {
             | Effect::SetDisruptionBudget { .. } => None,
         }
     }
-}
-
-/// Which operations a listing returns (upstream's stages).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stage {
-    /// In queue order.
-    Pending,
-    Active,
-    /// Finished, failed or canceled, newest created first, paginated.
-    Final,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Page {
-    /// 1-based.
-    pub page: usize,
-    pub per_page: usize,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct OperationPage {
-    pub operations: Vec<Operation>,
-    pub total: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -186,23 +170,6 @@ impl<K: Kv> Batch<'_, K> {
     }
 }
 
-/// The index key an operation has in its current status.
-fn index_key(op: &Operation) -> Vec<u8> {
-    let (s, id) = (op.scheduler.as_bytes(), op.id.as_bytes());
-    match op.status {
-        OperationStatus::Pending => key(Kind::Queue, &[s, &signed(op.queue_key), id]),
-        OperationStatus::InProgress => key(Kind::Active, &[s, id]),
-        _ => {
-            let kind = if op.definition.has_no_action() {
-                Kind::NoAction
-            } else {
-                Kind::History
-            };
-            key(kind, &[s, &op.created_at.as_millis().to_be_bytes(), id])
-        }
-    }
-}
-
 fn version_key(name: &str, v: Version) -> Vec<u8> {
     let mut bytes = [0u8; 24];
     bytes[..8].copy_from_slice(&v.major.to_be_bytes());
@@ -220,7 +187,11 @@ fn parse_version(name: &str, text: &str) -> Result<Version, StoreError> {
 }
 
 impl<K: Kv> Store<K> {
+    /// A store over `kv`, which may hold a database written by an earlier
+    /// build: its legacy index records are deleted first (see
+    /// [`purge_legacy_indexes`]).
     pub fn with_kv(kv: K) -> Result<Store<K>, StoreError> {
+        purge_legacy_indexes(&kv)?;
         let next_outbox_seq = crate::outbox::last_seq(&kv)? + 1;
         Ok(Store {
             kv,
@@ -280,26 +251,19 @@ impl<K: Kv> Store<K> {
                     }
                 }
             }
+            // One record per operation, replaced whole: no read of the
+            // previous version, nothing else to keep in step with it.
             Write::Operation(op) => {
                 let okey = key(
                     Kind::Operation,
                     &[op.scheduler.as_bytes(), op.id.as_bytes()],
                 );
-                if let Some(bytes) = batch.get(&okey)? {
-                    let old: Operation = decode(Kind::Operation, &okey, &bytes)?;
-                    batch.delete(index_key(&old));
-                }
-                batch.put(index_key(op), op.id.as_bytes().to_vec());
                 batch.put(okey, encode("operation", op)?);
             }
+            // Deleting an id that is not stored is a no-op.
             Write::DeleteOperations { scheduler, ids } => {
                 for id in ids {
-                    let okey = key(Kind::Operation, &[scheduler.as_bytes(), id.as_bytes()]);
-                    if let Some(bytes) = batch.get(&okey)? {
-                        let old: Operation = decode(Kind::Operation, &okey, &bytes)?;
-                        batch.delete(index_key(&old));
-                        batch.delete(okey);
-                    }
+                    batch.delete(key(Kind::Operation, &[scheduler.as_bytes(), id.as_bytes()]));
                 }
             }
             Write::Room(room) => {
@@ -324,7 +288,10 @@ impl<K: Kv> Store<K> {
     }
 
     /// Every scheduler with its versions, operations and rooms, for
-    /// `Engine::restore` at start-up.
+    /// `Engine::restore` at start-up. Operations come in key (id) order,
+    /// not queue order: `restore` orders the queue by each operation's
+    /// `queue_key`. Only the kinds read here are scanned, so a record of
+    /// any other kind never reaches the engine.
     pub fn load(&self) -> Result<Vec<StoredScheduler>, StoreError> {
         let mut schedulers = Vec::new();
         for (skey, bytes) in self
@@ -380,52 +347,26 @@ impl<K: Kv> Store<K> {
         }
     }
 
-    /// A scheduler's operations in one stage. Pending and active listings
-    /// are whole (upstream does not paginate them); the final one is
-    /// newest-created first and paginated.
-    pub fn list_operations(
-        &self,
-        scheduler: &str,
-        stage: Stage,
-        page: Page,
-    ) -> Result<OperationPage, StoreError> {
-        let s = scheduler.as_bytes();
-        let (kind, newest_first) = match stage {
-            Stage::Pending => (Kind::Queue, false),
-            Stage::Active => (Kind::Active, false),
-            Stage::Final => (Kind::History, true),
-        };
-        let mut ids: Vec<Vec<u8>> = self
-            .kv
-            .scan_prefix(&prefix(kind, &[s]), SCAN_ALL)?
-            .into_iter()
-            .map(|(_, id)| id)
-            .collect();
-        if newest_first {
-            ids.reverse();
-        }
-        let total = ids.len();
-        let selected: Vec<Vec<u8>> = if stage == Stage::Final {
-            let per_page = page.per_page.max(1);
-            let skip = page.page.saturating_sub(1).saturating_mul(per_page);
-            ids.into_iter().skip(skip).take(per_page).collect()
-        } else {
-            ids
-        };
-        let mut operations = Vec::with_capacity(selected.len());
-        for id in selected {
-            let okey = key(Kind::Operation, &[s, &id]);
-            let bytes = self.kv.get(&okey)?.ok_or_else(|| StoreError::Corrupt {
-                tree: kind.tree(),
-                key: crate::codec::printable(&okey),
-                cause: "indexed operation is missing".to_string(),
-            })?;
-            operations.push(decode(Kind::Operation, &okey, &bytes)?);
-        }
-        Ok(OperationPage { operations, total })
-    }
-
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.kv.size_on_disk()
     }
+}
+
+/// Deletes the operation index records earlier builds wrote (see
+/// [`LEGACY_INDEX_KINDS`]), in one batch, so that an upgraded database
+/// holds only records something reads and deleting a scheduler leaves
+/// nothing of it behind. Not flushed: if the deletion is lost in a crash,
+/// the next open does it again. On a database without such records this is
+/// one empty scan per kind.
+fn purge_legacy_indexes<K: Kv>(kv: &K) -> Result<(), StoreError> {
+    let mut batch: Vec<BatchEntry> = Vec::new();
+    for kind in LEGACY_INDEX_KINDS {
+        for (k, _) in kv.scan_prefix(&[kind, 0], SCAN_ALL)? {
+            batch.push((k, None));
+        }
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    kv.apply(batch)
 }

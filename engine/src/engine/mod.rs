@@ -437,29 +437,6 @@ impl Engine {
         }
     }
 
-    /// The periodic health check's work, on demand: recompute the fleet's
-    /// indexes from scratch (a mismatch is a bug and panics) and decide.
-    /// Returns whether an action was enqueued, or `None` for an unknown
-    /// scheduler.
-    pub fn health_check(&mut self, now: Time, scheduler: &str) -> Option<bool> {
-        let now = self.advance(now);
-        let Engine {
-            schedulers,
-            io,
-            config,
-            ..
-        } = self;
-        let entry = schedulers.get_mut(scheduler)?;
-        if let Err(broken) = entry.fleet.check_consistency() {
-            panic!("scheduler {scheduler} fleet is inconsistent: {broken}");
-        }
-        let took_action = entry.reconcile(io, config, now);
-        let fate = entry.drive(io, config, now);
-        self.apply_fate(scheduler, fate);
-        self.settle(now);
-        Some(took_action)
-    }
-
     // ----- outputs ------------------------------------------------------
 
     pub fn poll_effect(&mut self) -> Option<Effect> {

@@ -141,19 +141,6 @@ impl KubernetesRuntime {
         &self.config
     }
 
-    /// Creates rooms in batches of `create_batch_size` at a time, returning
-    /// each room's result in order.
-    pub async fn create_rooms(&self, rooms: &[RoomSpec]) -> Vec<Result<(), RuntimeError>> {
-        let batch = self.config.create_batch_size.max(1);
-        let mut results = Vec::with_capacity(rooms.len());
-        for chunk in rooms.chunks(batch) {
-            results.extend(
-                futures::future::join_all(chunk.iter().map(|room| self.create_room(room))).await,
-            );
-        }
-        results
-    }
-
     /// Upstream's disruption mitigation: `minAvailable` from the scheduler's
     /// total room count and the configured safety percentage.
     pub async fn mitigate_disruption(
