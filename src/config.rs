@@ -289,8 +289,6 @@ impl Config {
                     .filter(|s| !s.is_empty()),
                 qps: f64::from(r.number::<u32>("adapters.runtime.kubernetes.qps", 1, 100_000)?),
                 burst: r.number::<u32>("adapters.runtime.kubernetes.burst", 1, 100_000)?,
-                safety_percentage: r
-                    .fraction("runtimeWatcher.disruptionWorker.safetyPercentage")?,
                 create_batch_size: r.number::<u32>("operations.rooms.add.batchSize", 1, 10_000)?
                     as usize,
                 ..maestro_runtimes::kubernetes::KubernetesConfig::default()

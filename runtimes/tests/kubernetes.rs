@@ -246,10 +246,10 @@ async fn scheduler_lifecycle_creates_and_deletes_namespace_and_budget() {
             .min_available
     };
     assert_eq!(min(&fake), Some(IntOrString::Int(7)));
-    // Upstream's formula: 100 rooms at 5 % safety keep 95 available.
-    assert_eq!(rt.mitigate_disruption(SCHEDULER, 100).await.unwrap(), 95);
+    rt.set_disruption_budget(SCHEDULER, 95).await.unwrap();
     assert_eq!(min(&fake), Some(IntOrString::Int(95)));
-    assert_eq!(rt.mitigate_disruption(SCHEDULER, 1).await.unwrap(), 0);
+    rt.set_disruption_budget(SCHEDULER, 0).await.unwrap();
+    assert_eq!(min(&fake), Some(IntOrString::Int(0)));
 
     // An unchanged budget is not written again.
     fake.clear_requests();

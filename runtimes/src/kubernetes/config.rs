@@ -35,9 +35,6 @@ pub struct KubernetesConfig {
     /// Requests allowed at once above the sustained rate.
     pub burst: u32,
     pub topology_spread_constraint: TopologySpreadConfig,
-    /// Fraction of rooms a voluntary disruption may take at once, clamped to
-    /// [0.05, 1) by [`crate::disruption_budget`].
-    pub safety_percentage: f64,
     /// How many pod creations may be in flight at once (upstream's
     /// `operations.rooms.add.batchSize`).
     pub create_batch_size: usize,
@@ -60,7 +57,6 @@ impl Default for KubernetesConfig {
             qps: 100.0,
             burst: 200,
             topology_spread_constraint: TopologySpreadConfig::default(),
-            safety_percentage: 0.05,
             create_batch_size: 40,
             retry: RetryConfig::default(),
             watch_backoff_initial_ms: 500,
@@ -192,7 +188,6 @@ mod tests {
             c.topology_spread_constraint.topology_key,
             "topology.kubernetes.io/zone"
         );
-        assert_eq!(c.safety_percentage, 0.05);
         assert_eq!(
             c.client_source(),
             Some(ClientSource::Kubeconfig(PathBuf::from(DEFAULT_KUBECONFIG)))

@@ -141,18 +141,6 @@ impl KubernetesRuntime {
         &self.config
     }
 
-    /// Upstream's disruption mitigation: `minAvailable` from the scheduler's
-    /// total room count and the configured safety percentage.
-    pub async fn mitigate_disruption(
-        &self,
-        scheduler: &str,
-        total_rooms: u64,
-    ) -> Result<u32, RuntimeError> {
-        let min_available = crate::disruption_budget(total_rooms, self.config.safety_percentage);
-        self.set_disruption_budget(scheduler, min_available).await?;
-        Ok(min_available)
-    }
-
     /// Runs `call` until it succeeds, fails with an answer not worth
     /// retrying, or `max_attempts` is reached; backs off exponentially
     /// between attempts. Returns the error with the attempt it came from.
