@@ -1,7 +1,16 @@
 //! Engine configuration: timeouts and limits, with upstream's defaults.
 //!
-//! Every queue, batch and loop in the engine is bounded by a value here
-//! (TigerBeetle's "put a limit on everything").
+//! Every queue, batch, loop and retry in the engine is bounded by a value
+//! here, or by the length of a structure that one of them bounds
+//! (TigerBeetle's "put a limit on everything"). Fields without a service
+//! configuration key keep their defaults in production.
+//!
+//! Not here, because they are rules rather than operational limits:
+//! Kubernetes' and upstream's validation limits (name and key lengths, port
+//! numbers, `maxMatches`, `roomsReplicas`) in `scheduler/validate.rs`, the
+//! room name's shape (prefix of 58, suffix of 5) in `rng.rs`, and upstream's
+//! disruption rules (the safety share's clamp, no budget under two rooms)
+//! in `disruption.rs`.
 
 use crate::time::Millis;
 
@@ -47,7 +56,9 @@ pub struct EngineConfig {
     pub remove_rooms_batch_size: u32,
     /// How long delete_scheduler waits for the rooms to disappear.
     pub delete_scheduler_timeout: Millis,
-    /// Queued (pending) operations per scheduler, beyond which commands are refused.
+    /// Queued (pending) operations per scheduler, beyond which commands are
+    /// refused. The engine's own operations skip this check; they are
+    /// bounded by kind instead (see [`EngineConfig::max_open_operations`]).
     pub max_pending_operations: usize,
     /// Final operations kept per scheduler (oldest dropped first).
     pub max_final_operations: usize,
@@ -62,6 +73,59 @@ pub struct EngineConfig {
     /// The share of rooms a node drain may take at once, in millionths
     /// (upstream's `safetyPercentage`, 0.05), clamped to [0.05, 0.99].
     pub disruption_safety_millionths: u32,
+    /// Allocation idempotency keys one scheduler remembers at once; beyond
+    /// it the key that expires first is forgotten (default 100 000).
+    pub max_allocation_keys: usize,
+    /// Reconcile passes one input makes over the schedulers whose fleet
+    /// changed: an operation that ends within a pass marks its scheduler
+    /// again, and what is still marked after the last pass is due at once
+    /// in `poll_timeout` (default 4, at least 1).
+    pub settle_passes: usize,
+    /// Expired rooms one timer check marks for deletion at most; the rest
+    /// stay due and the next check takes them (default 1000, at least 1).
+    pub expired_rooms_per_check: usize,
+    /// Redraws of an operation id that collides with a held one (only a
+    /// seed reused across process runs makes that happen; default 8).
+    pub operation_id_retries: usize,
+    /// Draws of a room name not already in the fleet before the creation
+    /// fails (default 16, at least 1; 27^5 suffixes make a collision rare).
+    pub room_name_draws: usize,
+    /// Random draws per host port when a scheduler-wide port range gives
+    /// each port of a room a distinct one; past `(ports + 1) ×` this the
+    /// range is swept in order instead (default 64).
+    pub host_port_draws_per_port: usize,
+}
+
+/// Operations of the engine's own that one scheduler can hold open
+/// (pending or in progress) at once, besides what users enqueue; see
+/// [`EngineConfig::max_open_operations`].
+pub const INTERNAL_OPEN_OPERATIONS: usize = 6;
+
+impl EngineConfig {
+    /// The most operations one scheduler holds open (pending plus in
+    /// progress) at once, so its queue never holds more. `enqueue` asserts
+    /// it and `Engine::check_invariants` checks it.
+    ///
+    /// Users enqueue only while fewer than `max_pending_operations` are
+    /// pending, so at most that many of theirs are pending and one more is
+    /// in progress (or was put back in the queue by a restart). The
+    /// engine's own operations skip that check but are bounded by kind
+    /// ([`INTERNAL_OPEN_OPERATIONS`]):
+    /// - the reconciler's add_rooms or remove_rooms: 1, it decides only
+    ///   while no fleet change is open;
+    /// - expired-room removals: 2, newly expired rooms join the pending one
+    ///   if there is one, so one can run while another waits;
+    /// - health_controller: 1, and storage_clean_up: 1, each enqueued only
+    ///   when none is open;
+    /// - the switch_active_version a validated version enqueues: 1, version
+    ///   operations are refused while one is open.
+    ///
+    /// A restart changes none of these counts: it moves an operation from in
+    /// progress back to the queue, or finishes it.
+    pub fn max_open_operations(&self) -> usize {
+        self.max_pending_operations
+            .saturating_add(1 + INTERNAL_OPEN_OPERATIONS)
+    }
 }
 
 impl Default for EngineConfig {
@@ -91,6 +155,12 @@ impl Default for EngineConfig {
             max_history_entries: 200,
             disruption_interval: Millis::from_secs(60),
             disruption_safety_millionths: 50_000,
+            max_allocation_keys: 100_000,
+            settle_passes: 4,
+            expired_rooms_per_check: 1000,
+            operation_id_retries: 8,
+            room_name_draws: 16,
+            host_port_draws_per_port: 64,
         }
     }
 }

@@ -60,16 +60,24 @@ impl EngineRng {
     }
 
     /// `n` distinct ports from the inclusive range (upstream's legacy
-    /// scheduler-wide range), or `None` if the range is too small.
-    pub fn distinct_ports_in(&mut self, range: PortRange, n: usize) -> Option<Vec<u16>> {
+    /// scheduler-wide range), or `None` if the range is too small. At most
+    /// `draws_per_port × (n + 1)` random draws
+    /// (`EngineConfig::host_port_draws_per_port`), then an in-order sweep.
+    pub fn distinct_ports_in(
+        &mut self,
+        range: PortRange,
+        n: usize,
+        draws_per_port: usize,
+    ) -> Option<Vec<u16>> {
         let start = u16::try_from(range.start).ok()?;
         let end = u16::try_from(range.end).ok()?;
         if start > end || usize::from(end - start) + 1 < n {
             return None;
         }
         let mut ports: Vec<u16> = Vec::with_capacity(n);
-        // Rejection sampling; bounded because the range holds at least n ports.
-        let max_draws = 64 * n + 64;
+        // Rejection sampling, bounded; the sweep below finishes a nearly full
+        // range, which holds at least n ports.
+        let max_draws = draws_per_port.saturating_mul(n.saturating_add(1));
         for _ in 0..max_draws {
             if ports.len() == n {
                 break;
@@ -138,11 +146,11 @@ mod tests {
             start: 100,
             end: 103,
         };
-        let ports = rng.distinct_ports_in(range, 4).unwrap();
+        let ports = rng.distinct_ports_in(range, 4, 64).unwrap();
         let mut sorted = ports.clone();
         sorted.sort();
         assert_eq!(sorted, vec![100, 101, 102, 103]);
-        assert_eq!(rng.distinct_ports_in(range, 5), None);
+        assert_eq!(rng.distinct_ports_in(range, 5, 64), None);
         for _ in 0..100 {
             let p = rng.port_in(range).unwrap();
             assert!((100..=103).contains(&p));

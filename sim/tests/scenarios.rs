@@ -2,7 +2,7 @@
 //! creation through autoscaling, a rolling update and deletion.
 
 use maestro_engine::query::{Answer, Query, Stage};
-use maestro_engine::room::{PingStatus, RoomStatus};
+use maestro_engine::room::{PingStatus, RemovalReason, RoomStatus};
 use maestro_engine::scheduler::{PortRange, Scheduler, SchedulerState, fixtures};
 use maestro_engine::{
     Command, CommandError, CommandReply, Definition, EngineConfig, Millis, OperationStatus,
@@ -833,4 +833,332 @@ fn the_disruption_budget_follows_the_fleet_at_each_interval() {
     );
     h.run_for(Millis::from_secs(60));
     assert_eq!(h.disruption_budgets["arena"], 27, "30 rooms at 10 %");
+}
+
+fn is_expired_removal(definition: &Definition) -> bool {
+    matches!(
+        definition,
+        Definition::RemoveRooms {
+            reason: RemovalReason::ExpiredRoom,
+            ..
+        }
+    )
+}
+
+/// Operations open (pending or in progress) for "arena".
+fn open_operations(h: &Harness) -> usize {
+    h.engine.pending_operations("arena").len()
+        + usize::from(h.engine.in_progress_operation("arena").is_some())
+}
+
+/// The engine's own operations skip `max_pending_operations`; they are
+/// bounded by kind. Drive a scheduler hard: a validation that holds the
+/// queue for an hour, a user queue filled to its limit, and rooms going
+/// silent one after another, so a timer check finds newly expired rooms
+/// again and again (and, the removal waiting, the same rooms every deletion
+/// timeout). The queue stays within `max_open_operations` throughout, and
+/// the expired rooms wait in one removal.
+#[test]
+fn the_queue_stays_bounded_while_rooms_expire_behind_a_long_operation() {
+    let config = EngineConfig {
+        max_pending_operations: 5,
+        room_validation_timeout: Millis::from_secs(3600),
+        storage_clean_up_interval: Millis::from_secs(60),
+        ..EngineConfig::default()
+    };
+    let bound = config.max_open_operations();
+    let mut h = Harness::new(config.clone(), SimConfig::default());
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 30))));
+    h.run_for(Millis::from_secs(5));
+    assert_eq!(count(&h, "arena", RoomStatus::Ready), 30);
+    let silent = RoomBehaviour {
+        status: PingStatus::Unknown,
+        running_matches: 0,
+    };
+
+    // A major version whose validation room never pings: the operation runs
+    // until its hour is up, and everything else waits behind it.
+    let mut v2 = scheduler("arena", 30);
+    v2.spec.containers[0].image = "game:2".to_string();
+    let version = enqueued(h.command(Command::NewSchedulerVersion(v2)));
+    let validation = h
+        .engine
+        .fleet("arena")
+        .unwrap()
+        .rooms()
+        .find(|r| r.is_validation_room)
+        .expect("a validation room")
+        .id
+        .clone();
+    h.set_behaviour("arena", &validation, silent);
+
+    // Users fill the queue until it refuses.
+    let mut accepted = 0;
+    let refusal = loop {
+        match h.command(Command::AddRooms {
+            scheduler: "arena".into(),
+            amount: 1,
+        }) {
+            Ok(_) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted <= config.max_pending_operations, "never refused");
+    };
+    assert!(matches!(refusal, CommandError::Exhausted(_)), "{refusal:?}");
+    assert_eq!(
+        h.engine.pending_operations("arena").len(),
+        config.max_pending_operations
+    );
+
+    // The rooms go silent one every 10 s, and expire one by one.
+    let rooms: Vec<String> = h
+        .engine
+        .fleet("arena")
+        .unwrap()
+        .rooms()
+        .filter(|r| !r.is_validation_room)
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(rooms.len(), 30);
+    let mut most_open = 0;
+    let mut checks_that_found_rooms = 0;
+    let mut marked_before = 0;
+    for second in 0..3000 {
+        if second % 10 == 0
+            && let Some(room) = rooms.get(second / 10)
+        {
+            h.set_behaviour("arena", room, silent);
+        }
+        h.run_for(Millis::from_secs(1));
+        let open = open_operations(&h);
+        assert!(open <= bound, "{open} open operations, bound {bound}");
+        most_open = most_open.max(open);
+        check(&h);
+        let marked = h
+            .engine
+            .fleet("arena")
+            .unwrap()
+            .rooms()
+            .filter(|r| r.deletion.is_some())
+            .count();
+        if marked > marked_before {
+            checks_that_found_rooms += 1;
+        }
+        marked_before = marked;
+        assert_eq!(
+            h.engine.in_progress_operation("arena").unwrap().id,
+            version,
+            "the validation holds the queue"
+        );
+    }
+    assert!(
+        checks_that_found_rooms >= 10,
+        "rooms expired in {checks_that_found_rooms} separate checks"
+    );
+    // One removal holds every expired room; the user operations, a
+    // health_controller and a storage_clean_up wait with it.
+    let removals: Vec<_> = h
+        .engine
+        .operations("arena")
+        .filter(|o| is_expired_removal(&o.definition))
+        .collect();
+    assert_eq!(
+        removals.len(),
+        1,
+        "expired rooms joined the waiting removal"
+    );
+    let Definition::RemoveRooms { room_ids, .. } = &removals[0].definition else {
+        unreachable!()
+    };
+    let mut held = room_ids.clone();
+    held.sort();
+    let mut want = rooms.clone();
+    want.sort();
+    assert_eq!(held, want, "each expired room once");
+    assert_eq!(most_open, config.max_pending_operations + 4);
+
+    // Once the validation is canceled the queue drains: the silent rooms
+    // are deleted and replaced.
+    h.command(Command::CancelOperation {
+        scheduler: "arena".into(),
+        operation_id: version,
+    })
+    .unwrap();
+    h.run_for(Millis::from_secs(120));
+    check(&h);
+    assert_eq!(open_operations(&h), 0);
+    assert_eq!(removals_status(&h), vec![OperationStatus::Finished]);
+    let fleet = h.engine.fleet("arena").unwrap();
+    assert!(rooms.iter().all(|r| !fleet.contains(r)));
+    assert!(count(&h, "arena", RoomStatus::Ready) >= 30);
+}
+
+fn removals_status(h: &Harness) -> Vec<OperationStatus> {
+    h.engine
+        .operations("arena")
+        .filter(|o| is_expired_removal(&o.definition))
+        .map(|o| o.status)
+        .collect()
+}
+
+/// A store may hold a longer queue than this engine allows (written under
+/// a higher `max_pending_operations`, or by a maestro that queued one
+/// expired-room removal per check): the restore cancels the newest down to
+/// what users may hold plus one, so the engine's own operations fit again.
+#[test]
+fn a_restored_queue_beyond_the_bound_is_cut_back_newest_first() {
+    let mut h = harness();
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 1))));
+    h.run_for(Millis::from_secs(5));
+    let mut v2 = scheduler("arena", 1);
+    v2.spec.containers[0].image = "game:2".to_string();
+    let version = enqueued(h.command(Command::NewSchedulerVersion(v2)));
+    let queued: Vec<String> = (0..20)
+        .map(|_| {
+            enqueued(h.command(Command::AddRooms {
+                scheduler: "arena".into(),
+                amount: 1,
+            }))
+        })
+        .collect();
+
+    let lower = EngineConfig {
+        max_pending_operations: 5,
+        ..EngineConfig::default()
+    };
+    let mut engine = maestro_engine::Engine::new(lower.clone());
+    for stored in h.store.load().unwrap() {
+        engine.restore(h.now(), stored).unwrap();
+    }
+    engine.check_invariants().unwrap();
+    // The resumed version operation runs again; the oldest users' operations
+    // wait behind it, the rest are canceled.
+    assert_eq!(engine.in_progress_operation("arena").unwrap().id, version);
+    let kept: Vec<String> = engine
+        .pending_operations("arena")
+        .iter()
+        .map(|o| o.id.clone())
+        .collect();
+    assert_eq!(kept, queued[..lower.max_pending_operations]);
+    for id in &queued[lower.max_pending_operations..] {
+        let op = engine.operation("arena", id).unwrap();
+        assert_eq!(op.status, OperationStatus::Canceled, "{id}");
+        assert!(
+            op.execution_history
+                .iter()
+                .any(|line| line.event.starts_with("Canceled at restart")),
+            "{:?}",
+            op.execution_history
+        );
+    }
+    // Full again: a user's command is refused, the engine's own fit.
+    assert!(matches!(
+        engine.handle_command(
+            h.now(),
+            Command::AddRooms {
+                scheduler: "arena".into(),
+                amount: 1
+            }
+        ),
+        Err(CommandError::Exhausted(_))
+    ));
+    engine.handle_timeout(h.now() + Millis::from_secs(3600));
+    engine.check_invariants().unwrap();
+}
+
+/// `max_allocation_keys`: past the limit, the key that expires first is
+/// forgotten, and asking with it again hands out another room.
+#[test]
+fn allocation_keys_beyond_the_limit_forget_the_oldest() {
+    let config = EngineConfig {
+        max_allocation_keys: 2,
+        ..EngineConfig::default()
+    };
+    let mut h = Harness::new(config, SimConfig::default());
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 6))));
+    h.run_for(Millis::from_secs(5));
+    let allocate = |h: &mut Harness, key: &str| {
+        let room = h.engine.allocate(h.now(), "arena", Some(key)).unwrap().room;
+        h.run_for(Millis::from_secs(1));
+        room
+    };
+    let a = allocate(&mut h, "a");
+    let b = allocate(&mut h, "b");
+    assert_eq!(allocate(&mut h, "a"), a, "remembered");
+    let c = allocate(&mut h, "c");
+    assert_eq!(allocate(&mut h, "b"), b, "remembered");
+    assert_eq!(allocate(&mut h, "c"), c, "remembered");
+    let again = allocate(&mut h, "a");
+    assert_ne!(again, a, "forgotten: the third key pushed it out");
+    check(&h);
+}
+
+/// `expired_rooms_per_check`: one timer check marks at most that many
+/// expired rooms; the rest stay due at once, and they join the same
+/// removal.
+#[test]
+fn one_timer_check_marks_at_most_the_configured_expired_rooms() {
+    let config = EngineConfig {
+        expired_rooms_per_check: 1,
+        ..EngineConfig::default()
+    };
+    let mut h = Harness::new(config, SimConfig::default());
+    enqueued(h.command(Command::CreateScheduler(scheduler("arena", 3))));
+    h.run_for(Millis::from_secs(15));
+    let silent = RoomBehaviour {
+        status: PingStatus::Unknown,
+        running_matches: 0,
+    };
+    let rooms: Vec<String> = h
+        .engine
+        .fleet("arena")
+        .unwrap()
+        .rooms()
+        .map(|r| r.id.clone())
+        .collect();
+    for room in &rooms {
+        h.set_behaviour("arena", room, silent);
+    }
+    let fleet = h.engine.fleet("arena").unwrap();
+    let expired_at = rooms
+        .iter()
+        .map(|r| fleet.get(r).unwrap().last_ping_at)
+        .max()
+        .unwrap()
+        + EngineConfig::default().room_ping_timeout;
+    let marked = |h: &Harness| {
+        h.engine
+            .fleet("arena")
+            .unwrap()
+            .rooms()
+            .filter(|r| r.deletion.is_some())
+            .count()
+    };
+    // Straight to the engine: one check per call.
+    for want in 1..=3 {
+        assert_eq!(h.engine.poll_timeout().map(|t| t <= expired_at), Some(true));
+        h.engine.handle_timeout(expired_at);
+        assert_eq!(marked(&h), want);
+    }
+    // The first check's removal started at once; the later rooms joined
+    // the one waiting behind it.
+    let running = h.engine.in_progress_operation("arena").unwrap();
+    let pending: Vec<_> = h
+        .engine
+        .pending_operations("arena")
+        .into_iter()
+        .filter(|o| is_expired_removal(&o.definition))
+        .collect();
+    let rooms_of = |op: &maestro_engine::Operation| match &op.definition {
+        Definition::RemoveRooms {
+            room_ids,
+            reason: RemovalReason::ExpiredRoom,
+            ..
+        } => room_ids.len(),
+        other => panic!("not an expired-room removal: {other:?}"),
+    };
+    assert_eq!(rooms_of(running), 1);
+    assert_eq!(pending.len(), 1);
+    assert_eq!(rooms_of(pending[0]), 2);
+    check(&h);
 }

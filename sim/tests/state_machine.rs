@@ -217,6 +217,9 @@ enum Outstanding {
 /// so, which is how the test reorders, delays and fails them.
 struct Driver {
     engine: Engine,
+    /// The engine's configuration but for the seed, which every restart
+    /// draws afresh.
+    config: EngineConfig,
     seed: u64,
     restarts: u64,
     /// What the engine persisted; a restart restores from it, a crash
@@ -244,14 +247,18 @@ struct Driver {
 
 impl Driver {
     fn new(seed: u64) -> Driver {
-        let config = EngineConfig {
+        Driver::with_config(EngineConfig {
             seed,
             ..EngineConfig::default()
-        };
+        })
+    }
+
+    fn with_config(config: EngineConfig) -> Driver {
         let disk = SimulatedDisk::new();
         Driver {
-            engine: Engine::new(config),
-            seed,
+            engine: Engine::new(config.clone()),
+            seed: config.seed,
+            config,
             restarts: 0,
             store: Store::with_kv(disk.clone()).expect("an empty disk opens"),
             disk,
@@ -487,7 +494,7 @@ impl Driver {
         self.restarts += 1;
         let config = EngineConfig {
             seed: self.seed ^ self.restarts.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-            ..EngineConfig::default()
+            ..self.config.clone()
         };
         self.engine = Engine::new(config);
         self.outstanding.clear();
@@ -1022,39 +1029,74 @@ impl StateMachineTest for EngineTest {
     type Reference = Reference;
 
     fn init_test(_: &()) -> Driver {
-        let mut driver = Driver::new(7);
-        // Most sequences start from a live scheduler.
-        // Every check below looks at the schedulers that exist: a fixture
-        // the engine refused would leave them nothing to check.
-        let sched = scheduler(SCHEDULERS[0], 3, &Autoscale::None, 1, false, 1);
-        if let Err(e) = driver
-            .engine
-            .handle_command(driver.now, Command::CreateScheduler(sched))
-        {
-            panic!("the initial scheduler is refused: {e}");
-        }
-        driver.drain();
-        assert!(
-            driver.engine.scheduler(SCHEDULERS[0]).is_some(),
-            "the initial scheduler exists"
-        );
-        driver
+        start(Driver::new(7))
     }
 
-    fn apply(mut driver: Driver, _: &(), step: Step) -> Driver {
-        let mut before = snapshot(&driver.engine);
-        // Busy by what the rooms said, not only by what the engine
-        // remembers: a crash may have left its view stale.
-        before.busy.extend(driver.truth_busy.iter().cloned());
-        let target = target_room(&driver, &step);
-        driver.apply(&step);
-        check_safety(&driver, &before, &step, target.as_ref());
-        driver
+    fn apply(driver: Driver, _: &(), step: Step) -> Driver {
+        apply_checked(driver, &step)
     }
 
     fn teardown(mut driver: Driver, _: ()) {
         check_liveness(&mut driver);
     }
+}
+
+/// The same machine with room for one user operation in the queue, so
+/// commands are refused often and the engine's own operations (which skip
+/// that limit) make up most of the queue: `check_invariants` holds it to
+/// `EngineConfig::max_open_operations` after every step, restarts and
+/// crashes included.
+struct ShortQueueTest;
+
+impl StateMachineTest for ShortQueueTest {
+    type SystemUnderTest = Driver;
+    type Reference = Reference;
+
+    fn init_test(_: &()) -> Driver {
+        start(Driver::with_config(EngineConfig {
+            seed: 7,
+            max_pending_operations: 1,
+            ..EngineConfig::default()
+        }))
+    }
+
+    fn apply(driver: Driver, _: &(), step: Step) -> Driver {
+        apply_checked(driver, &step)
+    }
+
+    fn teardown(mut driver: Driver, _: ()) {
+        check_liveness(&mut driver);
+    }
+}
+
+fn start(mut driver: Driver) -> Driver {
+    // Most sequences start from a live scheduler.
+    // Every check below looks at the schedulers that exist: a fixture
+    // the engine refused would leave them nothing to check.
+    let sched = scheduler(SCHEDULERS[0], 3, &Autoscale::None, 1, false, 1);
+    if let Err(e) = driver
+        .engine
+        .handle_command(driver.now, Command::CreateScheduler(sched))
+    {
+        panic!("the initial scheduler is refused: {e}");
+    }
+    driver.drain();
+    assert!(
+        driver.engine.scheduler(SCHEDULERS[0]).is_some(),
+        "the initial scheduler exists"
+    );
+    driver
+}
+
+fn apply_checked(mut driver: Driver, step: &Step) -> Driver {
+    let mut before = snapshot(&driver.engine);
+    // Busy by what the rooms said, not only by what the engine
+    // remembers: a crash may have left its view stale.
+    before.busy.extend(driver.truth_busy.iter().cloned());
+    let target = target_room(&driver, step);
+    driver.apply(step);
+    check_safety(&driver, &before, step, target.as_ref());
+    driver
 }
 
 /// Cases per run: 256 in CI; `PROPTEST_CASES=20000` for a long hunt.
@@ -1074,6 +1116,17 @@ prop_state_machine! {
     })]
     #[test]
     fn engine_keeps_its_invariants(sequential 1..200 => EngineTest);
+}
+
+prop_state_machine! {
+    #![proptest_config(Config {
+        cases: cases(256),
+        max_shrink_iters: 2000,
+        failure_persistence: None,
+        .. Config::default()
+    })]
+    #[test]
+    fn a_short_queue_keeps_its_bound(sequential 1..200 => ShortQueueTest);
 }
 
 fn trace_of(seed: u64, steps: &[Step]) -> u64 {

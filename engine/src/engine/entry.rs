@@ -133,17 +133,31 @@ impl SchedulerEntry {
     }
 
     /// Adds an operation to the queue; priority ones go to the head.
+    ///
+    /// Only users' commands are refused for a full queue (in
+    /// `Engine::enqueue_user`); the engine's own operations are bounded by
+    /// kind, and the assertion below holds the sum of both to
+    /// `EngineConfig::max_open_operations`.
     pub fn enqueue(
         &mut self,
         io: &mut Io,
+        config: &EngineConfig,
         now: Time,
         definition: Definition,
         priority: bool,
     ) -> OperationId {
+        let bound = config.max_open_operations();
+        assert!(
+            self.queue.len() < bound,
+            "scheduler {}: enqueueing {} onto {} pending operations would exceed the bound of {bound}",
+            self.name,
+            definition.name(),
+            self.queue.len()
+        );
         // A fresh uuid collides only if a shell reused a seed across
         // process runs; retry (bounded) rather than trust that it did not.
         let mut id = io.rng.uuid();
-        for _ in 0..8 {
+        for _ in 0..config.operation_id_retries {
             if !self.operations.contains_key(&id) {
                 break;
             }
@@ -291,7 +305,7 @@ impl SchedulerEntry {
                 assert!(amount > 0);
                 // Enqueued with priority: that is what marks it as the
                 // reconciler's (see `is_reconciler_add`).
-                self.enqueue(io, now, Definition::AddRooms { amount }, true);
+                self.enqueue(io, config, now, Definition::AddRooms { amount }, true);
                 true
             }
             Decision::Remove {
@@ -320,7 +334,7 @@ impl SchedulerEntry {
                     room_ids: ids,
                     reason,
                 };
-                self.enqueue(io, now, definition, true);
+                self.enqueue(io, config, now, definition, true);
                 true
             }
         }
@@ -352,32 +366,29 @@ impl SchedulerEntry {
     /// Expired rooms, overdue timers, periodic operations.
     pub fn on_timeout(&mut self, io: &mut Io, config: &EngineConfig, now: Time) -> EntryFate {
         if !self.deleting && self.resources_ready {
-            let limit = usize::try_from(config.add_rooms_limit).unwrap_or(1000);
+            let limit = config.expired_rooms_per_check.max(1);
             let expired: Vec<RoomId> = self.fleet.expired(now, limit);
             if !expired.is_empty() {
                 for id in &expired {
                     self.mark_for_deletion(now, id, RemovalReason::ExpiredRoom);
                 }
-                let definition = Definition::RemoveRooms {
-                    amount: 0,
-                    room_ids: expired,
-                    reason: RemovalReason::ExpiredRoom,
-                };
-                self.enqueue(io, now, definition, true);
+                self.remove_expired(io, config, now, expired);
             }
         }
+        // One of each periodic operation open at a time, however long the
+        // queue takes to reach it.
         if now >= self.next_health_check {
             self.next_health_check = now + config.health_controller_interval;
             let open = self.has_open_op(|d| matches!(d, Definition::HealthController { .. }));
             if !open && !self.deleting && self.resources_ready {
                 let definition = Definition::HealthController { took_action: None };
-                self.enqueue(io, now, definition, false);
+                self.enqueue(io, config, now, definition, false);
             }
         }
         if now >= self.next_clean_up {
             self.next_clean_up = now + clean_up_delay(config.storage_clean_up_interval, io);
             if !self.deleting && !self.has_open_op(|d| matches!(d, Definition::StorageCleanUp)) {
-                self.enqueue(io, now, Definition::StorageCleanUp, false);
+                self.enqueue(io, config, now, Definition::StorageCleanUp, false);
             }
         }
         // Due at once when the namespace becomes ready (and after a
@@ -396,6 +407,47 @@ impl SchedulerEntry {
             return EntryFate::Remove;
         }
         self.drive(io, config, now)
+    }
+
+    /// Deletes expired rooms (already marked): they join the expired-room
+    /// removal waiting in the queue if there is one, else a new one is
+    /// enqueued. A room stays expired again every deletion timeout until it
+    /// is gone, so without the merge a long-running operation ahead would
+    /// let one removal pile up per check; with it at most one waits (and
+    /// one may run), as `EngineConfig::max_open_operations` counts.
+    fn remove_expired(
+        &mut self,
+        io: &mut Io,
+        config: &EngineConfig,
+        now: Time,
+        rooms: Vec<RoomId>,
+    ) {
+        let waiting = self.queue.iter().find(|id| {
+            self.operations
+                .get(*id)
+                .is_some_and(|op| is_expired_removal(&op.definition))
+        });
+        let Some(id) = waiting.cloned() else {
+            let definition = Definition::RemoveRooms {
+                amount: 0,
+                room_ids: rooms,
+                reason: RemovalReason::ExpiredRoom,
+            };
+            self.enqueue(io, config, now, definition, true);
+            return;
+        };
+        let Some(Definition::RemoveRooms { room_ids, .. }) =
+            self.operations.get_mut(&id).map(|op| &mut op.definition)
+        else {
+            unreachable!("the waiting operation is an expired-room removal");
+        };
+        // Each room once: the list stays within the fleet's size.
+        let held: BTreeSet<RoomId> = room_ids.iter().cloned().collect();
+        let before = room_ids.len();
+        room_ids.extend(rooms.into_iter().filter(|room| !held.contains(room)));
+        if room_ids.len() > before {
+            self.persist_operation(io, &id);
+        }
     }
 
     /// Renews the running operation's lease once half of it has passed.
@@ -489,7 +541,7 @@ impl SchedulerEntry {
 
     /// Checks the structural invariants (used by the periodic health check
     /// and by tests).
-    pub fn check_invariants(&self) -> Result<(), String> {
+    pub fn check_invariants(&self, config: &EngineConfig) -> Result<(), String> {
         self.fleet.check_consistency()?;
         if !self.versions.contains_key(&self.active) {
             return Err("active version missing".to_string());
@@ -511,8 +563,44 @@ impl SchedulerEntry {
         if in_progress == 1 && self.running.is_none() {
             return Err("an operation is in progress but none runs".to_string());
         }
+        let bound = config.max_open_operations();
+        if self.queue.len() + in_progress > bound {
+            return Err(format!(
+                "{} pending and {in_progress} in-progress operations exceed the bound of {bound}",
+                self.queue.len()
+            ));
+        }
+        let waiting_removals = self
+            .queue
+            .iter()
+            .filter_map(|id| self.operations.get(id))
+            .filter(|op| is_expired_removal(&op.definition))
+            .count();
+        // Two only right after a restart put a running one back.
+        if waiting_removals > 2 {
+            return Err(format!(
+                "{waiting_removals} expired-room removals pending, at most 2 expected"
+            ));
+        }
+        if self.allocations.len() > config.max_allocation_keys.max(1) {
+            return Err(format!(
+                "{} allocation keys held, beyond the limit of {}",
+                self.allocations.len(),
+                config.max_allocation_keys
+            ));
+        }
         Ok(())
     }
+}
+
+fn is_expired_removal(definition: &Definition) -> bool {
+    matches!(
+        definition,
+        Definition::RemoveRooms {
+            reason: RemovalReason::ExpiredRoom,
+            ..
+        }
+    )
 }
 
 /// Upstream's memoryless storage clean-up ticker: an exponential delay with

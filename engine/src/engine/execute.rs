@@ -514,7 +514,9 @@ impl SchedulerEntry {
             new_active_version: version,
         };
         // Bypasses the enqueue-time conflict check on purpose (#696).
-        let switch_id = self.enqueue(io, now, switch, false);
+        // The only open version operation hands over to this one: one
+        // version operation stays open (`EngineConfig::max_open_operations`).
+        let switch_id = self.enqueue(io, config, now, switch, false);
         let line = format!("enqueued switch active version operation with id: {switch_id}");
         self.record(config, now, id, &line);
         Step::Done(OperationStatus::Finished, String::new())

@@ -260,7 +260,7 @@ impl Engine {
                 "scheduler {name} has {limit} pending operations already"
             )));
         }
-        let id = entry.enqueue(&mut self.io, now, definition, false);
+        let id = entry.enqueue(&mut self.io, &self.config, now, definition, false);
         let fate = entry.drive(&mut self.io, &self.config, now);
         self.apply_fate(name, fate);
         Ok(CommandReply::Enqueued(id))
@@ -382,13 +382,13 @@ impl Engine {
     }
 
     /// Reconciles every scheduler whose fleet changed, then starts queued
-    /// operations. Bounded: each scheduler is reconciled once per call.
+    /// operations. Bounded: each scheduler is reconciled at most once per
+    /// pass, for `EngineConfig::settle_passes` passes.
     fn settle(&mut self, now: Time) {
         // An operation that ends inside a pass marks its scheduler again;
         // a few passes settle such chains, and anything left shows up in
         // `poll_timeout` as due now.
-        const PASSES: usize = 4;
-        for _ in 0..PASSES {
+        for _ in 0..self.config.settle_passes.max(1) {
             let dirty = std::mem::take(&mut self.io.dirty);
             if dirty.is_empty() {
                 break;
@@ -540,7 +540,7 @@ impl Engine {
     pub fn check_invariants(&self) -> Result<(), String> {
         for (name, entry) in &self.schedulers {
             entry
-                .check_invariants()
+                .check_invariants(&self.config)
                 .map_err(|e| format!("scheduler {name}: {e}"))?;
             let in_progress = entry
                 .operations

@@ -197,6 +197,29 @@ impl Engine {
             entry.queue.push_front(id.clone());
             entry.persist_operation(&mut self.io, &id);
         }
+        // This engine never writes a queue beyond the bound, and a restart
+        // keeps it within (`EngineConfig::max_open_operations`). A store
+        // written under a lower limit, or by a maestro that queued one
+        // expired-room removal per check, may hold more: the newest are
+        // canceled down to what users may hold plus one, so the engine's
+        // own operations fit again and `enqueue`'s assertion holds.
+        if entry.queue.len() > config.max_open_operations() {
+            let keep = config.max_pending_operations.saturating_add(1);
+            let line = format!(
+                "Canceled at restart: the queue held more than {} operations",
+                config.max_open_operations()
+            );
+            for id in entry.queue.split_off(keep) {
+                entry.finalize(
+                    &mut self.io,
+                    &config,
+                    now,
+                    &id,
+                    OperationStatus::Canceled,
+                    &line,
+                );
+            }
+        }
         // Rooms may be created once create_scheduler has run; a scheduler
         // whose create_scheduler record is gone was created long ago.
         entry.resources_ready = !entry.operations.values().any(|op| {

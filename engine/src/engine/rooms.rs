@@ -18,7 +18,7 @@ use crate::time::{Millis, Time};
 use crate::version::Version;
 
 /// Allocation idempotency keys: the same key within the allocation TTL gets
-/// the same room.
+/// the same room. At most `EngineConfig::max_allocation_keys` are held.
 #[derive(Debug, Default)]
 pub(crate) struct Allocations {
     by_key: BTreeMap<String, (RoomId, Time)>,
@@ -26,9 +26,6 @@ pub(crate) struct Allocations {
 }
 
 impl Allocations {
-    /// Keys remembered at once; the oldest is forgotten beyond this.
-    const MAX_KEYS: usize = 100_000;
-
     fn get(&self, key: &str, now: Time) -> Option<&RoomId> {
         self.by_key
             .get(key)
@@ -36,11 +33,14 @@ impl Allocations {
             .map(|(room, _)| room)
     }
 
-    fn insert(&mut self, key: &str, room: RoomId, expires: Time) {
+    /// Remembers `key` until `expires`, forgetting the keys that expire
+    /// first while `max_keys` are held.
+    fn insert(&mut self, key: &str, room: RoomId, expires: Time, max_keys: usize) {
         if let Some((_, old)) = self.by_key.remove(key) {
             self.expiry.remove(&(old, key.to_string()));
         }
-        while self.by_key.len() >= Self::MAX_KEYS {
+        // Bounded: each turn forgets one of the keys held.
+        while self.by_key.len() >= max_keys.max(1) {
             let Some((_, oldest)) = self.expiry.pop_first() else {
                 break;
             };
@@ -48,6 +48,16 @@ impl Allocations {
         }
         self.by_key.insert(key.to_string(), (room, expires));
         self.expiry.insert((expires, key.to_string()));
+        assert!(
+            self.by_key.len() <= max_keys.max(1) && self.by_key.len() == self.expiry.len(),
+            "allocation keys: {} held, {} expiries, limit {max_keys}",
+            self.by_key.len(),
+            self.expiry.len()
+        );
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
     }
 
     pub fn expire(&mut self, now: Time) {
@@ -98,7 +108,11 @@ fn apply_status(
 
 /// Host ports for a new room: distinct ports from the scheduler-wide range,
 /// or one port per container port from its own range (upstream's rules).
-fn draw_host_ports(spec: &Scheduler, rng: &mut EngineRng) -> Result<Vec<HostPort>, String> {
+fn draw_host_ports(
+    spec: &Scheduler,
+    rng: &mut EngineRng,
+    draws_per_port: usize,
+) -> Result<Vec<HostPort>, String> {
     let ports: Vec<_> = spec
         .spec
         .containers
@@ -107,7 +121,7 @@ fn draw_host_ports(spec: &Scheduler, rng: &mut EngineRng) -> Result<Vec<HostPort
         .collect();
     let drawn: Vec<u16> = match spec.port_range {
         Some(range) => rng
-            .distinct_ports_in(range, ports.len())
+            .distinct_ports_in(range, ports.len(), draws_per_port)
             .ok_or("the scheduler's port range is too small for its ports")?,
         None => {
             let mut drawn = Vec::with_capacity(ports.len());
@@ -178,11 +192,11 @@ impl SchedulerEntry {
             ));
         }
         // Bounded retries: with 27^5 suffixes a collision is rare.
-        let id = (0..16)
+        let id = (0..config.room_name_draws.max(1))
             .map(|_| io.rng.room_name(&self.name))
             .find(|name| !self.fleet.contains(name))
             .ok_or("could not draw a unique room name")?;
-        let host_ports = draw_host_ports(&spec, &mut io.rng)?;
+        let host_ports = draw_host_ports(&spec, &mut io.rng, config.host_port_draws_per_port)?;
         let version = Version::parse(&spec.spec.version).unwrap_or(self.active);
         self.fleet.insert(Room {
             id: id.clone(),
@@ -419,8 +433,12 @@ impl SchedulerEntry {
             })
             .expect("the ready index lists existing rooms");
         if let Some(key) = key {
-            self.allocations
-                .insert(key, id, now + config.room_allocation_ttl);
+            self.allocations.insert(
+                key,
+                id,
+                now + config.room_allocation_ttl,
+                config.max_allocation_keys,
+            );
         }
         io.mark_dirty(&self.name);
         Ok(allocation)
