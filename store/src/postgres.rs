@@ -15,12 +15,14 @@
 //! **Threading.** The synchronous `postgres` client runs a runtime of its
 //! own and panics when called on a thread that is inside a tokio runtime,
 //! and the store is read from async code (`Store::load` at start-up, the
-//! outbox from the forwarding lanes). So one OS thread owns the connection
-//! and every database call is a job sent to it, whose answer the caller
-//! waits for with a blocking receive (like a read of sled's files, it holds
-//! the calling thread for a round trip). `apply` never waits for that
-//! thread: it touches only the overlay, so the driver applies its next
-//! batch while a flush is in flight.
+//! outbox from the forwarding lanes). So each connection is owned by an OS
+//! thread of its own, and every database call is a job sent to it, whose
+//! answer the caller waits for with a blocking receive (like a read of
+//! sled's files, it holds the calling thread for a round trip). There are
+//! two connections, one for reads and one for flushes, so that no read
+//! queues behind a flush's COMMIT (sled's reads do not wait for its flush
+//! either: the driver's next `apply` may read records while the previous
+//! flush is in flight). `apply` itself touches only the overlay.
 //!
 //! **Reads** merge the overlay over the table in key order. Prefix scans
 //! are range scans on the primary key (`key >= prefix AND key < successor`),
@@ -29,10 +31,13 @@
 //! snapshot across a concurrent flush (neither is sled's): each key reads
 //! its value at the overlay's snapshot or a later one.
 //!
-//! **Connections.** A read that finds the connection broken reconnects once
-//! and retries; a flush never does (its outcome would be unknown: the
-//! caller treats a failed flush as fatal). TLS is not supported (`NoTls`):
-//! connect over a local socket, loopback, or a TLS-terminating proxy.
+//! **Connections.** A read that finds its connection broken reconnects once
+//! and retries. The flushing connection never reconnects: a flush whose
+//! connection broke has an unknown outcome, and the caller treats a failed
+//! flush as fatal (a new process connects afresh). A flush that failed on a
+//! working connection (the server refused the batch) can be retried: it
+//! writes the same final values. TLS is not supported (`NoTls`): connect
+//! over a local socket, loopback, or a TLS-terminating proxy.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -99,7 +104,7 @@ impl Overlay {
     }
 }
 
-/// A job for the connection thread.
+/// A job for a connection's thread.
 type Job = Box<dyn FnOnce(&mut Worker) + Send>;
 
 /// PostgreSQL as an ordered key-value store (see the module's doc).
@@ -108,15 +113,16 @@ pub struct PostgresKv {
     /// One flush at a time (the driver never starts two; this keeps the
     /// overlay's bookkeeping right for a caller that would).
     flush_lock: Mutex<()>,
-    /// `None` only while dropping, to end the connection thread.
-    jobs: Option<mpsc::Sender<Job>>,
-    thread: Option<JoinHandle<()>>,
+    /// Reads, so that none waits for a flush's COMMIT.
+    reader: Connection,
+    /// Flushes.
+    writer: Connection,
 }
 
 impl PostgresKv {
     /// Connects to `url` (`postgres://user@host:port/db?options`, or libpq's
     /// `key=value` form) without TLS, migrates the schema, and starts the
-    /// connection thread.
+    /// connections' threads.
     pub fn connect(url: &str) -> Result<PostgresKv, StoreError> {
         let mut config: postgres::Config =
             url.parse().map_err(failed("parse the connection string"))?;
@@ -126,57 +132,18 @@ impl PostgresKv {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let (opened, open_result) = mpsc::sync_channel(1);
-        let thread = std::thread::Builder::new()
-            .name("maestro-postgres".to_string())
-            .spawn(move || {
-                let mut worker = match Session::open(&config) {
-                    Ok(session) => {
-                        let _ = opened.send(Ok(()));
-                        Worker { config, session }
-                    }
-                    Err(e) => {
-                        let _ = opened.send(Err(e));
-                        return;
-                    }
-                };
-                for job in queue {
-                    job(&mut worker);
-                }
-            })
-            .map_err(|e| StoreError::Postgres {
-                operation: "start the connection thread",
-                cause: e.to_string(),
-            })?;
-        let kv = PostgresKv {
+        Ok(PostgresKv {
             overlay: Mutex::default(),
             flush_lock: Mutex::default(),
-            jobs: Some(jobs),
-            thread: Some(thread),
-        };
-        open_result.recv().map_err(|_| thread_gone())??;
-        Ok(kv)
+            writer: Connection::start(config.clone(), "maestro-pg-write")?,
+            reader: Connection::start(config, "maestro-pg-read")?,
+        })
     }
 
     fn overlay(&self) -> MutexGuard<'_, Overlay> {
         // Every change to the overlay completes before it could panic, so a
         // poisoned lock still guards consistent data.
         self.overlay.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Runs `job` on the connection thread and waits for its answer.
-    fn call<T: Send + 'static>(
-        &self,
-        job: impl FnOnce(&mut Worker) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let (answer, answered) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move |worker| {
-            let _ = answer.send(job(worker));
-        });
-        let jobs = self.jobs.as_ref().ok_or_else(thread_gone)?;
-        jobs.send(job).map_err(|_| thread_gone())?;
-        answered.recv().map_err(|_| thread_gone())?
     }
 
     /// Entries under `prefix` from `start`, overlay merged, at most `limit`.
@@ -193,7 +160,7 @@ impl PostgresKv {
         let view = self.overlay().range(&from, to.as_deref());
         // Each overlay entry hides or replaces at most one row.
         let rows = sql_limit(limit.saturating_add(view.len()));
-        let table = self.call(move |w| {
+        let table = self.reader.call(move |w| {
             w.read("scan", |s| {
                 let found = match &to {
                     Some(to) => s.client.query(&s.scan_to, &[&from, to, &rows])?,
@@ -209,7 +176,64 @@ impl PostgresKv {
     }
 }
 
-impl Drop for PostgresKv {
+/// A connection owned by a thread of its own, which runs the jobs sent to
+/// it one at a time.
+struct Connection {
+    /// `None` only while dropping, to end the thread.
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Connection {
+    /// Starts the thread, which connects and migrates the schema first.
+    fn start(config: postgres::Config, name: &str) -> Result<Connection, StoreError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (opened, open_result) = mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let mut worker = match Session::open(&config) {
+                    Ok(session) => {
+                        let _ = opened.send(Ok(()));
+                        Worker { config, session }
+                    }
+                    Err(e) => {
+                        let _ = opened.send(Err(e));
+                        return;
+                    }
+                };
+                for job in queue {
+                    job(&mut worker);
+                }
+            })
+            .map_err(|e| StoreError::Postgres {
+                operation: "start a connection thread",
+                cause: e.to_string(),
+            })?;
+        let connection = Connection {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        };
+        open_result.recv().map_err(|_| thread_gone())??;
+        Ok(connection)
+    }
+
+    /// Runs `job` on the connection's thread and waits for its answer.
+    fn call<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Worker) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (answer, answered) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |worker| {
+            let _ = answer.send(job(worker));
+        });
+        let jobs = self.jobs.as_ref().ok_or_else(thread_gone)?;
+        jobs.send(job).map_err(|_| thread_gone())?;
+        answered.recv().map_err(|_| thread_gone())?
+    }
+}
+
+impl Drop for Connection {
     fn drop(&mut self) {
         // Closing the queue ends the thread, which closes the connection.
         self.jobs = None;
@@ -448,7 +472,7 @@ impl Worker {
     }
 
     /// Writes a flush's entries in one transaction. No reconnect: on a
-    /// broken connection the flush fails.
+    /// broken connection this flush and every later one fail.
     fn flush(
         &mut self,
         keys: Vec<Vec<u8>>,
@@ -474,7 +498,7 @@ impl Kv for PostgresKv {
             return Ok(value);
         }
         let key = key.to_vec();
-        self.call(move |w| {
+        self.reader.call(move |w| {
             w.read("get", |s| match s.client.query_opt(&s.get, &[&key])? {
                 Some(row) => Ok(Some(row.try_get(0)?)),
                 None => Ok(None),
@@ -497,7 +521,7 @@ impl Kv for PostgresKv {
         // The greatest row the overlay does not shadow is among the first
         // `view.len() + 1` rows from the top.
         let rows = sql_limit(view.len().saturating_add(1));
-        let keys: Vec<Vec<u8>> = self.call(move |w| {
+        let keys: Vec<Vec<u8>> = self.reader.call(move |w| {
             w.read("last key", |s| {
                 let found = match &to {
                     Some(to) => s.client.query(&s.last_to, &[&from, to, &rows])?,
@@ -550,7 +574,7 @@ impl Kv for PostgresKv {
                 None => deleted.push(key.clone()),
             }
         }
-        self.call(move |w| w.flush(keys, values, deleted))?;
+        self.writer.call(move |w| w.flush(keys, values, deleted))?;
         let mut overlay = self.overlay();
         if overlay
             .flushing
@@ -563,7 +587,7 @@ impl Kv for PostgresKv {
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
-        let bytes: i64 = self.call(|w| {
+        let bytes: i64 = self.reader.call(|w| {
             w.read("size on disk", |s| {
                 s.client.query_one(&s.size, &[])?.try_get(0)
             })
