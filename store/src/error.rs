@@ -23,4 +23,11 @@ pub enum StoreError {
     Encode { what: &'static str, cause: String },
     #[error("database error: {0}")]
     Io(String),
+    /// A PostgreSQL call failed: what the store was doing, and the client's
+    /// or the server's message.
+    #[error("PostgreSQL: cannot {operation}: {cause}")]
+    Postgres {
+        operation: &'static str,
+        cause: String,
+    },
 }

@@ -2,9 +2,10 @@
 //! record each, carrying its queue key), room records (soft state) and the
 //! forwarding outbox.
 //!
-//! Two implementations share one logic over an ordered key-value layer:
-//! sled 0.34 on disk ([`SledStore`]) for single-node deployments, and a
-//! B-tree in memory ([`MemoryStore`]) for the simulator and tests. A batch of
+//! Three implementations share one logic over an ordered key-value layer:
+//! sled 0.34 on disk ([`SledStore`]) for single-node deployments,
+//! PostgreSQL ([`PostgresStore`]) for a store that outlives one machine, and
+//! a B-tree in memory ([`MemoryStore`]) for the simulator and tests. A batch of
 //! writes is atomic; [`Store::flush`] makes it durable, and the service
 //! acknowledges a management request only after flushing its writes (the
 //! service's driver applies one batch per turn and lets every reply held
@@ -15,11 +16,13 @@ mod disk;
 mod error;
 mod kv;
 mod outbox;
+mod postgres;
 mod store;
 
+pub use self::postgres::PostgresKv;
 pub use codec::FORMAT_VERSION;
 pub use disk::{INJECTED_FAULT, SimulatedDisk};
 pub use error::StoreError;
 pub use kv::{Kv, MemoryKv, SledKv, TREE};
 pub use outbox::{Lane, OutboxRecord};
-pub use store::{MemoryStore, SledStore, Store, Write};
+pub use store::{MemoryStore, PostgresStore, SledStore, Store, Write};

@@ -22,6 +22,7 @@ use crate::codec::{Kind, LEGACY_INDEX_KINDS, decode, encode, key, prefix};
 use crate::error::StoreError;
 use crate::kv::{BatchEntry, Kv, MemoryKv, SledKv};
 use crate::outbox::{Lane, OutboxRecord, outbox_key};
+use crate::postgres::PostgresKv;
 
 /// One write of a batch.
 #[derive(Clone, Debug, PartialEq)]
@@ -112,6 +113,7 @@ pub struct Store<K: Kv> {
 
 pub type MemoryStore = Store<MemoryKv>;
 pub type SledStore = Store<SledKv>;
+pub type PostgresStore = Store<PostgresKv>;
 
 impl MemoryStore {
     pub fn in_memory() -> MemoryStore {
@@ -123,6 +125,13 @@ impl SledStore {
     /// Opens (or creates) the database in `path`.
     pub fn open(path: &Path) -> Result<SledStore, StoreError> {
         Store::with_kv(SledKv::open(path)?)
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (see [`PostgresKv::connect`]).
+    pub fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        Store::with_kv(PostgresKv::connect(url)?)
     }
 }
 

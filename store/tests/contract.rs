@@ -1,5 +1,9 @@
-//! One contract, two stores: every test here runs against the in-memory
-//! store and against sled in a temporary directory.
+//! One contract, every store: each test here runs against the in-memory
+//! store, the simulated disk, sled in a temporary directory and PostgreSQL
+//! in a schema of its own (on the server named by
+//! `MAESTRO_STORE_TEST_POSTGRES_URL`: `scripts/postgres up` starts one).
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,9 +16,11 @@ use maestro_engine::{
     Engine, EngineConfig, ForwardEvent, ForwardKind, Operation, OperationStatus, Time,
 };
 use maestro_store::{
-    Kv, Lane, MemoryKv, MemoryStore, OutboxRecord, SimulatedDisk, SledKv, SledStore, Store,
-    StoreError, Write,
+    Kv, Lane, MemoryKv, MemoryStore, OutboxRecord, PostgresStore, SimulatedDisk, SledKv, SledStore,
+    Store, StoreError, Write,
 };
+
+use common::TestDb;
 
 fn scheduler(name: &str, version: &str) -> Arc<Scheduler> {
     // The engine's valid fixture, with a few non-default values to round-trip.
@@ -464,6 +470,12 @@ macro_rules! contract {
                 super::$test(&super::SledStore::open(dir.path()).unwrap());
             })*
         }
+        mod postgresql {
+            $(#[test] fn $test() {
+                let db = super::TestDb::new(concat!("contract_", stringify!($test)));
+                super::$test(&super::Store::with_kv(db.kv()).unwrap());
+            })*
+        }
     };
 }
 
@@ -532,6 +544,12 @@ fn corrupt_records_are_named_in_sled() {
 }
 
 #[test]
+fn corrupt_records_are_named_in_postgres() {
+    let db = TestDb::new("contract_corrupt");
+    corrupt_record_is_named(db.kv());
+}
+
+#[test]
 fn an_unopenable_database_names_its_path() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");
@@ -544,11 +562,11 @@ fn an_unopenable_database_names_its_path() {
     assert!(text.contains("not-a-dir"), "{text}");
 }
 
-#[test]
-fn sled_keeps_everything_across_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+/// What was flushed is there for the next process: `open` opens the same
+/// database again each time.
+fn keeps_everything_across_a_reopen<K: Kv>(open: impl Fn() -> Store<K>) {
     {
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = open();
         let writes = vec![
             Write::SchedulerVersion {
                 scheduler: scheduler("arena", "v1.0.0"),
@@ -568,7 +586,7 @@ fn sled_keeps_everything_across_a_reopen() {
         store.apply(Time(1), &writes).unwrap();
         store.flush().unwrap();
     }
-    let store = reopen(|| SledStore::open(dir.path()));
+    let store = open();
     let loaded = store.load().unwrap();
     assert_eq!(loaded[0].operations.len(), 1);
     let mm = lane("arena", "mm");
@@ -595,6 +613,18 @@ fn sled_keeps_everything_across_a_reopen() {
         vec![first_seq, first_seq + 2],
         "sequence numbers continue after a reopen, above every lane's"
     );
+}
+
+#[test]
+fn sled_keeps_everything_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    keeps_everything_across_a_reopen(|| reopen(|| SledStore::open(dir.path())));
+}
+
+#[test]
+fn postgres_keeps_everything_across_a_reconnect() {
+    let db = TestDb::new("contract_reconnect");
+    keeps_everything_across_a_reopen(|| PostgresStore::connect(&db.url).unwrap());
 }
 
 /// Every key the disk holds, with its value.
@@ -705,24 +735,23 @@ fn legacy_index_records_are_purged_at_open_in_memory() {
     assert_eq!(loaded.into_values().collect::<Vec<_>>(), operations);
 }
 
-#[test]
-fn legacy_index_records_are_purged_at_open_in_sled() {
-    let dir = tempfile::tempdir().unwrap();
+/// The purge reaches the database: `open` opens the same one each time.
+fn legacy_index_records_are_purged_for_good<K: Kv>(open: impl Fn() -> K) {
     let operations = {
-        let kv = SledKv::open(dir.path()).unwrap();
+        let kv = open();
         let (_, operations) = legacy_database(&kv);
         kv.flush().unwrap();
         operations
     };
     let loaded = {
-        let store = reopen(|| SledStore::open(dir.path()));
+        let store = Store::with_kv(open()).unwrap();
         let loaded = loaded_operations(&store, "arena");
         assert_eq!(loaded.into_values().collect::<Vec<_>>(), operations);
         store.flush().unwrap();
         store.load().unwrap()
     };
-    // The deletion reached the file: a raw reopen finds only today's kinds.
-    let kv = reopen(|| SledKv::open(dir.path()));
+    // The deletion reached the disk: a raw reopen finds only today's kinds.
+    let kv = open();
     let kinds: std::collections::BTreeSet<char> = kv
         .scan_prefix(b"", usize::MAX)
         .unwrap()
@@ -733,16 +762,26 @@ fn legacy_index_records_are_purged_at_open_in_sled() {
     assert_eq!(Store::with_kv(kv).unwrap().load().unwrap(), loaded);
 }
 
+#[test]
+fn legacy_index_records_are_purged_at_open_in_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    legacy_index_records_are_purged_for_good(|| reopen(|| SledKv::open(dir.path())));
+}
+
+#[test]
+fn legacy_index_records_are_purged_at_open_in_postgres() {
+    let db = TestDb::new("contract_legacy");
+    legacy_index_records_are_purged_for_good(|| db.kv());
+}
+
 /// The pending queue survives a restart in its order: a reopened database
 /// restores an engine whose queue is the order it was written in, although
 /// the records come back in id order, which is not the queue's.
-#[test]
-fn a_reopened_database_restores_the_pending_order() {
-    let dir = tempfile::tempdir().unwrap();
+fn a_reopened_database_restores_the_pending_order<K: Kv>(open: impl Fn() -> Store<K>) {
     // In queue order: c (a priority operation), b, d, a.
     let queue = [("c", -1), ("b", 0), ("d", 1), ("a", 2)];
     {
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = open();
         with_scheduler(&store, "arena");
         let writes: Vec<Write> = queue
             .iter()
@@ -760,7 +799,7 @@ fn a_reopened_database_restores_the_pending_order() {
         store.apply(Time(1), &writes).unwrap();
         store.flush().unwrap();
     }
-    let store = reopen(|| SledStore::open(dir.path()));
+    let store = open();
     let mut loaded = store.load().unwrap();
     let ids: Vec<&str> = loaded[0].operations.iter().map(|o| o.id.as_str()).collect();
     assert_eq!(ids, ["a", "b", "c", "d"], "records come back by id");
@@ -778,4 +817,16 @@ fn a_reopened_database_restores_the_pending_order() {
         .filter(|id| ours(id))
         .collect();
     assert_eq!(order, ["c", "b", "d", "a"]);
+}
+
+#[test]
+fn a_reopened_sled_database_restores_the_pending_order() {
+    let dir = tempfile::tempdir().unwrap();
+    a_reopened_database_restores_the_pending_order(|| reopen(|| SledStore::open(dir.path())));
+}
+
+#[test]
+fn a_reconnected_postgres_database_restores_the_pending_order() {
+    let db = TestDb::new("contract_pending_order");
+    a_reopened_database_restores_the_pending_order(|| PostgresStore::connect(&db.url).unwrap());
 }
