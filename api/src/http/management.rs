@@ -17,6 +17,7 @@ use crate::wire::{
     SchedulerRequest, SchedulerResponse, SchedulerWithoutSpec, SwitchActiveVersionRequest,
 };
 use maestro_engine::query::Stage;
+use maestro_engine::scheduler::patch::NoChange;
 
 type Reply<T> = Result<Json<T>, ApiError>;
 
@@ -153,9 +154,10 @@ pub(crate) async fn patch_scheduler(
     PathParams(name): PathParams<String>,
     body: Body,
 ) -> Reply<OperationIdResponse> {
-    let patch: PatchSchedulerRequest = read_json(body, state.config.body_limit_bytes).await?;
+    let request: PatchSchedulerRequest = read_json(body, state.config.body_limit_bytes).await?;
+    let patch = request.into_patch();
     if patch.is_empty() {
-        return Err(ApiError::new(Code::AlreadyExists, "no change found"));
+        return Err(ApiError::new(Code::AlreadyExists, NoChange.to_string()));
     }
     let active = state
         .backend

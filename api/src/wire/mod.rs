@@ -29,7 +29,7 @@ pub use scheduler::{
     ContainerEnvironmentValueFrom, ContainerEnvironmentValueFromFieldRef,
     ContainerEnvironmentValueFromSecretKeyRef, ContainerPort, ContainerResources, FixedBuffer,
     Forwarder, ForwarderOptions, GetSchedulerVersionsResponse, GetSchedulersInfoResponse,
-    ListSchedulersResponse, MatchAllocation, NoChange, OperationIdResponse, OptionalAutoscaling,
+    ListSchedulersResponse, MatchAllocation, OperationIdResponse, OptionalAutoscaling,
     OptionalContainer, OptionalSpec, PatchSchedulerRequest, PolicyParameters, PortRange,
     RoomOccupancy, Scheduler, SchedulerInfo, SchedulerRequest, SchedulerResponse, SchedulerVersion,
     SchedulerWithoutSpec, Spec, SwitchActiveVersionRequest,

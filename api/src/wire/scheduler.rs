@@ -15,6 +15,9 @@ use maestro_engine::VersionInfo;
 use maestro_engine::room::FleetCounts;
 use maestro_engine::room::RoomStatus;
 use maestro_engine::scheduler as engine;
+use maestro_engine::scheduler::patch::{
+    AutoscalingPatch, ContainerPatch, SchedulerPatch, SpecPatch,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -407,11 +410,6 @@ pub struct OptionalAutoscaling {
     pub cooldown: Option<i64>,
 }
 
-/// Why a patch produced no new version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("no change found")]
-pub struct NoChange;
-
 // ----- input → engine ------------------------------------------------------
 
 impl SchedulerRequest {
@@ -449,126 +447,50 @@ impl SchedulerRequest {
 }
 
 impl PatchSchedulerRequest {
-    /// Whether the patch names nothing to change (upstream's empty patch map).
-    pub fn is_empty(&self) -> bool {
-        self.spec.is_none()
-            && self.port_range.is_none()
-            && self.max_surge.is_none()
-            && self.rooms_replicas.is_none()
-            && self.autoscaling.is_none()
-            && self.forwarders.is_empty()
-            && self.annotations.is_empty()
-            && self.labels.is_empty()
-            && self.match_allocation.is_none()
-    }
-
-    /// `base` with the patch merged in, as upstream's `PatchScheduler` does.
-    pub fn apply(self, base: &engine::Scheduler) -> Result<engine::Scheduler, NoChange> {
-        if self.is_empty() {
-            return Err(NoChange);
+    /// The engine's patch: an absent field, and as upstream an empty list
+    /// or map, changes nothing.
+    pub fn into_patch(self) -> SchedulerPatch {
+        let non_empty_vec = |v: Vec<_>| (!v.is_empty()).then_some(v);
+        SchedulerPatch {
+            spec: self.spec.map(|spec| SpecPatch {
+                termination_grace_period_secs: spec.termination_grace_period,
+                containers: spec
+                    .containers
+                    .into_iter()
+                    .map(|c| ContainerPatch {
+                        name: c.name,
+                        image: c.image,
+                        image_pull_policy: c.image_pull_policy,
+                        command: (!c.command.is_empty()).then_some(c.command),
+                        environment: (!c.environment.is_empty())
+                            .then(|| c.environment.into_iter().map(env_to_engine).collect()),
+                        requests: c.requests.map(resources_to_engine),
+                        limits: c.limits.map(resources_to_engine),
+                        ports: (!c.ports.is_empty())
+                            .then(|| c.ports.into_iter().map(port_to_engine).collect()),
+                    })
+                    .collect(),
+                toleration: spec.toleration,
+                affinity: spec.affinity,
+            }),
+            port_range: self.port_range.map(port_range_to_engine),
+            max_surge: self.max_surge,
+            rooms_replicas: self.rooms_replicas,
+            autoscaling: self.autoscaling.map(|a| AutoscalingPatch {
+                enabled: a.enabled,
+                min: a.min,
+                max: a.max,
+                policy: a.policy.map(policy_to_engine),
+                cooldown_secs: a.cooldown,
+            }),
+            forwarders: non_empty_vec(self.forwarders)
+                .map(|f| f.into_iter().map(forwarder_to_engine).collect()),
+            annotations: (!self.annotations.is_empty()).then_some(self.annotations),
+            labels: (!self.labels.is_empty()).then_some(self.labels),
+            match_allocation: self.match_allocation.map(|m| engine::MatchAllocation {
+                max_matches: m.max_matches,
+            }),
         }
-        let mut s = base.clone();
-        if let Some(spec) = self.spec {
-            patch_spec(&mut s.spec, spec);
-        }
-        if let Some(range) = self.port_range {
-            s.port_range = Some(port_range_to_engine(range));
-        }
-        if let Some(surge) = self.max_surge {
-            s.max_surge = surge;
-        }
-        if let Some(replicas) = self.rooms_replicas {
-            s.rooms_replicas = replicas;
-        }
-        if let Some(patch) = self.autoscaling {
-            patch_autoscaling(&mut s.autoscaling, patch);
-        }
-        if !self.forwarders.is_empty() {
-            s.forwarders = self
-                .forwarders
-                .into_iter()
-                .map(forwarder_to_engine)
-                .collect();
-        }
-        if !self.annotations.is_empty() {
-            s.annotations = self.annotations;
-        }
-        if !self.labels.is_empty() {
-            s.labels = self.labels;
-        }
-        if let Some(m) = self.match_allocation {
-            s.match_allocation.max_matches = m.max_matches;
-        }
-        Ok(s)
-    }
-}
-
-fn patch_spec(spec: &mut engine::Spec, patch: OptionalSpec) {
-    if let Some(grace) = patch.termination_grace_period {
-        spec.termination_grace_period_secs = grace;
-    }
-    if let Some(toleration) = patch.toleration {
-        spec.toleration = toleration;
-    }
-    if let Some(affinity) = patch.affinity {
-        spec.affinity = affinity;
-    }
-    for (i, container) in patch.containers.into_iter().enumerate() {
-        if spec.containers.len() <= i {
-            spec.containers
-                .push(container_to_engine(Container::default()));
-        }
-        if let Some(target) = spec.containers.get_mut(i) {
-            patch_container(target, container);
-        }
-    }
-}
-
-fn patch_container(c: &mut engine::Container, patch: OptionalContainer) {
-    if let Some(name) = patch.name {
-        c.name = name;
-    }
-    if let Some(image) = patch.image {
-        c.image = image;
-    }
-    if let Some(policy) = patch.image_pull_policy {
-        c.image_pull_policy = policy;
-    }
-    if !patch.command.is_empty() {
-        c.command = patch.command;
-    }
-    if !patch.environment.is_empty() {
-        c.environment = patch.environment.into_iter().map(env_to_engine).collect();
-    }
-    if let Some(requests) = patch.requests {
-        c.requests = resources_to_engine(requests);
-    }
-    if let Some(limits) = patch.limits {
-        c.limits = resources_to_engine(limits);
-    }
-    if !patch.ports.is_empty() {
-        c.ports = patch.ports.into_iter().map(port_to_engine).collect();
-    }
-}
-
-/// Patches field by field, starting from an empty block when the scheduler
-/// has none (upstream `patchAutoscaling`).
-fn patch_autoscaling(current: &mut Option<engine::Autoscaling>, patch: OptionalAutoscaling) {
-    let a = current.get_or_insert_with(|| autoscaling_to_engine(Autoscaling::default()));
-    if let Some(enabled) = patch.enabled {
-        a.enabled = enabled;
-    }
-    if let Some(min) = patch.min {
-        a.min = min;
-    }
-    if let Some(max) = patch.max {
-        a.max = max;
-    }
-    if let Some(cooldown) = patch.cooldown {
-        a.cooldown_secs = cooldown;
-    }
-    if let Some(policy) = patch.policy {
-        a.policy = policy_to_engine(policy);
     }
 }
 
@@ -941,7 +863,7 @@ mod tests {
             "autoscaling": {"enabled": true, "min": 1}
         }))
         .unwrap();
-        let patched = patch.apply(&base).unwrap();
+        let patched = patch.into_patch().apply(&base).unwrap();
         assert_eq!(patched.rooms_replicas, 5);
         assert_eq!(patched.spec.containers[0].name, "a");
         assert_eq!(patched.spec.containers[0].image, "a:2");
@@ -950,6 +872,12 @@ mod tests {
         let autoscaling = patched.autoscaling.unwrap();
         assert!(autoscaling.enabled);
         assert_eq!((autoscaling.min, autoscaling.max), (1, 0));
-        assert_eq!(PatchSchedulerRequest::default().apply(&base), Err(NoChange));
+        assert!(PatchSchedulerRequest::default().into_patch().is_empty());
+        let empty_lists: PatchSchedulerRequest =
+            serde_json::from_value(serde_json::json!({"forwarders": [], "labels": {}})).unwrap();
+        assert!(
+            empty_lists.into_patch().is_empty(),
+            "an empty list changes nothing"
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod change;
 mod max_surge;
+pub mod patch;
 pub mod quantity;
 mod validate;
 
@@ -77,7 +78,7 @@ pub struct Spec {
     pub restart_policy: String,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Container {
     pub name: String,
@@ -145,7 +146,7 @@ pub struct PortRange {
     pub end: i64,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Autoscaling {
     pub enabled: bool,
@@ -157,7 +158,7 @@ pub struct Autoscaling {
     pub policy: AutoscalingPolicy,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AutoscalingPolicy {
     /// `roomOccupancy` or `fixedBuffer`.
