@@ -614,7 +614,7 @@ impl Generator<'_> {
     }
 
     fn reach(&self, message: &str, seen: &mut BTreeSet<String>) -> Result<(), DocumentError> {
-        if well_known(message, Direction::Written).is_some() || !seen.insert(message.into()) {
+        if well_known(message).is_some() || !seen.insert(message.into()) {
             return Ok(());
         }
         for field in &self.protos.message(message)?.proto.field {
@@ -702,7 +702,7 @@ impl Generator<'_> {
             }
             let mut schema = self.field_schema(message, field, direction)?;
             describe(&mut schema, comment.clone());
-            let name = json_name(field);
+            let name = json_name(field)?;
             if direction == Direction::Written && !has_presence(field) {
                 required.push(name.clone());
             }
@@ -779,7 +779,7 @@ impl Generator<'_> {
                 let names: Vec<&str> = proto.value.iter().map(|v| v.name()).collect();
                 json!({ "type": "string", "enum": names })
             }
-            Type::Message => match well_known(field.type_name(), direction) {
+            Type::Message => match well_known(field.type_name()) {
                 Some(schema) => schema,
                 None if field.type_name().starts_with(".google.protobuf.") => {
                     return Err(DocumentError::Unsupported(
@@ -945,7 +945,7 @@ impl Generator<'_> {
             "required": required,
             "schema": schema
         });
-        let alias = json_name(field);
+        let alias = json_name(field)?;
         let alias_note = (alias != field.name()).then(|| format!("Also accepted as `{alias}`."));
         let description = match (comment, alias_note) {
             (Some(c), Some(n)) => Some(format!("{c}\n\n{n}")),
@@ -956,26 +956,15 @@ impl Generator<'_> {
     }
 }
 
-/// protojson's name of a field: the descriptor's `json_name` (protox
-/// fills it in), lowerCamelCase of the proto name.
-fn json_name(field: &FieldDescriptorProto) -> String {
-    match field.json_name.as_deref() {
-        Some(name) if !name.is_empty() => name.to_string(),
-        _ => {
-            let mut out = String::new();
-            let mut upper = false;
-            for c in field.name().chars() {
-                if c == '_' {
-                    upper = true;
-                } else if upper {
-                    out.extend(c.to_uppercase());
-                    upper = false;
-                } else {
-                    out.push(c);
-                }
-            }
-            out
-        }
+/// protojson's name of a field: the descriptor's `json_name`, which the
+/// compiler fills in (lowerCamelCase of the proto name).
+fn json_name(field: &FieldDescriptorProto) -> Result<String, DocumentError> {
+    match field.json_name() {
+        "" => Err(DocumentError::Unsupported(
+            field.name().into(),
+            "the descriptor has no json_name",
+        )),
+        name => Ok(name.to_string()),
     }
 }
 
@@ -1001,8 +990,9 @@ fn int64(direction: Direction, signed: bool) -> Value {
 }
 
 /// The JSON form protojson gives a well-known type, or `None` for any
-/// other message.
-fn well_known(message: &str, direction: Direction) -> Option<Value> {
+/// other message. Only those the protos use or may soon: another one is an
+/// error, not a wrong schema.
+fn well_known(message: &str) -> Option<Value> {
     Some(match message {
         ".google.protobuf.Duration" => json!({
             "type": "string",
@@ -1015,19 +1005,6 @@ fn well_known(message: &str, direction: Direction) -> Option<Value> {
         ".google.protobuf.Value" => json!({}),
         ".google.protobuf.ListValue" => json!({ "type": "array" }),
         ".google.protobuf.Empty" => json!({ "type": "object" }),
-        ".google.protobuf.FieldMask" => json!({ "type": "string" }),
-        ".google.protobuf.Any" => json!({ "type": "object", "required": ["@type"] }),
-        ".google.protobuf.BoolValue" => json!({ "type": "boolean" }),
-        ".google.protobuf.StringValue" => json!({ "type": "string" }),
-        ".google.protobuf.BytesValue" => json!({ "type": "string", "contentEncoding": "base64" }),
-        ".google.protobuf.DoubleValue" | ".google.protobuf.FloatValue" => {
-            json!({ "type": "number" })
-        }
-        ".google.protobuf.Int32Value" | ".google.protobuf.UInt32Value" => {
-            json!({ "type": "integer" })
-        }
-        ".google.protobuf.Int64Value" => int64(direction, true),
-        ".google.protobuf.UInt64Value" => int64(direction, false),
         _ => return None,
     })
 }
