@@ -52,6 +52,13 @@ pub fn route_table() -> impl Iterator<Item = &'static Route> {
         .chain(services::ROOMS)
 }
 
+/// Routes the HTTP API serves besides [`route_table`]'s, each for an RPC of
+/// the table (grpc-gateway's `additional_bindings`). The gateway does not use
+/// them; the OpenAPI document lists them.
+pub fn additional_bindings() -> impl Iterator<Item = &'static Route> {
+    services::ADDITIONAL_BINDINGS.iter()
+}
+
 /// `SchedulersService` and `OperationsService`, with health and reflection,
 /// for the management port.
 pub async fn management_routes(backend: Arc<dyn Backend>, config: &ApiConfig) -> Router {

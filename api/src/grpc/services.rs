@@ -41,6 +41,21 @@ macro_rules! service {
     };
 }
 
+/// Routes the HTTP API serves besides the table's, as grpc-gateway's
+/// `additional_bindings`: the gRPC gateway never takes them (an RPC has one
+/// route), but the HTTP router serves them and the OpenAPI document lists them.
+pub(crate) const ADDITIONAL_BINDINGS: &[Route] = &[
+    // Upstream's older protos bound the ping to POST; rooms built against
+    // them still send it.
+    Route {
+        service: "api.v1.RoomsService",
+        method: "UpdateRoomWithPing",
+        http_method: Method::POST,
+        path: "/scheduler/{scheduler_name}/rooms/{room_name}/ping",
+        body: true,
+    },
+];
+
 service!(SCHEDULERS, v1::schedulers_service_server::SchedulersService, "api.v1.SchedulersService" {
     "ListSchedulers" => list_schedulers(ListSchedulersRequest) -> ListSchedulersResponse,
         GET "/schedulers";

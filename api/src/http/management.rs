@@ -216,7 +216,7 @@ pub(crate) async fn scheduler_versions(
 
 /// Default and largest page size of the final-operations listing (upstream).
 const OPERATIONS_PER_PAGE: u32 = 15;
-const OPERATIONS_MAX_PER_PAGE: u32 = 100;
+pub(crate) const OPERATIONS_MAX_PER_PAGE: u32 = 100;
 
 /// `GET /schedulers/{name}/operations?stage=&order_by=&page=&per_page=`.
 pub(crate) async fn list_operations(
@@ -352,7 +352,7 @@ pub(crate) async fn cancel_operation(
 
 /// Default and largest page size of the room listing.
 const ROOMS_PER_PAGE: u32 = 100;
-const ROOMS_MAX_PER_PAGE: u32 = 1000;
+pub(crate) const ROOMS_MAX_PER_PAGE: u32 = 1000;
 
 /// `GET /schedulers/{name}/rooms?status=&page=&per_page=` (maestro only):
 /// rooms by id.
@@ -397,7 +397,7 @@ pub(crate) async fn list_rooms(
     Ok(Json(ListRoomsResponse {
         page,
         page_size: per_page,
-        total: rooms.total as u64,
+        total: count_u32(rooms.total),
         rooms: rooms.rooms.iter().map(RoomItem::from).collect(),
     }))
 }

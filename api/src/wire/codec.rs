@@ -139,7 +139,8 @@ impl Visitor<'_> for SecondsVisitor {
     }
 }
 
-/// An `int32`/`uint32` field: read from a number or a string, written as a number.
+/// An integer field read from a number or a string, in i64's range: the
+/// int64 fields of requests that are never written back.
 pub mod int {
     use super::*;
 
@@ -150,6 +151,34 @@ pub mod int {
     /// For `Option` fields; pair with `#[serde(default)]`.
     pub fn option<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
         Ok(Option::<FlexInt>::deserialize(deserializer)?.map(|n| n.0))
+    }
+}
+
+/// An `int32` field: read from a number or a string, written as a number,
+/// and refused outside int32's range as protojson refuses it (a value that
+/// does not fit the proto's field would otherwise be kept and written back).
+pub mod int32 {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        in_range(FlexInt::deserialize(deserializer)?.0)
+    }
+
+    /// For `Option` fields; pair with `#[serde(default)]`.
+    pub fn option<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+        Option::<FlexInt>::deserialize(deserializer)?
+            .map(|n| in_range(n.0))
+            .transpose()
+    }
+
+    fn in_range<E: de::Error>(value: i64) -> Result<i64, E> {
+        if i32::try_from(value).is_ok() {
+            Ok(value)
+        } else {
+            Err(E::custom(format!(
+                "integer {value} is out of range for int32"
+            )))
+        }
     }
 }
 
@@ -208,6 +237,8 @@ mod tests {
         int: Option<i64>,
         #[serde(default, deserialize_with = "super::float::option")]
         float: Option<f64>,
+        #[serde(default, deserialize_with = "super::int32::option")]
+        int32: Option<i64>,
         #[serde(default, deserialize_with = "super::duration::option")]
         secs: Option<i64>,
     }
@@ -236,6 +267,20 @@ mod tests {
             r#"{"int": 18446744073709551615}"#,
         ] {
             assert!(probe(json).is_err(), "{json}");
+        }
+    }
+
+    #[test]
+    fn int32_fields_refuse_what_int32_cannot_hold() {
+        for (json, want) in [
+            (r#"{"int32": 2147483647}"#, 2_147_483_647),
+            (r#"{"int32": "-2147483648"}"#, -2_147_483_648),
+        ] {
+            assert_eq!(probe(json).unwrap().int32, Some(want), "{json}");
+        }
+        for json in [r#"{"int32": 2147483648}"#, r#"{"int32": "-2147483649"}"#] {
+            let error = probe(json).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(error.contains("out of range for int32"), "{json}: {error}");
         }
     }
 

@@ -189,7 +189,9 @@ pub struct RoomItem {
     pub id: String,
     pub status: String,
     pub version: String,
-    pub running_matches: u64,
+    /// A uint32 in the proto: a larger count (pings carry an int64) is
+    /// written as uint32's largest.
+    pub running_matches: u32,
     pub last_ping_at: String,
     /// `null` until the room's pod is on a node.
     pub address: Option<RoomAddress>,
@@ -201,7 +203,7 @@ impl From<&Room> for RoomItem {
             id: room.id.clone(),
             status: room.status.as_str().to_string(),
             version: room.version.to_string(),
-            running_matches: room.running_matches,
+            running_matches: u32::try_from(room.running_matches).unwrap_or(u32::MAX),
             last_ping_at: timestamp(room.last_ping_at),
             address: room.address.as_ref().map(|a| RoomAddress {
                 host: a.host.clone(),
@@ -216,6 +218,6 @@ impl From<&Room> for RoomItem {
 pub struct ListRoomsResponse {
     pub page: u32,
     pub page_size: u32,
-    pub total: u64,
+    pub total: u32,
     pub rooms: Vec<RoomItem>,
 }

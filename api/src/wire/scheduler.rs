@@ -40,9 +40,9 @@ pub const DEFAULT_FORWARDER_TIMEOUT_MS: i64 = 1000;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PortRange {
-    #[serde(deserialize_with = "codec::int::deserialize")]
+    #[serde(deserialize_with = "codec::int32::deserialize")]
     pub start: i64,
-    #[serde(deserialize_with = "codec::int::deserialize")]
+    #[serde(deserialize_with = "codec::int32::deserialize")]
     pub end: i64,
 }
 
@@ -58,9 +58,9 @@ pub struct ContainerResources {
 pub struct ContainerPort {
     pub name: String,
     pub protocol: String,
-    #[serde(deserialize_with = "codec::int::deserialize")]
+    #[serde(deserialize_with = "codec::int32::deserialize")]
     pub port: i64,
-    #[serde(alias = "host_port", deserialize_with = "codec::int::deserialize")]
+    #[serde(alias = "host_port", deserialize_with = "codec::int32::deserialize")]
     pub host_port: i64,
     #[serde(alias = "host_port_range", skip_serializing_if = "Option::is_none")]
     pub host_port_range: Option<PortRange>,
@@ -147,7 +147,7 @@ pub struct RoomOccupancy {
 #[serde(default)]
 pub struct FixedBuffer {
     #[serde(
-        deserialize_with = "codec::int::option",
+        deserialize_with = "codec::int32::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub amount: Option<i64>,
@@ -175,13 +175,13 @@ pub struct AutoscalingPolicy {
 #[serde(default)]
 pub struct Autoscaling {
     pub enabled: bool,
-    #[serde(deserialize_with = "codec::int::deserialize")]
+    #[serde(deserialize_with = "codec::int32::deserialize")]
     pub min: i64,
-    #[serde(deserialize_with = "codec::int::deserialize")]
+    #[serde(deserialize_with = "codec::int32::deserialize")]
     pub max: i64,
     pub policy: Option<AutoscalingPolicy>,
     /// Seconds between two downscales.
-    #[serde(deserialize_with = "codec::int::deserialize")]
+    #[serde(deserialize_with = "codec::int32::deserialize")]
     pub cooldown: i64,
 }
 
@@ -211,7 +211,7 @@ pub struct Forwarder {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct MatchAllocation {
-    #[serde(alias = "max_matches", deserialize_with = "codec::int::deserialize")]
+    #[serde(alias = "max_matches", deserialize_with = "codec::int32::deserialize")]
     pub max_matches: i64,
 }
 
@@ -269,10 +269,11 @@ pub struct SchedulerInfo {
     pub game: String,
     pub state: String,
     pub rooms_replicas: i64,
-    pub rooms_ready: u64,
-    pub rooms_occupied: u64,
-    pub rooms_pending: u64,
-    pub rooms_terminating: u64,
+    /// Counts are int32 in the proto: larger ones are written as int32's largest.
+    pub rooms_ready: i32,
+    pub rooms_occupied: i32,
+    pub rooms_pending: i32,
+    pub rooms_terminating: i32,
     pub autoscaling: Option<AutoscalingInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub match_allocation: Option<MatchAllocation>,
@@ -328,7 +329,10 @@ pub struct SchedulerRequest {
     pub port_range: Option<PortRange>,
     #[serde(alias = "max_surge")]
     pub max_surge: String,
-    #[serde(alias = "rooms_replicas", deserialize_with = "codec::int::deserialize")]
+    #[serde(
+        alias = "rooms_replicas",
+        deserialize_with = "codec::int32::deserialize"
+    )]
     pub rooms_replicas: i64,
     pub autoscaling: Option<Autoscaling>,
     pub forwarders: Vec<Forwarder>,
@@ -357,7 +361,7 @@ pub struct PatchSchedulerRequest {
     pub port_range: Option<PortRange>,
     #[serde(alias = "max_surge")]
     pub max_surge: Option<String>,
-    #[serde(alias = "rooms_replicas", deserialize_with = "codec::int::option")]
+    #[serde(alias = "rooms_replicas", deserialize_with = "codec::int32::option")]
     pub rooms_replicas: Option<i64>,
     pub autoscaling: Option<OptionalAutoscaling>,
     pub forwarders: Vec<Forwarder>,
@@ -400,13 +404,13 @@ pub struct OptionalContainer {
 #[serde(default)]
 pub struct OptionalAutoscaling {
     pub enabled: Option<bool>,
-    #[serde(deserialize_with = "codec::int::option")]
+    #[serde(deserialize_with = "codec::int32::option")]
     pub min: Option<i64>,
-    #[serde(deserialize_with = "codec::int::option")]
+    #[serde(deserialize_with = "codec::int32::option")]
     pub max: Option<i64>,
     /// Replaces the whole policy.
     pub policy: Option<AutoscalingPolicy>,
-    #[serde(deserialize_with = "codec::int::option")]
+    #[serde(deserialize_with = "codec::int32::option")]
     pub cooldown: Option<i64>,
 }
 
@@ -663,10 +667,10 @@ impl SchedulerInfo {
             game: s.game.clone(),
             state: s.state.as_str().to_string(),
             rooms_replicas: s.rooms_replicas,
-            rooms_ready: counts.get(RoomStatus::Ready),
-            rooms_occupied: counts.get(RoomStatus::Occupied),
-            rooms_pending: counts.get(RoomStatus::Pending),
-            rooms_terminating: counts.get(RoomStatus::Terminating),
+            rooms_ready: count_i32(counts.get(RoomStatus::Ready)),
+            rooms_occupied: count_i32(counts.get(RoomStatus::Occupied)),
+            rooms_pending: count_i32(counts.get(RoomStatus::Pending)),
+            rooms_terminating: count_i32(counts.get(RoomStatus::Terminating)),
             autoscaling: s.autoscaling.as_ref().map(|a| AutoscalingInfo {
                 enabled: a.enabled,
                 min: a.min,
@@ -676,6 +680,10 @@ impl SchedulerInfo {
             match_allocation: Some(match_allocation_from_engine(s.match_allocation)),
         }
     }
+}
+
+fn count_i32(count: u64) -> i32 {
+    i32::try_from(count).unwrap_or(i32::MAX)
 }
 
 impl From<&VersionInfo> for SchedulerVersion {
