@@ -158,14 +158,33 @@ impl SchedulerEntry {
                 reason,
             } => {
                 let mut to_delete: VecDeque<RoomId> = VecDeque::new();
+                let mut spared = 0;
                 for room in room_ids {
-                    if self.fleet.contains(&room) {
-                        let already = self.fleet.get(&room).is_some_and(|r| r.deletion.is_some());
-                        if !already {
-                            self.mark_for_deletion(now, &room, reason);
+                    let Some(current) = self.fleet.get(&room) else {
+                        continue;
+                    };
+                    if current.deletion.is_none() {
+                        // The rooms were chosen when the operation was
+                        // enqueued; a restart can bring one back busy (its
+                        // deletion mark was soft state lost in a crash, and
+                        // its record says occupied) or unconfirmed. A
+                        // scale-down or rollout never takes such a room: the
+                        // reconciler decides again once the fleet settles.
+                        if reason.spares_busy_rooms()
+                            && (current.status.is_busy() || current.restored)
+                        {
+                            spared += 1;
+                            continue;
                         }
-                        to_delete.push_back(room);
+                        self.mark_for_deletion(now, &room, reason);
                     }
+                    to_delete.push_back(room);
+                }
+                if spared > 0 {
+                    let event = format!(
+                        "{spared} room(s) spared: busy or not yet confirmed after a restart"
+                    );
+                    self.record(config, now, &id, &event);
                 }
                 let amount = amount.min(u64::from(config.remove_rooms_limit));
                 let by_amount = self
