@@ -1162,3 +1162,60 @@ fn one_timer_check_marks_at_most_the_configured_expired_rooms() {
     assert_eq!(rooms_of(pending[0]), 2);
     check(&h);
 }
+
+/// Found by the `engine_inputs` fuzzer: a scale-down chose a ready room and
+/// was persisted, the room's deletion mark (soft state) was lost in a
+/// crash, and the room's record came back `occupied`. The restored
+/// operation must spare it, not delete a busy room (it used to trip
+/// `mark_for_deletion`'s assertion).
+#[test]
+fn regression_a_restored_scale_down_spares_a_room_that_came_back_busy() {
+    let mut h = harness();
+    h.command(Command::CreateScheduler(scheduler("arena", 2)))
+        .unwrap();
+    h.run_for(Millis::from_secs(5));
+    let room = first_room(&h);
+    h.set_behaviour(
+        "arena",
+        &room,
+        RoomBehaviour {
+            status: PingStatus::Occupied,
+            running_matches: 1,
+        },
+    );
+    h.run_for(Millis::from_secs(30));
+    assert_eq!(count(&h, "arena", RoomStatus::Occupied), 1);
+    // What the crash left: a pending scale-down naming the busy room.
+    let op = maestro_engine::Operation::new(
+        "lost-mark".into(),
+        "arena".into(),
+        Definition::RemoveRooms {
+            amount: 0,
+            room_ids: vec![room.clone()],
+            reason: RemovalReason::ScaleDown,
+        },
+        h.now(),
+        -1_000,
+    );
+    h.store
+        .apply(h.now(), &[maestro_store::Write::Operation(Box::new(op))])
+        .unwrap();
+    h.restart();
+    h.run_for(Millis::from_secs(30));
+    check(&h);
+    let done = h.engine.operation("arena", "lost-mark").unwrap();
+    assert!(done.status.is_final(), "{:?}", done.status);
+    let rooms = h.engine.fleet("arena").unwrap();
+    let kept = rooms.get(&room).expect("the busy room is still there");
+    assert!(
+        kept.deletion.is_none(),
+        "the busy room was marked for deletion"
+    );
+    assert!(
+        done.execution_history
+            .iter()
+            .any(|e| e.event.contains("spared")),
+        "{:?}",
+        done.execution_history
+    );
+}
