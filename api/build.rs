@@ -1,8 +1,9 @@
 //! Compiles the protos with protox (pure Rust, so no `protoc` binary is
 //! needed anywhere), generates prost messages and tonic clients and servers,
-//! protojson serde impls for `api.v1` (the gRPC gateway converts messages to
-//! the HTTP API's JSON and back, see `src/grpc`), and writes the encoded
-//! descriptor set for gRPC reflection.
+//! protojson serde impls for `api.v1` (the HTTP API reads and writes the
+//! generated messages themselves, see `src/json.rs`), and writes the
+//! encoded descriptor set for gRPC reflection, the OpenAPI document and the
+//! JSON adapter.
 
 use std::path::PathBuf;
 
@@ -47,6 +48,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pbjson_build::Builder::new()
         .register_descriptors(&encoded)?
         .extern_path(WELL_KNOWN.0, WELL_KNOWN.1)
+        // grpc-gateway's protojson: zero values are written, unknown
+        // fields are ignored on input.
+        .emit_fields()
+        .ignore_unknown_fields()
         .build(&[".api.v1"])?;
     Ok(())
 }

@@ -17,6 +17,7 @@ use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::error::ApiError;
+use crate::rpc::Auth;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -119,6 +120,30 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Admits a call to a route that takes `auth`, the one check both the HTTP
+/// and the gRPC adapters make (`crate::rpc`). `path_fields` are the route's
+/// path fields by proto name: a room's token is checked against the
+/// `scheduler_name` and `room_name` it names.
+pub(crate) fn check(
+    config: &ApiConfig,
+    auth: Auth,
+    headers: &HeaderMap,
+    path_fields: &[(&str, &str)],
+) -> Result<(), ApiError> {
+    match auth {
+        Auth::Management => check_management(config, headers),
+        Auth::Room => {
+            let field = |name: &str| {
+                path_fields
+                    .iter()
+                    .find(|(field, _)| *field == name)
+                    .map_or("", |(_, value)| *value)
+            };
+            check_room(config, headers, field("scheduler_name"), field("room_name"))
+        }
+    }
+}
+
 /// Admits the request when management auth is off or it carries one of the tokens.
 pub(crate) fn check_management(config: &ApiConfig, headers: &HeaderMap) -> Result<(), ApiError> {
     if config.management_tokens.is_empty() {
@@ -144,7 +169,7 @@ pub(crate) fn check_management(config: &ApiConfig, headers: &HeaderMap) -> Resul
 }
 
 /// Admits the request when rooms auth is off or it carries this room's token.
-pub(crate) fn check_room(
+fn check_room(
     config: &ApiConfig,
     headers: &HeaderMap,
     scheduler: &str,

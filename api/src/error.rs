@@ -143,23 +143,46 @@ fn new_error_id() -> String {
     format!("{:016x}", KEY.get_or_init(RandomState::new).hash_one(n))
 }
 
+impl ApiError {
+    /// The message the caller gets and the error's id. An internal error
+    /// (5xx) gets a fresh id, and this is the one log line that records it
+    /// with its cause.
+    fn report(&self) -> (String, Option<String>) {
+        let status = self.status();
+        if !status.is_server_error() {
+            return (self.message.clone(), None);
+        }
+        let id = new_error_id();
+        tracing::error!(
+            error_id = %id,
+            code = self.code as i32,
+            status = status.as_u16(),
+            cause = %self.message,
+            "request failed"
+        );
+        (format!("{} (error id {id})", self.message), Some(id))
+    }
+}
+
+/// The same code and message as the HTTP answer, with the error id in the
+/// `x-error-id` metadata.
+impl From<ApiError> for tonic::Status {
+    fn from(error: ApiError) -> tonic::Status {
+        let (message, error_id) = error.report();
+        let mut status = tonic::Status::new(tonic::Code::from_i32(error.code as i32), message);
+        if let Some(id) = error_id
+            && let Ok(value) = id.parse()
+        {
+            status.metadata_mut().insert(ERROR_ID_HEADER, value);
+        }
+        status
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let error_id = status.is_server_error().then(new_error_id);
-        let message = match &error_id {
-            Some(id) => {
-                tracing::error!(
-                    error_id = %id,
-                    code = self.code as i32,
-                    status = status.as_u16(),
-                    cause = %self.message,
-                    "request failed"
-                );
-                format!("{} (error id {id})", self.message)
-            }
-            None => self.message,
-        };
+        let (message, error_id) = self.report();
         let body = Body {
             code: self.code as i32,
             message: &message,

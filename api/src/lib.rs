@@ -1,12 +1,15 @@
 //! maestro's APIs, compatible with Maestro Next. This crate owns every wire
 //! type, so the engine's types stay free of serialization concerns.
 //!
-//! - [`wire`]: the JSON messages and their conversions to the engine's model;
-//! - [`management_router`], [`rooms_router`] and [`router`]: the HTTP/JSON
-//!   APIs over a [`Backend`], with [`ApiConfig`] for tokens and limits;
-//! - [`grpc`]: the same APIs as gRPC services (`api.v1`), with health and
-//!   reflection, to merge into the HTTP router of the same port. Every RPC
-//!   is served by its HTTP route, so the two cannot disagree;
+//! - the protos (`api/proto`) are the one schema: their generated messages
+//!   are the gRPC messages and the HTTP API's JSON (`json`), the OpenAPI
+//!   document is generated from their descriptors (`schema`), and
+//!   `convert` maps them to the engine's model;
+//! - `rpc` is the one table of RPCs: each is answered by one typed function
+//!   in `service`, called by a thin HTTP adapter ([`management_router`],
+//!   [`rooms_router`], [`router`], over a [`Backend`], with [`ApiConfig`]
+//!   for tokens and limits) and a thin gRPC adapter ([`grpc`], with health
+//!   and reflection, to merge into the HTTP router of the same port);
 //! - [`proto`]: the generated protobuf code: `proto::api::v1` (messages,
 //!   clients, servers, protojson serde), `proto::eventforwarder` (the
 //!   forwarder protocol) and `proto::internal::v1` (the worker protocol);
@@ -14,12 +17,16 @@
 
 mod auth;
 pub mod backend;
+mod convert;
 mod error;
 pub mod grpc;
 mod http;
+mod json;
 pub mod proto;
 pub mod remote;
-pub mod wire;
+mod rpc;
+mod schema;
+mod service;
 
 pub use auth::{ApiConfig, DEFAULT_BODY_LIMIT_BYTES, room_token};
 pub use backend::{Backend, Reply, ReportError, Request, RoomReport, Unavailable};

@@ -92,7 +92,7 @@ async fn snake_case_and_camel_case_input_are_both_accepted() {
         "name": "snake",
         "game": "game",
         "spec": {
-            "termination_grace_period": 45,
+            "termination_grace_period": "45s",
             "restart_policy": "Always",
             "containers": [{
                 "name": "game",

@@ -3,12 +3,10 @@
 //! on the same ports as the HTTP API.
 //!
 //! Upstream serves its API only as HTTP/JSON (grpc-gateway over the protos,
-//! with no gRPC listener); we serve the protos' services over gRPC too. Every
-//! RPC is served by its HTTP route (see `gateway.rs`): the
-//! request becomes the HTTP request grpc-gateway would have made, the
-//! in-process HTTP router answers it, and the answer is converted back. So
-//! gRPC and HTTP share one implementation: validation, defaults, error codes
-//! and messages, and authentication are the same on both.
+//! with no gRPC listener); we serve the protos' services over gRPC too.
+//! Each RPC calls the same typed service function as its HTTP route (see
+//! `crate::rpc`), after the same caller check: validation, defaults, error
+//! codes and messages are the same on both.
 //!
 //! [`management_routes`] and [`rooms_routes`] are axum routers without a
 //! fallback, to be merged into the HTTP router of the same port (which owns
@@ -17,9 +15,6 @@
 //! then accepts h2c with prior knowledge, which is what gRPC clients send,
 //! next to HTTP/1.1).
 
-mod gateway;
-mod services;
-
 use std::sync::Arc;
 
 use axum::Router;
@@ -27,14 +22,14 @@ use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 
-use self::gateway::Gateway;
-pub use self::gateway::Route;
 use crate::auth::ApiConfig;
 use crate::backend::Backend;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::api::v1::operations_service_server::OperationsServiceServer;
 use crate::proto::api::v1::rooms_service_server::RoomsServiceServer;
 use crate::proto::api::v1::schedulers_service_server::SchedulersServiceServer;
+use crate::rpc::Services;
+pub use crate::rpc::{Auth, Route, additional_bindings, route_table};
 
 /// The gRPC health service, always served.
 pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
@@ -43,21 +38,6 @@ pub const REFLECTION_SERVICES: [&str; 2] = [
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
 ];
-
-/// Every RPC of `api.v1` with the HTTP route that serves it.
-pub fn route_table() -> impl Iterator<Item = &'static Route> {
-    services::SCHEDULERS
-        .iter()
-        .chain(services::OPERATIONS)
-        .chain(services::ROOMS)
-}
-
-/// Routes the HTTP API serves besides [`route_table`]'s, each for an RPC of
-/// the table (grpc-gateway's `additional_bindings`). The gateway does not use
-/// them; the OpenAPI document lists them.
-pub fn additional_bindings() -> impl Iterator<Item = &'static Route> {
-    services::ADDITIONAL_BINDINGS.iter()
-}
 
 /// `SchedulersService` and `OperationsService`, with health and reflection,
 /// for the management port.
@@ -87,23 +67,20 @@ enum Serve {
 }
 
 async fn build(backend: Arc<dyn Backend>, config: &ApiConfig, serve: Serve) -> Router {
-    // Every RPC goes through the HTTP API of both routers: a route's RPC
-    // works on whichever port its service is served (ListRooms is a
-    // management route in RoomsService).
-    let gateway = Gateway::new(crate::http::router(backend, config));
+    let services = Services::new(backend, config);
     let (reporter, health) = tonic_health::server::health_reporter();
     let mut names: Vec<&'static str> = vec![HEALTH_SERVICE];
     // No fallback: the HTTP router this is merged into has one.
     let mut routes = Routes::from(Router::new());
     if serve != Serve::Rooms {
-        let schedulers = SchedulersServiceServer::new(gateway.clone());
-        let operations = OperationsServiceServer::new(gateway.clone());
+        let schedulers = SchedulersServiceServer::new(services.clone());
+        let operations = OperationsServiceServer::new(services.clone());
         serving(&reporter, &mut names, &schedulers).await;
         serving(&reporter, &mut names, &operations).await;
         routes = routes.add_service(schedulers).add_service(operations);
     }
     if serve != Serve::Management {
-        let rooms = RoomsServiceServer::new(gateway);
+        let rooms = RoomsServiceServer::new(services);
         serving(&reporter, &mut names, &rooms).await;
         routes = routes.add_service(rooms);
     }
@@ -148,70 +125,7 @@ fn reflection(names: &[&'static str]) -> tonic_reflection::server::Builder<'stat
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
-    use prost::Message;
-
     use super::*;
-
-    /// Every RPC the protos declare in `api.v1` has exactly one route, and
-    /// the table names no RPC the protos lack.
-    #[test]
-    fn every_rpc_has_a_route() {
-        let fds = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).unwrap();
-        let mut declared = BTreeSet::new();
-        for file in fds.file.iter().filter(|f| f.package() == "api.v1") {
-            for service in &file.service {
-                for method in &service.method {
-                    declared.insert(format!("api.v1.{}/{}", service.name(), method.name()));
-                }
-            }
-        }
-        let mapped: Vec<String> = route_table()
-            .map(|r| format!("{}/{}", r.service, r.method))
-            .collect();
-        let mapped_set: BTreeSet<String> = mapped.iter().cloned().collect();
-        assert_eq!(mapped.len(), mapped_set.len(), "an RPC is mapped twice");
-        assert_eq!(declared, mapped_set);
-        assert_eq!(declared.len(), 19);
-    }
-
-    /// Path templates name fields the request message has.
-    #[test]
-    fn path_fields_exist() {
-        let fds = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).unwrap();
-        let files: Vec<_> = fds
-            .file
-            .iter()
-            .filter(|f| f.package() == "api.v1")
-            .collect();
-        for route in route_table() {
-            let method = files
-                .iter()
-                .flat_map(|f| &f.service)
-                .filter(|s| route.service.ends_with(s.name()))
-                .flat_map(|s| &s.method)
-                .find(|m| m.name() == route.method)
-                .unwrap();
-            let input = method.input_type().trim_start_matches(".api.v1.");
-            let message = files
-                .iter()
-                .flat_map(|f| &f.message_type)
-                .find(|m| m.name() == input)
-                .unwrap();
-            let mut rest = route.path;
-            while let Some(open) = rest.find('{') {
-                let close = open + rest[open..].find('}').unwrap();
-                let field = &rest[open + 1..close];
-                assert!(
-                    message.field.iter().any(|f| f.name() == field),
-                    "{}: {input} has no field {field}",
-                    route.path
-                );
-                rest = &rest[close + 1..];
-            }
-        }
-    }
 
     #[test]
     fn reflection_builds() {

@@ -7,23 +7,29 @@
 //! axum's router prefers static segments, so `GET /schedulers/info` wins
 //! over `GET /schedulers/{name}`, as in grpc-gateway's registration.
 
-mod extract;
-mod management;
 mod openapi;
-mod rooms;
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodFilter, MethodRouter, get, on};
 use axum::{Json, Router};
+use http_body_util::LengthLimitError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use self::extract::PathParams;
 use crate::auth::{self, ApiConfig};
 use crate::backend::Backend;
 use crate::error::ApiError;
+use crate::json;
+use crate::rpc::{self, Ctx, Route};
+use crate::schema;
 
 pub use openapi::openapi_document;
 
@@ -36,19 +42,22 @@ pub(crate) struct AppState {
 /// The management API (schedulers, operations, rooms listing) and
 /// `GET /openapi.json`, which needs no token.
 pub fn management_router(backend: Arc<dyn Backend>, config: &ApiConfig) -> Router {
-    with_fallbacks(management_routes(state(backend, config)))
+    let routes =
+        routes(|route| route.path.starts_with("/schedulers")).route("/openapi.json", get(openapi));
+    with_fallbacks(routes.with_state(state(backend, config)))
 }
 
 /// The rooms API: pings, events, addresses and allocate.
 pub fn rooms_router(backend: Arc<dyn Backend>, config: &ApiConfig) -> Router {
-    with_fallbacks(rooms_routes(state(backend, config)))
+    let routes = routes(|route| route.path.starts_with("/scheduler/"));
+    with_fallbacks(routes.with_state(state(backend, config)))
 }
 
 /// Both APIs on one router. (Merging the two routers above would panic:
 /// axum refuses to merge two routers that both have a fallback.)
 pub fn router(backend: Arc<dyn Backend>, config: &ApiConfig) -> Router {
-    let state = state(backend, config);
-    with_fallbacks(management_routes(state.clone()).merge(rooms_routes(state)))
+    let routes = routes(|_| true).route("/openapi.json", get(openapi));
+    with_fallbacks(routes.with_state(state(backend, config)))
 }
 
 fn state(backend: Arc<dyn Backend>, config: &ApiConfig) -> AppState {
@@ -58,72 +67,129 @@ fn state(backend: Arc<dyn Backend>, config: &ApiConfig) -> AppState {
     }
 }
 
-fn management_routes(state: AppState) -> Router {
-    use management::*;
-    let protected = Router::new()
-        .route("/schedulers", get(list_schedulers).post(create_scheduler))
-        .route("/schedulers/info", get(schedulers_info))
-        .route(
-            "/schedulers/{name}",
-            get(get_scheduler)
-                .post(new_scheduler_version)
-                .patch(patch_scheduler)
-                .put(switch_active_version)
-                .delete(delete_scheduler),
-        )
-        .route("/schedulers/{name}/versions", get(scheduler_versions))
-        .route("/schedulers/{name}/operations", get(list_operations))
-        .route("/schedulers/{name}/operations/{id}", get(get_operation))
-        .route(
-            "/schedulers/{name}/operations/{id}/cancel",
-            post(cancel_operation),
-        )
-        .route("/schedulers/{name}/rooms", get(list_rooms))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            management_auth,
-        ));
-    Router::new()
-        .route("/openapi.json", get(openapi))
-        .merge(protected)
-        .with_state(state)
+/// The table's routes that `serve` keeps, each on its endpoint. Routes of
+/// one path (`GET`, `POST`, … `/schedulers/{name}`) share a method router.
+///
+/// A route is registered at its path's canonical spelling: axum takes one
+/// parameter name per position, and routes name theirs after their own
+/// request's fields (`/schedulers/{scheduler_name}`, `/schedulers/{name}`).
+/// Endpoints read parameters by position, so the spelling does not matter.
+fn routes(serve: impl Fn(&Route) -> bool) -> Router<AppState> {
+    let endpoints = rpc::http_endpoints();
+    let all: Vec<&Route> = endpoints.iter().map(|(route, _)| *route).collect();
+    let mut router = Router::new();
+    for (route, build) in &endpoints {
+        if serve(route) {
+            router = router.route(&rpc::canonical_path(&all, route.path), build(route));
+        }
+    }
+    router
 }
 
-fn rooms_routes(state: AppState) -> Router {
-    let room = Router::new()
-        // Upstream's older protos used POST for the ping; both are served.
-        .route(
-            "/scheduler/{scheduler}/rooms/{room}/ping",
-            put(rooms::ping).post(rooms::ping),
-        )
-        .route(
-            "/scheduler/{scheduler}/rooms/{room}/roomevent",
-            post(rooms::room_event),
-        )
-        .route(
-            "/scheduler/{scheduler}/rooms/{room}/playerevent",
-            post(rooms::player_event),
-        )
-        .route(
-            "/scheduler/{scheduler}/rooms/{room}/status",
-            put(rooms::status),
-        )
-        .route(
-            "/scheduler/{scheduler}/rooms/{room}/address",
-            get(rooms::address),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), room_auth));
-    // A matchmaker, not a room, allocates: management tokens apply.
-    let allocate = Router::new()
-        .route(
-            "/scheduler/{scheduler}/rooms/allocate",
-            post(rooms::allocate),
-        )
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            management_auth,
-        ));
-    room.merge(allocate).with_state(state)
+/// The path's fields by proto name.
+pub(crate) type PathValues = BTreeMap<String, String>;
+
+/// The HTTP endpoint of one route: grpc-gateway's mapping of a request to
+/// the RPC's message (the path's fields, then the JSON body or, without a
+/// body, the query parameters), the caller's check, the service function,
+/// and its answer as protojson.
+pub(crate) fn endpoint<Req, Resp, F, Fut>(
+    route: &'static Route,
+    fill_path: fn(&mut Req, &mut PathValues),
+    call: F,
+) -> MethodRouter<AppState>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    F: Fn(Ctx, Req) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, ApiError>> + Send + 'static,
+{
+    // The RPC's message types, for the JSON adapter; the tests read every
+    // route's, so a miss is a build bug answered as an internal error.
+    let types = schema::protos()
+        .and_then(|protos| protos.method(route))
+        .map(|method| Arc::new((method.input.clone(), method.output.clone())))
+        .map_err(|e| ApiError::new(crate::Code::Internal, e.to_string()));
+    let handler = move |State(state): State<AppState>,
+                        PathParams(values): PathParams<Vec<(String, String)>>,
+                        uri: Uri,
+                        headers: HeaderMap,
+                        body: Body| {
+        let types = types.clone();
+        async move {
+            let answer: Result<Json<serde_json::Value>, ApiError> = async {
+                let types = types?;
+                let (input, output) = types.as_ref();
+                let mut path: PathValues = route
+                    .path_fields
+                    .iter()
+                    .zip(values)
+                    .map(|(field, (_, value))| (field.to_string(), value))
+                    .collect();
+                // The caller is checked before the body is read.
+                let fields: Vec<(&str, &str)> = path
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str()))
+                    .collect();
+                auth::check(&state.config, route.auth, &headers, &fields)?;
+                let mut message: Req = if route.body {
+                    json::from_body(
+                        &read_body(body, state.config.body_limit_bytes).await?,
+                        input,
+                    )?
+                } else {
+                    json::from_query(query_pairs(&uri)?)?
+                };
+                fill_path(&mut message, &mut path);
+                let ctx = Ctx {
+                    backend: state.backend.clone(),
+                    headers,
+                };
+                let answer = call(ctx, message).await?;
+                Ok(Json(json::to_value(&answer, output)?))
+            }
+            .await;
+            answer.into_response()
+        }
+    };
+    match MethodFilter::try_from(route.http_method.clone()) {
+        Ok(filter) => on(filter, handler),
+        // The table's methods are HTTP's own; a test checks every route.
+        Err(_) => MethodRouter::new(),
+    }
+}
+
+/// Reads a body of at most `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let too_large =
+            std::error::Error::source(&error).is_some_and(|source| source.is::<LengthLimitError>());
+        ApiError::invalid_argument(if too_large {
+            format!("request body is larger than the limit of {limit} bytes")
+        } else {
+            format!("cannot read the request body: {error}")
+        })
+    })
+}
+
+fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, ApiError> {
+    Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|Query(pairs)| pairs)
+        .map_err(|e| ApiError::invalid_argument(format!("invalid query string: {e}")))
+}
+
+/// Path parameters, with the API's error format.
+pub(crate) struct PathParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| PathParams(value))
+            .map_err(|e| ApiError::invalid_argument(e.body_text()))
+    }
 }
 
 /// grpc-gateway's answers to an unknown path and to a wrong method.
@@ -155,25 +221,6 @@ fn is_grpc(request: &Request) -> bool {
 fn grpc_unimplemented(path: &str) -> Response {
     tonic::Status::unimplemented(format!("{path} is not served on this port"))
         .into_http::<axum::body::Body>()
-}
-
-async fn management_auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match auth::check_management(&state.config, request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(error) => error.into_response(),
-    }
-}
-
-async fn room_auth(
-    State(state): State<AppState>,
-    PathParams((scheduler, room)): PathParams<(String, String)>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match auth::check_room(&state.config, request.headers(), &scheduler, &room) {
-        Ok(()) => next.run(request).await,
-        Err(error) => error.into_response(),
-    }
 }
 
 /// The document for this router's configuration: routes require a token

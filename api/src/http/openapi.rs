@@ -2,7 +2,7 @@
 //!
 //! It is generated rather than written so that it cannot disagree with what
 //! is served: the messages, their fields and their comments come from the
-//! proto descriptors compiled into the crate ([`FILE_DESCRIPTOR_SET`]), the
+//! proto descriptors compiled into the crate ((`crate::proto::FILE_DESCRIPTOR_SET`)), the
 //! operations from the route table the gRPC gateway serves through
 //! ([`grpc::route_table`]), and each field's JSON type from protojson's
 //! rules as grpc-gateway applies them (§2.0 of the reference): lowerCamelCase
@@ -27,16 +27,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
 
 use maestro_engine::room::{PingStatus, RoomStatus};
-use prost::Message;
+use prost_types::FieldDescriptorProto;
 use prost_types::field_descriptor_proto::{Label, Type};
-use prost_types::source_code_info::Location;
-use prost_types::{DescriptorProto, EnumDescriptorProto, FieldDescriptorProto, FileDescriptorSet};
 use serde_json::{Map, Value, json};
 
-use super::management::{OPERATIONS_MAX_PER_PAGE, ROOMS_MAX_PER_PAGE};
 use crate::auth::ApiConfig;
-use crate::grpc::{self, Route};
-use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::rpc::{self, Auth, Route};
+use crate::schema::{self, Protos, SchemaError as DocumentError, has_presence};
+use crate::service::{OPERATIONS_MAX_PER_PAGE, ROOMS_MAX_PER_PAGE};
 
 /// The document for a router built with `config`: routes require a bearer
 /// token only when `config` configures one for them.
@@ -69,38 +67,6 @@ pub fn openapi_document(config: &ApiConfig) -> Value {
         }
     }
     document
-}
-
-/// Why the document cannot be generated: the protos and the route table
-/// disagree, or a proto uses what the generator does not map.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum DocumentError {
-    #[error("the descriptor set does not decode: {0}")]
-    Decode(#[from] prost::DecodeError),
-    #[error("{0} is not in the descriptor set")]
-    Missing(String),
-    #[error("{0}: {1}")]
-    Unsupported(String, &'static str),
-}
-
-/// Who may call a route (see `crate::auth`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Auth {
-    /// Any management token, when some are configured.
-    Management,
-    /// The room's own token, when a rooms secret is configured: the routes
-    /// of `RoomsService` that name a room.
-    Room,
-}
-
-impl Auth {
-    pub(crate) fn of(route: &Route) -> Auth {
-        if route.service == "api.v1.RoomsService" && route.path.contains("{room_name}") {
-            Auth::Room
-        } else {
-            Auth::Management
-        }
-    }
 }
 
 const MANAGEMENT_TOKEN: &str = "managementToken";
@@ -288,18 +254,17 @@ struct Generated {
 
 /// Every route served: the table and the additional bindings.
 fn routes() -> Vec<&'static Route> {
-    grpc::route_table()
-        .chain(grpc::additional_bindings())
+    rpc::route_table()
+        .chain(rpc::additional_bindings())
         .collect()
 }
 
 fn generate() -> Result<Generated, DocumentError> {
-    let set = FileDescriptorSet::decode(FILE_DESCRIPTOR_SET)?;
-    let protos = Protos::new(&set);
+    let protos = schema::protos()?;
     let routes = routes();
     let refinements = refinements();
     let mut generator = Generator {
-        protos: &protos,
+        protos,
         refinements: refinements
             .iter()
             .map(|r| ((r.message, r.field), r))
@@ -314,7 +279,7 @@ fn generate() -> Result<Generated, DocumentError> {
     let mut operations = Vec::new();
     let mut bindings: HashMap<(&str, &str), usize> = HashMap::new();
     for route in &routes {
-        let path = canonical_path(&routes, route.path);
+        let path = rpc::canonical_path(&routes, route.path);
         let method = route.http_method.as_str().to_ascii_lowercase();
         let nth = bindings.entry((route.service, route.method)).or_insert(0);
         *nth += 1;
@@ -325,7 +290,7 @@ fn generate() -> Result<Generated, DocumentError> {
         if let Value::Object(item) = item {
             item.insert(method.clone(), operation);
         }
-        operations.push((path, method, Auth::of(route)));
+        operations.push((path, method, route.auth));
     }
     generator.message_schemas()?;
     let mut schemas = generator.schemas;
@@ -403,160 +368,6 @@ fn generate() -> Result<Generated, DocumentError> {
 
 fn short_service(service: &str) -> &str {
     service.rsplit('.').next().unwrap_or(service)
-}
-
-// ----- the descriptors ------------------------------------------------------
-
-/// A message with its comment and its fields' comments.
-struct MessageInfo<'a> {
-    proto: &'a DescriptorProto,
-    comment: Option<String>,
-    field_comments: Vec<Option<String>>,
-}
-
-/// An RPC's messages (fully qualified, `.api.v1.X`) and comment.
-struct MethodInfo {
-    input: String,
-    output: String,
-    comment: Option<String>,
-}
-
-/// The descriptor set, indexed by fully qualified name.
-struct Protos<'a> {
-    messages: HashMap<String, MessageInfo<'a>>,
-    enums: HashMap<String, &'a EnumDescriptorProto>,
-    /// By `package.Service/Method`.
-    methods: HashMap<String, MethodInfo>,
-    /// Service comments by `package.Service`.
-    services: HashMap<String, Option<String>>,
-}
-
-impl<'a> Protos<'a> {
-    fn new(set: &'a FileDescriptorSet) -> Protos<'a> {
-        let mut protos = Protos {
-            messages: HashMap::new(),
-            enums: HashMap::new(),
-            methods: HashMap::new(),
-            services: HashMap::new(),
-        };
-        for file in &set.file {
-            let comments: HashMap<&[i32], String> = file
-                .source_code_info
-                .iter()
-                .flat_map(|info| &info.location)
-                .filter_map(|l| comment(l).map(|c| (l.path.as_slice(), c)))
-                .collect();
-            let package = file.package();
-            let scope = format!(".{package}");
-            // Paths into the file, as `source_code_info` numbers them:
-            // 4 = message_type, 5 = enum_type, 6 = service, 2 = method.
-            for (i, message) in file.message_type.iter().enumerate() {
-                protos.add_message(&scope, message, vec![4, i as i32], &comments);
-            }
-            for e in &file.enum_type {
-                protos.enums.insert(format!("{scope}.{}", e.name()), e);
-            }
-            for (s, service) in file.service.iter().enumerate() {
-                let name = format!("{package}.{}", service.name());
-                let path = [6, s as i32];
-                protos
-                    .services
-                    .insert(name.clone(), comments.get(&path[..]).cloned());
-                for (m, method) in service.method.iter().enumerate() {
-                    let path = [6, s as i32, 2, m as i32];
-                    protos.methods.insert(
-                        format!("{name}/{}", method.name()),
-                        MethodInfo {
-                            input: method.input_type().to_string(),
-                            output: method.output_type().to_string(),
-                            comment: comments.get(&path[..]).cloned(),
-                        },
-                    );
-                }
-            }
-        }
-        protos
-    }
-
-    fn add_message(
-        &mut self,
-        scope: &str,
-        message: &'a DescriptorProto,
-        path: Vec<i32>,
-        comments: &HashMap<&[i32], String>,
-    ) {
-        let name = format!("{scope}.{}", message.name());
-        let field_comments = (0..message.field.len())
-            .map(|i| {
-                let mut field_path = path.clone();
-                field_path.extend([2, i as i32]);
-                comments.get(field_path.as_slice()).cloned()
-            })
-            .collect();
-        // 3 = nested_type, 4 = enum_type within a message.
-        for (i, nested) in message.nested_type.iter().enumerate() {
-            let mut nested_path = path.clone();
-            nested_path.extend([3, i as i32]);
-            self.add_message(&name, nested, nested_path, comments);
-        }
-        for e in &message.enum_type {
-            self.enums.insert(format!("{name}.{}", e.name()), e);
-        }
-        self.messages.insert(
-            name,
-            MessageInfo {
-                proto: message,
-                comment: comments.get(path.as_slice()).cloned(),
-                field_comments,
-            },
-        );
-    }
-
-    fn message(&self, name: &str) -> Result<&MessageInfo<'a>, DocumentError> {
-        self.messages
-            .get(name)
-            .ok_or_else(|| DocumentError::Missing(format!("message {name}")))
-    }
-
-    fn method(&self, route: &Route) -> Result<&MethodInfo, DocumentError> {
-        let key = format!("{}/{}", route.service, route.method);
-        self.methods
-            .get(&key)
-            .ok_or(DocumentError::Missing(format!("RPC {key}")))
-    }
-
-    /// The entry message of a map field.
-    fn map_entry(&self, field: &FieldDescriptorProto) -> Option<&'a DescriptorProto> {
-        if field.r#type() != Type::Message || field.label() != Label::Repeated {
-            return None;
-        }
-        let entry = self.messages.get(field.type_name())?.proto;
-        entry
-            .options
-            .as_ref()
-            .is_some_and(|o| o.map_entry())
-            .then_some(entry)
-    }
-}
-
-/// A comment as one paragraph per blank-line-separated block.
-fn comment(location: &Location) -> Option<String> {
-    let text = location
-        .leading_comments
-        .as_deref()
-        .or(location.trailing_comments.as_deref())?;
-    let paragraphs: Vec<String> = text
-        .split("\n\n")
-        .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|p| !p.is_empty())
-        .collect();
-    (!paragraphs.is_empty()).then(|| paragraphs.join("\n\n"))
-}
-
-/// Whether protojson leaves the field out when unset: a proto3 `optional`
-/// field or a member of a oneof. Every other field is always written.
-fn has_presence(field: &FieldDescriptorProto) -> bool {
-    field.proto3_optional() || field.oneof_index.is_some()
 }
 
 /// The message's name in `api.v1` (what the refinements are keyed by).
@@ -1057,31 +868,6 @@ fn is_parameter(segment: &str) -> bool {
     segment.starts_with('{')
 }
 
-/// The path as the document names it: the template of the first route of
-/// the same shape. OpenAPI allows one path per shape, and routes name
-/// their parameters after their own request's fields
-/// (`/schedulers/{scheduler_name}` and `/schedulers/{name}` are one path).
-fn canonical_path(routes: &[&Route], template: &str) -> String {
-    let shape = |t: &str| -> Vec<String> {
-        t.split('/')
-            .map(|s| {
-                if is_parameter(s) {
-                    "{}".into()
-                } else {
-                    s.into()
-                }
-            })
-            .collect()
-    };
-    let wanted = shape(template);
-    routes
-        .iter()
-        .map(|r| r.path)
-        .find(|p| shape(p) == wanted)
-        .unwrap_or(template)
-        .to_string()
-}
-
 /// The literal segments that another route has where `path` has its
 /// parameter number `index`, all else equal: `info` for the parameter of
 /// `/schedulers/{scheduler_name}`, since `/schedulers/info` is another route.
@@ -1116,10 +902,6 @@ fn static_rivals(routes: &[&Route], path: &str, index: usize) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn protos_and_set() -> FileDescriptorSet {
-        FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).unwrap()
-    }
-
     #[test]
     fn the_document_generates() {
         let generated = generate().unwrap();
@@ -1132,8 +914,7 @@ mod tests {
     /// so a renamed field cannot silently lose its bounds.
     #[test]
     fn refinements_name_real_fields() {
-        let set = protos_and_set();
-        let protos = Protos::new(&set);
+        let protos = schema::protos().unwrap();
         for r in refinements() {
             let message = protos.message(&format!(".api.v1.{}", r.message)).unwrap();
             assert!(
@@ -1156,8 +937,7 @@ mod tests {
 
     #[test]
     fn comments_become_descriptions() {
-        let set = protos_and_set();
-        let protos = Protos::new(&set);
+        let protos = schema::protos().unwrap();
         let spec = protos.message(".api.v1.Spec").unwrap();
         assert_eq!(spec.comment.as_deref(), Some("What one game room runs."));
         // A comment over two lines is one paragraph.
@@ -1179,7 +959,7 @@ mod tests {
     fn paths_have_one_template_per_shape() {
         let routes = routes();
         assert_eq!(
-            canonical_path(&routes, "/schedulers/{name}"),
+            rpc::canonical_path(&routes, "/schedulers/{name}"),
             "/schedulers/{scheduler_name}"
         );
         assert_eq!(

@@ -8,8 +8,19 @@
 
 use maestro_engine::Time;
 
-/// protojson's Timestamp form, e.g. `2024-02-29T12:00:00Z` or `2024-02-29T12:00:00.250Z`.
-pub fn timestamp(time: Time) -> String {
+/// A `google.protobuf.Timestamp`.
+pub(crate) fn timestamp(time: Time) -> pbjson_types::Timestamp {
+    let ms = time.as_millis();
+    pbjson_types::Timestamp {
+        seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
+        // Below 10^9: fits.
+        nanos: i32::try_from(ms % 1000 * 1_000_000).unwrap_or(0),
+    }
+}
+
+/// protojson's Timestamp form as text, e.g. `2024-02-29T12:00:00Z` or
+/// `2024-02-29T12:00:00.250Z`, for a field the protos declare a string.
+pub(crate) fn rfc3339(time: Time) -> String {
     let ms = time.as_millis() % 1000;
     let base = seconds_part(time.as_millis() / 1000);
     if ms == 0 {
@@ -20,7 +31,7 @@ pub fn timestamp(time: Time) -> String {
 }
 
 /// Go's `time.Time` JSON form, e.g. `2024-02-29T12:00:00.25Z`.
-pub fn go_time(time: Time) -> String {
+pub(crate) fn go_time(time: Time) -> String {
     let ms = time.as_millis() % 1000;
     let base = seconds_part(time.as_millis() / 1000);
     if ms == 0 {
@@ -83,13 +94,13 @@ mod tests {
             (253_402_300_799_000, "9999-12-31T23:59:59Z"),
         ];
         for (ms, want) in table {
-            assert_eq!(timestamp(Time(ms)), want, "{ms}");
+            assert_eq!(rfc3339(Time(ms)), want, "{ms}");
         }
     }
 
     #[test]
     fn fractions() {
-        assert_eq!(timestamp(Time(1_250)), "1970-01-01T00:00:01.250Z");
+        assert_eq!(rfc3339(Time(1_250)), "1970-01-01T00:00:01.250Z");
         assert_eq!(go_time(Time(1_250)), "1970-01-01T00:00:01.25Z");
         assert_eq!(go_time(Time(1_001)), "1970-01-01T00:00:01.001Z");
         assert_eq!(go_time(Time(1_000)), "1970-01-01T00:00:01Z");
@@ -129,6 +140,6 @@ mod tests {
             }
             previous = (y, m, day);
         }
-        assert_eq!(timestamp(Time(DAY_MS * 365)), "1971-01-01T00:00:00Z");
+        assert_eq!(rfc3339(Time(DAY_MS * 365)), "1971-01-01T00:00:00Z");
     }
 }

@@ -1,114 +1,54 @@
-//! Operation messages (`operations.proto`) and the `input` field, which
+//! Operations as the protos write them, and the `input` field, which
 //! exposes each definition as upstream's Go code serialises it (Go field
 //! names for embedded schedulers, see the reference §7.3), so tools that
 //! read upstream's operation inputs keep working.
 
 use maestro_engine::operation::HistoryEntry;
 use maestro_engine::scheduler as engine;
-use maestro_engine::{Definition, Operation as EngineOperation};
-use serde::Serialize;
+use maestro_engine::{Definition, Operation};
 use serde_json::{Value, json};
 
-use super::scheduler::json_object;
-use super::time::{GO_ZERO_TIME, go_time, timestamp};
+use super::time::{GO_ZERO_TIME, go_time, rfc3339, timestamp};
+use crate::proto::api::v1;
 
-/// The operation lease of a running operation: when it expires unless the
-/// worker renews it (RFC 3339). Absent otherwise (proto3 `optional`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Lease {
-    pub ttl: String,
-}
-
-/// An item of `GET /schedulers/{name}/operations`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListOperationItem {
-    pub id: String,
-    pub status: String,
-    pub definition_name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lease: Option<Lease>,
-    pub scheduler_name: String,
-    pub created_at: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OperationEvent {
-    pub created_at: String,
-    pub event: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Operation {
-    pub id: String,
-    pub status: String,
-    pub definition_name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lease: Option<Lease>,
-    pub scheduler_name: String,
-    pub created_at: String,
-    /// A `google.protobuf.Struct`: the definition as upstream stores it.
-    pub input: Value,
-    pub execution_history: Vec<OperationEvent>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListOperationsResponse {
-    pub page: u32,
-    pub page_size: u32,
-    pub total: u32,
-    pub operations: Vec<ListOperationItem>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct GetOperationResponse {
-    pub operation: Operation,
-}
-
-/// `CancelOperationResponse` is empty: `{}`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct CancelOperationResponse {}
-
-impl From<&EngineOperation> for ListOperationItem {
-    fn from(op: &EngineOperation) -> Self {
-        ListOperationItem {
+impl From<&Operation> for v1::ListOperationItem {
+    fn from(op: &Operation) -> Self {
+        v1::ListOperationItem {
             id: op.id.clone(),
             status: op.status.as_str().to_string(),
             definition_name: op.definition.name().to_string(),
-            lease: op.lease.map(|at| Lease { ttl: timestamp(at) }),
+            lease: op.lease.map(|at| v1::Lease { ttl: rfc3339(at) }),
             scheduler_name: op.scheduler.clone(),
-            created_at: timestamp(op.created_at),
+            created_at: Some(timestamp(op.created_at)),
         }
     }
 }
 
-impl From<&EngineOperation> for Operation {
-    fn from(op: &EngineOperation) -> Self {
-        Operation {
+impl From<&Operation> for v1::Operation {
+    fn from(op: &Operation) -> Self {
+        v1::Operation {
             id: op.id.clone(),
             status: op.status.as_str().to_string(),
             definition_name: op.definition.name().to_string(),
-            lease: op.lease.map(|at| Lease { ttl: timestamp(at) }),
+            lease: op.lease.map(|at| v1::Lease { ttl: rfc3339(at) }),
             scheduler_name: op.scheduler.clone(),
-            created_at: timestamp(op.created_at),
-            input: definition_input(&op.definition),
+            created_at: Some(timestamp(op.created_at)),
+            // An object by construction; a Struct reads any object.
+            input: serde_json::from_value(definition_input(&op.definition)).ok(),
             execution_history: op.execution_history.iter().map(event).collect(),
         }
     }
 }
 
-fn event(entry: &HistoryEntry) -> OperationEvent {
-    OperationEvent {
-        created_at: timestamp(entry.at),
+fn event(entry: &HistoryEntry) -> v1::OperationEvent {
+    v1::OperationEvent {
+        created_at: Some(timestamp(entry.at)),
         event: entry.event.clone(),
     }
 }
 
 /// The definition's JSON as upstream's `Definition.Marshal` writes it.
-pub fn definition_input(definition: &Definition) -> Value {
+pub(crate) fn definition_input(definition: &Definition) -> Value {
     match definition {
         Definition::CreateScheduler { scheduler }
         | Definition::CreateNewSchedulerVersion { scheduler } => {
@@ -243,7 +183,7 @@ fn go_forwarder(f: &engine::Forwarder) -> Value {
         "Address": f.address,
         "Options": f.options.as_ref().map(|o| json!({
             "Timeout": o.timeout_ms,
-            "Metadata": Value::Object(json_object(&o.metadata_json)),
+            "Metadata": serde_json::from_str::<Value>(&o.metadata_json).unwrap_or_else(|_| json!({})),
         })),
     })
 }
