@@ -71,6 +71,9 @@ const KEYS: &[(&str, &str)] = &[
     ("internalApi.port", "8081"),
     ("api.gracefulShutdownTimeout", "30s"),
     ("dataDir", "./maestro-data"),
+    ("store.type", "sled"),
+    ("store.postgres.url", ""),
+    ("store.postgres.leaseDuration", "10s"),
     ("runtime", "sim"),
     ("log.format", "text"),
     ("workerUrl", ""),
@@ -117,6 +120,33 @@ pub enum RuntimeKind {
     Kubernetes,
 }
 
+/// Where the worker keeps its state.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// sled in `dataDir`: one node, the embedded default.
+    Sled,
+    /// PostgreSQL at `url`, shared by a leading worker and its standbys
+    /// through a leader lease of `lease_duration` (see `crate::leader`).
+    Postgres {
+        url: String,
+        lease_duration: Duration,
+    },
+}
+
+/// Never prints the URL, which may hold a password.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreConfig::Sled => f.write_str("Sled"),
+            StoreConfig::Postgres { lease_duration, .. } => f
+                .debug_struct("Postgres")
+                .field("url", &"redacted")
+                .field("lease_duration", lease_duration)
+                .finish(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -131,6 +161,7 @@ pub struct Config {
     pub internal_port: u16,
     pub graceful_shutdown_timeout: Duration,
     pub data_dir: PathBuf,
+    pub store: StoreConfig,
     pub runtime: RuntimeKind,
     pub log_format: LogFormat,
     pub engine: EngineConfig,
@@ -263,6 +294,30 @@ impl Config {
             internal_port: r.number::<u16>("internalApi.port", 0, u16::MAX)?,
             graceful_shutdown_timeout: r.duration("api.gracefulShutdownTimeout")?,
             data_dir: PathBuf::from(r.text("dataDir")),
+            store: match r.choice("store.type", &[("sled", false), ("postgres", true)])? {
+                false => StoreConfig::Sled,
+                true => StoreConfig::Postgres {
+                    url: r.parse("store.postgres.url", |url| {
+                        if url.is_empty() {
+                            Err("is required when store.type is postgres \
+                                 (also MAESTRO_STORE_POSTGRES_URL), e.g. \
+                                 postgres://maestro@db:5432/maestro"
+                                .to_string())
+                        } else {
+                            Ok(url.to_string())
+                        }
+                    })?,
+                    lease_duration: r.parse("store.postgres.leaseDuration", |text| {
+                        let d = parse_duration(text).ok_or_else(|| {
+                            "is not a duration such as 500ms, 5s, 1m30s or 24h".to_string()
+                        })?;
+                        if d < Duration::from_secs(1) {
+                            return Err("must be at least 1s".to_string());
+                        }
+                        Ok(d)
+                    })?,
+                },
+            },
             runtime: r.choice(
                 "runtime",
                 &[
@@ -613,6 +668,43 @@ mod tests {
         for bad in ["", "x", "5d", "m5", "5s3"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn the_store_is_sled_unless_postgres_is_chosen_with_a_url() {
+        let c = load(FlagValues::default(), &[]).unwrap();
+        assert_eq!(c.store, StoreConfig::Sled);
+        let c = load(
+            FlagValues::default(),
+            &[
+                ("MAESTRO_STORE_TYPE", "postgres"),
+                (
+                    "MAESTRO_STORE_POSTGRES_URL",
+                    "postgres://m:secret@db/maestro",
+                ),
+                ("MAESTRO_STORE_POSTGRES_LEASEDURATION", "4s"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.store,
+            StoreConfig::Postgres {
+                url: "postgres://m:secret@db/maestro".into(),
+                lease_duration: Duration::from_secs(4)
+            }
+        );
+        assert!(!format!("{:?}", c.store).contains("secret"));
+        let err = load(FlagValues::default(), &[("MAESTRO_STORE_TYPE", "postgres")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("store.postgres.url (from the default): "),
+            "{err}"
+        );
+        let err = load(FlagValues::default(), &[("MAESTRO_STORE_TYPE", "redis")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must be one of sled, postgres"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod forwarding;
+pub mod leader;
 pub mod metrics_help;
 pub mod metrics_reporter;
 pub mod service;

@@ -17,15 +17,16 @@ use maestro_engine::Engine;
 use maestro_engine::room::{PingStatus, RoomStatus};
 use maestro_runtimes::Runtime;
 use maestro_runtimes::kubernetes::KubernetesRuntime;
-use maestro_store::SledStore;
+use maestro_store::{Kv, PostgresLease, PostgresStore, SledStore, Store, StoreError};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
 use crate::clock::Clock;
-use crate::config::{Config, RuntimeKind};
+use crate::config::{Config, RuntimeKind, StoreConfig};
 use crate::driver::{Driver, DriverConfig, DriverHandle};
 use crate::forwarding::{Forwarding, Outbox};
+use crate::leader::{self, LeadershipEnded};
 use crate::metrics_reporter;
 use crate::sim_cluster::{RoomsApi, SimCluster, SimClusterConfig};
 
@@ -87,7 +88,13 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
     };
     let mut servers = Vec::new();
     let mut worker = if with_worker {
-        Some(start_worker(&config, &api_config, &shutdown_rx).await?)
+        match start_worker(&config, &api_config, &metrics, &shutdown_rx).await? {
+            Some(worker) => Some(worker),
+            None => {
+                tracing::info!("stopped while standby");
+                return Ok(());
+            }
+        }
     } else {
         None
     };
@@ -136,7 +143,7 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
     }
     let mut internal = internal_router(
         Arc::clone(&backend),
-        worker.as_ref().map(|w| Arc::clone(&w.store)),
+        worker.as_ref().map(|w| Arc::clone(&w.store_ok)),
         metrics.clone(),
     );
     if worker.is_some() {
@@ -163,17 +170,24 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
     // Until a signal, or until the driver stops on its own: a store that
     // failed a write stops the worker, and the process with it (non-zero),
     // so that it restarts from what is durable.
-    let driver_failed = match worker.as_mut() {
+    // A leader that loses its lease stops at once: its successor owns the
+    // state now, and its own writes would be refused anyway (fenced).
+    let stopped = match worker.as_mut() {
         Some(w) => tokio::select! {
             () = wait_for_signal() => None,
-            ended = &mut w.driver_task => Some(ended),
+            ended = &mut w.driver_task => Some(Ok(ended)),
+            ended = leadership_ended(&mut w.leading) => Some(Err(ended)),
         },
         None => {
             wait_for_signal().await;
             None
         }
     };
-    if let Some(ended) = driver_failed {
+    if let Some(Err(ended)) = stopped {
+        let _ = shutdown_tx.send(true);
+        bail!("the worker stopped leading: {ended}");
+    }
+    if let Some(Ok(ended)) = stopped {
         let _ = shutdown_tx.send(true);
         match ended {
             Ok(Err(e)) => bail!(
@@ -195,7 +209,11 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
         tracing::info!("stopped");
         return Ok(());
     };
-    match tokio::time::timeout(grace, worker.driver_task).await {
+    let flushed = tokio::time::timeout(grace, worker.driver_task).await;
+    if let (Ok(Ok(Ok(()))), Some(leading)) = (&flushed, &worker.leading) {
+        leader::release(&leading.lease, leading.epoch).await;
+    }
+    match flushed {
         Ok(Ok(Ok(()))) => tracing::info!("stopped; the store is flushed"),
         Ok(Ok(Err(e))) => bail!("the store could not be flushed on the way out: {e}"),
         Ok(Err(e)) => bail!("the driver failed: {e}"),
@@ -208,18 +226,117 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
 /// that owns the engine.
 struct Worker {
     handle: DriverHandle,
-    store: Arc<SledStore>,
-    driver_task: tokio::task::JoinHandle<Result<(), maestro_store::StoreError>>,
+    /// Whether the store answers a read, for `/readyz`.
+    store_ok: StoreCheck,
+    driver_task: tokio::task::JoinHandle<Result<(), StoreError>>,
+    /// On PostgreSQL: the lease this worker leads by, kept renewed.
+    leading: Option<Leading>,
 }
 
+type StoreCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+
+struct Leading {
+    lease: Arc<PostgresLease>,
+    epoch: i64,
+    kept: tokio::task::JoinHandle<Result<(), LeadershipEnded>>,
+}
+
+/// Resolves when the lease is lost (never without one).
+async fn leadership_ended(leading: &mut Option<Leading>) -> LeadershipEnded {
+    let Some(leading) = leading.as_mut() else {
+        return std::future::pending().await;
+    };
+    match (&mut leading.kept).await {
+        Ok(Err(ended)) => ended,
+        // A stop was requested: the signal branch handles it.
+        Ok(Ok(())) => std::future::pending().await,
+        Err(e) => LeadershipEnded::Expired {
+            epoch: leading.epoch,
+            waited: Duration::ZERO,
+            error: format!("the lease task failed: {e}"),
+        },
+    }
+}
+
+/// Opens the configured store and starts the worker on it; `None` when a
+/// stop signal came while this worker waited as a standby.
 async fn start_worker(
     config: &Config,
     api_config: &ApiConfig,
+    metrics: &PrometheusHandle,
     shutdown_rx: &watch::Receiver<bool>,
-) -> Result<Worker> {
-    tracing::info!(data_dir = %config.data_dir.display(), seed = config.engine.seed, "opening the store");
-    let store = Arc::new(SledStore::open(&config.data_dir).context("opening the store")?);
+) -> Result<Option<Worker>> {
+    match &config.store {
+        StoreConfig::Sled => {
+            tracing::info!(data_dir = %config.data_dir.display(), seed = config.engine.seed, "opening the store");
+            let store = Arc::new(SledStore::open(&config.data_dir).context("opening the store")?);
+            run_worker(config, api_config, shutdown_rx, store, None)
+                .await
+                .map(Some)
+        }
+        StoreConfig::Postgres {
+            url,
+            lease_duration,
+        } => {
+            let holder = leader::holder_name();
+            let (url_owned, duration) = (url.clone(), *lease_duration);
+            let name = holder.clone();
+            let lease = tokio::task::spawn_blocking(move || {
+                PostgresLease::connect(&url_owned, &name, duration)
+            })
+            .await
+            .context("connecting to PostgreSQL")?
+            .context("connecting to PostgreSQL for the leader lease")?;
+            let lease = Arc::new(lease);
+            tracing::info!(%holder, lease = ?duration, "waiting for the leader lease");
+            // A standby answers health checks, and `/readyz` says it does
+            // not serve, so that a Service routes only to the leader.
+            let (standby_stop, standby_stopped) = watch::channel(false);
+            let standby = serve(
+                "internal API (standby)",
+                config.internal_port,
+                standby_router(metrics.clone()),
+                standby_stopped,
+            )
+            .await?;
+            let epoch = tokio::select! {
+                epoch = leader::acquire(&lease) => Some(epoch),
+                () = wait_for_signal() => None,
+            };
+            let _ = standby_stop.send(true);
+            let _ = standby.await;
+            let Some(epoch) = epoch else {
+                return Ok(None);
+            };
+            let url_owned = url.clone();
+            let store = tokio::task::spawn_blocking(move || {
+                PostgresStore::connect_fenced(&url_owned, epoch)
+            })
+            .await
+            .context("opening the store")?
+            .context("opening the store on PostgreSQL")?;
+            let kept = tokio::spawn(leader::keep(Arc::clone(&lease), epoch, shutdown_rx.clone()));
+            let leading = Leading { lease, epoch, kept };
+            run_worker(
+                config,
+                api_config,
+                shutdown_rx,
+                Arc::new(store),
+                Some(leading),
+            )
+            .await
+            .map(Some)
+        }
+    }
+}
 
+async fn run_worker<K: Kv + 'static>(
+    config: &Config,
+    api_config: &ApiConfig,
+    shutdown_rx: &watch::Receiver<bool>,
+    store: Arc<Store<K>>,
+    leading: Option<Leading>,
+) -> Result<Worker> {
     let sim = match config.runtime {
         RuntimeKind::Sim => Some(SimCluster::new(SimClusterConfig {
             start_delay: config.sim_start_delay,
@@ -273,10 +390,12 @@ async fn start_worker(
             secret: config.rooms_secret.clone(),
         }));
     }
+    let store_ok: StoreCheck = Arc::new(move || store.size_on_disk().is_ok());
     Ok(Worker {
         handle,
-        store,
+        store_ok,
         driver_task,
+        leading,
     })
 }
 
@@ -329,10 +448,37 @@ async fn wait_for_signal() {
     }
 }
 
+/// A standby worker's internal port: alive, not ready (it serves nothing
+/// until it leads), and its metrics.
+fn standby_router(metrics: PrometheusHandle) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "OK" }))
+        .route("/health", get(|| async { "OK" }))
+        .route(
+            "/readyz",
+            get(|| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "standby: another worker leads",
+                )
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { metrics.render() }
+            }),
+        )
+        .merge(
+            tonic::service::Routes::new(maestro_api::remote::standby_service()).into_axum_router(),
+        )
+}
+
 /// `/healthz`, `/readyz` and `/metrics`.
 fn internal_router(
     backend: Arc<dyn Backend>,
-    store: Option<Arc<SledStore>>,
+    store_ok: Option<StoreCheck>,
     metrics: PrometheusHandle,
 ) -> Router {
     Router::new()
@@ -342,7 +488,7 @@ fn internal_router(
             "/readyz",
             get(move || {
                 let backend = Arc::clone(&backend);
-                let store = store.clone();
+                let store_ok = store_ok.clone();
                 async move {
                     // Ready when the engine answers (in process, or the
                     // remote worker) and, on the worker, the store reads.
@@ -351,7 +497,7 @@ fn internal_router(
                         backend.scheduler(String::new(), None),
                     )
                     .await;
-                    let store_ok = store.is_none_or(|s| s.size_on_disk().is_ok());
+                    let store_ok = store_ok.is_none_or(|ok| ok());
                     if matches!(engine, Ok(Ok(_))) && store_ok {
                         (StatusCode::OK, "OK")
                     } else {

@@ -75,6 +75,22 @@ pub enum Request {
     Query(Query),
 }
 
+impl Request {
+    /// Whether sending it again, after an attempt whose outcome is unknown
+    /// (the worker died mid-call), cannot do anything twice: a read, a ping
+    /// (the same status again), an allocation with an idempotency key, an
+    /// event report (forwarding is at least once anyway). A command or an
+    /// allocation without a key is not: it would create, enqueue or
+    /// allocate again.
+    pub fn is_retry_safe(&self) -> bool {
+        match self {
+            Request::Query(_) | Request::Ping(_) | Request::Report(_) => true,
+            Request::Allocate { key, .. } => key.is_some(),
+            Request::Command(_) => false,
+        }
+    }
+}
+
 /// The answer to a [`Request`], of the same variant.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -30,4 +30,12 @@ pub enum StoreError {
         operation: &'static str,
         cause: String,
     },
+    /// A flush was refused because another worker took the leader lease:
+    /// this process's epoch is no longer the current one, so it must not
+    /// write (see `PostgresLease`).
+    #[error(
+        "fenced: this worker led at epoch {epoch}, but the leader lease is now at {}; another worker took over",
+        current.map_or_else(|| "no epoch".to_string(), |c| format!("epoch {c}"))
+    )]
+    Fenced { epoch: i64, current: Option<i64> },
 }

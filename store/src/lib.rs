@@ -19,7 +19,7 @@ mod outbox;
 mod postgres;
 mod store;
 
-pub use self::postgres::PostgresKv;
+pub use self::postgres::{LeaseState, PostgresKv, PostgresLease};
 pub use codec::FORMAT_VERSION;
 pub use disk::{INJECTED_FAULT, SimulatedDisk};
 pub use error::StoreError;

@@ -58,6 +58,13 @@ const MIGRATIONS: &[&str] = &[
     // 1: every record, keyed and ordered as in the other stores (bytea
     // compares bytewise, then by length: Rust's order for byte strings).
     "CREATE TABLE maestro_kv (key bytea PRIMARY KEY, value bytea NOT NULL)",
+    // 2: the leader lease (see `PostgresLease`): one row, the current
+    // epoch, who holds it and until when (the server's clock).
+    "CREATE TABLE maestro_leader (\
+       id smallint PRIMARY KEY CHECK (id = 1), \
+       epoch bigint NOT NULL, \
+       holder text NOT NULL, \
+       expires_at timestamptz NOT NULL)",
 ];
 
 /// The advisory lock taken around migrating, so processes connecting at
@@ -117,6 +124,9 @@ pub struct PostgresKv {
     reader: Connection,
     /// Flushes.
     writer: Connection,
+    /// The leader epoch every flush checks, for a worker that leads (see
+    /// [`PostgresLease`]); `None` for a store nobody else writes.
+    fence: Option<i64>,
 }
 
 impl PostgresKv {
@@ -124,19 +134,26 @@ impl PostgresKv {
     /// `key=value` form) without TLS, migrates the schema, and starts the
     /// connections' threads.
     pub fn connect(url: &str) -> Result<PostgresKv, StoreError> {
-        let mut config: postgres::Config =
-            url.parse().map_err(failed("parse the connection string"))?;
-        if config.get_application_name().is_none() {
-            config.application_name("maestro");
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
+        PostgresKv::open(url, None)
+    }
+
+    /// Like [`connect`](Self::connect), for the worker that holds the
+    /// leader lease at `epoch`: every flush checks, in its transaction, that
+    /// the lease is still at `epoch`, and fails with
+    /// [`StoreError::Fenced`] otherwise, so a deposed leader (paused,
+    /// partitioned) writes nothing once a successor took over.
+    pub fn connect_fenced(url: &str, epoch: i64) -> Result<PostgresKv, StoreError> {
+        PostgresKv::open(url, Some(epoch))
+    }
+
+    fn open(url: &str, fence: Option<i64>) -> Result<PostgresKv, StoreError> {
+        let config = client_config(url)?;
         Ok(PostgresKv {
             overlay: Mutex::default(),
             flush_lock: Mutex::default(),
             writer: Connection::start(config.clone(), "maestro-pg-write")?,
             reader: Connection::start(config, "maestro-pg-read")?,
+            fence,
         })
     }
 
@@ -174,6 +191,19 @@ impl PostgresKv {
         })?;
         Ok(merge(table, view, limit))
     }
+}
+
+/// The client's configuration for `url`, with maestro's defaults.
+fn client_config(url: &str) -> Result<postgres::Config, StoreError> {
+    let mut config: postgres::Config =
+        url.parse().map_err(failed("parse the connection string"))?;
+    if config.get_application_name().is_none() {
+        config.application_name("maestro");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    Ok(config)
 }
 
 /// A connection owned by a thread of its own, which runs the jobs sent to
@@ -343,6 +373,7 @@ struct Session {
     delete: Statement,
     upsert: Statement,
     size: Statement,
+    fence: Statement,
 }
 
 impl Session {
@@ -387,6 +418,10 @@ impl Session {
                  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             )?,
             size: prepare("SELECT pg_total_relation_size('maestro_kv')")?,
+            // FOR SHARE: a takeover (which updates the row) waits for this
+            // flush to commit, and this flush waits for a takeover in
+            // progress, then reads its epoch.
+            fence: prepare("SELECT epoch FROM maestro_leader WHERE id = 1 FOR SHARE")?,
             client,
         })
     }
@@ -478,10 +513,21 @@ impl Worker {
         keys: Vec<Vec<u8>>,
         values: Vec<Vec<u8>>,
         deleted: Vec<Vec<u8>>,
+        fence: Option<i64>,
     ) -> Result<(), StoreError> {
         let s = &mut self.session;
         let fail = failed("flush");
         let mut tx = s.client.transaction().map_err(fail)?;
+        if let Some(epoch) = fence {
+            let current: Option<i64> = match tx.query_opt(&s.fence, &[]).map_err(fail)? {
+                Some(row) => Some(row.try_get(0).map_err(fail)?),
+                None => None,
+            };
+            if current != Some(epoch) {
+                // Dropping the transaction rolls it back: nothing written.
+                return Err(StoreError::Fenced { epoch, current });
+            }
+        }
         if !deleted.is_empty() {
             tx.execute(&s.delete, &[&deleted]).map_err(fail)?;
         }
@@ -574,7 +620,9 @@ impl Kv for PostgresKv {
                 None => deleted.push(key.clone()),
             }
         }
-        self.writer.call(move |w| w.flush(keys, values, deleted))?;
+        let fence = self.fence;
+        self.writer
+            .call(move |w| w.flush(keys, values, deleted, fence))?;
         let mut overlay = self.overlay();
         if overlay
             .flushing
@@ -593,6 +641,133 @@ impl Kv for PostgresKv {
             })
         })?;
         Ok(u64::try_from(bytes).unwrap_or(0))
+    }
+}
+
+// ----- the leader lease --------------------------------------------------------
+
+/// Whether the lease was taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseState {
+    /// This process leads at `epoch`, until it fails to renew in time.
+    Leader { epoch: i64 },
+    /// Another process holds the lease for `expires_in` more, unless it renews.
+    Held {
+        holder: String,
+        epoch: i64,
+        expires_in: Duration,
+    },
+}
+
+/// The worker's leader lease: one row in PostgreSQL with an epoch, who
+/// holds it, and until when by the server's clock (so the workers' clocks
+/// never have to agree).
+///
+/// A worker takes the lease when it is free or expired, which bumps the
+/// epoch, and renews it well within its duration. The store of the worker
+/// that leads at an epoch checks that epoch in every flush transaction
+/// ([`PostgresKv::connect_fenced`]), so once a successor has taken the
+/// lease, a deposed leader's writes fail: the lease decides who may lead,
+/// the fence makes sure only the leader writes.
+pub struct PostgresLease {
+    connection: Connection,
+    holder: String,
+    duration: Duration,
+}
+
+impl PostgresLease {
+    /// Connects to `url` (migrating the schema, as the store does). `holder`
+    /// names this process in the row; it must be unique per process, never
+    /// reused by a restart.
+    pub fn connect(
+        url: &str,
+        holder: &str,
+        duration: Duration,
+    ) -> Result<PostgresLease, StoreError> {
+        let config = client_config(url)?;
+        Ok(PostgresLease {
+            connection: Connection::start(config, "maestro-pg-lease")?,
+            holder: holder.to_string(),
+            duration,
+        })
+    }
+
+    /// Takes the lease if nobody holds it or its holder let it expire (a new
+    /// epoch), or if this process already holds it (an answer lost to a
+    /// broken connection is retried safely).
+    pub fn try_acquire(&self) -> Result<LeaseState, StoreError> {
+        let holder = self.holder.clone();
+        let seconds = self.duration.as_secs_f64();
+        self.connection.call(move |w| {
+            w.read("take the leader lease", |s| {
+                let taken = s.client.query_opt(
+                    "INSERT INTO maestro_leader AS l (id, epoch, holder, expires_at) \
+                     VALUES (1, 1, $1, now() + make_interval(secs => $2)) \
+                     ON CONFLICT (id) DO UPDATE \
+                       SET epoch = l.epoch + 1, holder = EXCLUDED.holder, \
+                           expires_at = EXCLUDED.expires_at \
+                       WHERE l.expires_at <= now() \
+                     RETURNING epoch",
+                    &[&holder, &seconds],
+                )?;
+                if let Some(row) = taken {
+                    return Ok(LeaseState::Leader {
+                        epoch: row.try_get(0)?,
+                    });
+                }
+                let row = s.client.query_one(
+                    "SELECT epoch, holder, \
+                       greatest(extract(epoch FROM expires_at - now()), 0)::float8 \
+                     FROM maestro_leader WHERE id = 1",
+                    &[],
+                )?;
+                let (epoch, current): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+                if current == holder {
+                    return Ok(LeaseState::Leader { epoch });
+                }
+                let left: f64 = row.try_get(2)?;
+                Ok(LeaseState::Held {
+                    holder: current,
+                    epoch,
+                    expires_in: Duration::from_secs_f64(left.max(0.0)),
+                })
+            })
+        })
+    }
+
+    /// Extends the lease held at `epoch` by its duration from now. `false`:
+    /// another process took it, and this one must stop writing.
+    pub fn renew(&self, epoch: i64) -> Result<bool, StoreError> {
+        let seconds = self.duration.as_secs_f64();
+        self.connection.call(move |w| {
+            w.read("renew the leader lease", |s| {
+                let renewed = s.client.execute(
+                    "UPDATE maestro_leader SET expires_at = now() + make_interval(secs => $2) \
+                     WHERE id = 1 AND epoch = $1",
+                    &[&epoch, &seconds],
+                )?;
+                Ok(renewed == 1)
+            })
+        })
+    }
+
+    /// Lets the lease held at `epoch` expire now, so that a standby takes
+    /// over at once rather than after the lease's duration (a graceful stop).
+    pub fn release(&self, epoch: i64) -> Result<(), StoreError> {
+        self.connection.call(move |w| {
+            w.read("release the leader lease", |s| {
+                s.client.execute(
+                    "UPDATE maestro_leader SET expires_at = now() WHERE id = 1 AND epoch = $1",
+                    &[&epoch],
+                )?;
+                Ok(())
+            })
+        })
+    }
+
+    /// How long the lease lasts without a renewal.
+    pub fn duration(&self) -> Duration {
+        self.duration
     }
 }
 

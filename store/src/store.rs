@@ -133,6 +133,12 @@ impl PostgresStore {
     pub fn connect(url: &str) -> Result<PostgresStore, StoreError> {
         Store::with_kv(PostgresKv::connect(url)?)
     }
+
+    /// Connects for the worker that leads at `epoch`: every flush is fenced
+    /// by the leader lease (see [`PostgresKv::connect_fenced`]).
+    pub fn connect_fenced(url: &str, epoch: i64) -> Result<PostgresStore, StoreError> {
+        Store::with_kv(PostgresKv::connect_fenced(url, epoch)?)
+    }
 }
 
 /// A batch under construction: later writes see earlier ones.

@@ -1,6 +1,7 @@
 //! What only PostgreSQL has to show: a flush is one transaction, reads see
 //! the overlay of applied but unflushed batches, the schema migrates once,
-//! and the client works from inside a tokio runtime. Each test runs in a
+//! the client works from inside a tokio runtime, and the leader lease
+//! fences a deposed leader's flushes. Each test runs in a
 //! schema of its own on the server named by `MAESTRO_STORE_TEST_POSTGRES_URL`
 //! (`eval "$(./scripts/postgres up | tail -1)"` starts one).
 
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::TestDb;
-use maestro_store::{Kv, MemoryKv, PostgresKv, StoreError};
+use maestro_store::{Kv, LeaseState, MemoryKv, PostgresKv, PostgresLease, StoreError};
 
 type Batch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
@@ -372,7 +373,7 @@ fn processes_connecting_at_once_migrate_once() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [1, 2]);
 }
 
 #[test]
@@ -455,4 +456,82 @@ fn size_on_disk_counts_the_table() {
     kv.flush().unwrap();
     let full = kv.size_on_disk().unwrap();
     assert!(full >= empty + 1_000_000, "{empty} -> {full}");
+}
+
+// ----- the leader lease ----------------------------------------------------------
+
+fn lease(db: &TestDb, holder: &str, duration: Duration) -> PostgresLease {
+    PostgresLease::connect(&db.url, holder, duration).unwrap()
+}
+
+#[test]
+fn the_lease_has_one_holder_until_it_expires() {
+    let db = TestDb::new("pglease_one_holder");
+    let a = lease(&db, "a", Duration::from_millis(800));
+    let b = lease(&db, "b", Duration::from_millis(800));
+    assert_eq!(a.try_acquire().unwrap(), LeaseState::Leader { epoch: 1 });
+    // Asking again (an answer lost to a broken connection) keeps the epoch.
+    assert_eq!(a.try_acquire().unwrap(), LeaseState::Leader { epoch: 1 });
+    match b.try_acquire().unwrap() {
+        LeaseState::Held {
+            holder,
+            epoch,
+            expires_in,
+        } => {
+            assert_eq!((holder.as_str(), epoch), ("a", 1));
+            assert!(expires_in <= Duration::from_millis(800), "{expires_in:?}");
+        }
+        other => panic!("b took a held lease: {other:?}"),
+    }
+    // Renewed in time, it stays a's.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(a.renew(1).unwrap());
+        assert!(matches!(b.try_acquire().unwrap(), LeaseState::Held { .. }));
+    }
+    // Not renewed, it expires and b takes it at the next epoch; a's renewal
+    // then fails.
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(b.try_acquire().unwrap(), LeaseState::Leader { epoch: 2 });
+    assert!(!a.renew(1).unwrap());
+    // A released lease is free at once.
+    b.release(2).unwrap();
+    assert_eq!(a.try_acquire().unwrap(), LeaseState::Leader { epoch: 3 });
+}
+
+#[test]
+fn a_deposed_leader_writes_nothing() {
+    let db = TestDb::new("pglease_fenced");
+    let a = lease(&db, "a", Duration::from_secs(60));
+    let LeaseState::Leader { epoch } = a.try_acquire().unwrap() else {
+        panic!("the first holder did not lead")
+    };
+    let leader = PostgresKv::connect_fenced(&db.url, epoch).unwrap();
+    leader.apply(vec![put("before", "1")]).unwrap();
+    leader.flush().unwrap();
+    // A successor takes over (the lease is released here instead of
+    // waiting for it to expire: the leader was paused, say).
+    a.release(epoch).unwrap();
+    let b = lease(&db, "b", Duration::from_secs(60));
+    assert_eq!(
+        b.try_acquire().unwrap(),
+        LeaseState::Leader { epoch: epoch + 1 }
+    );
+    leader.apply(vec![put("after", "1")]).unwrap();
+    match leader.flush() {
+        Err(StoreError::Fenced { epoch: e, current }) => {
+            assert_eq!((e, current), (epoch, Some(epoch + 1)));
+        }
+        other => panic!("a deposed leader flushed: {other:?}"),
+    }
+    assert_eq!(
+        table(&db),
+        map(&[("before", "1")]),
+        "nothing of the deposed leader's"
+    );
+    // The successor's store writes.
+    let successor = PostgresKv::connect_fenced(&db.url, epoch + 1).unwrap();
+    successor.apply(vec![put("successor", "1")]).unwrap();
+    successor.flush().unwrap();
+    assert_eq!(table(&db), map(&[("before", "1"), ("successor", "1")]));
 }
