@@ -212,6 +212,44 @@ pub(crate) fn to_value<T: Serialize>(message: &T, type_name: &str) -> Result<Val
     Ok(value)
 }
 
+/// How the answers of one message type are written: straight through
+/// pbjson when none of the protojson steps can apply to it (it has no
+/// message, `float` or `double` field: a ping's answer), through
+/// [`to_value`] otherwise.
+pub(crate) struct Writer {
+    type_name: String,
+    plain: bool,
+}
+
+impl Writer {
+    pub(crate) fn new(type_name: &str) -> Result<Writer, SchemaError> {
+        let message = schema::protos()?.message(type_name)?;
+        let plain = message
+            .proto
+            .field
+            .iter()
+            .all(|f| !matches!(f.r#type(), Type::Message | Type::Float | Type::Double));
+        Ok(Writer {
+            type_name: type_name.to_string(),
+            plain,
+        })
+    }
+
+    pub(crate) fn write<T: Serialize>(&self, message: &T) -> Result<Vec<u8>, ApiError> {
+        let text = if self.plain {
+            serde_json::to_vec(message)
+        } else {
+            serde_json::to_vec(&to_value(message, &self.type_name)?)
+        };
+        text.map_err(|e| {
+            ApiError::new(
+                crate::error::Code::Internal,
+                format!("cannot write {} as JSON: {e}", self.type_name),
+            )
+        })
+    }
+}
+
 const TIMESTAMP: &str = ".google.protobuf.Timestamp";
 
 /// Applies [`unset_messages_as_null`] and [`utc_as_z`] to `value`, a
@@ -395,5 +433,19 @@ mod tests {
         // integers and floats compare unequal in serde_json.
         assert_eq!(value, json!({"readyTarget": 0.7, "downThreshold": 1}));
         assert_eq!(value["downThreshold"].to_string(), "1");
+    }
+
+    #[test]
+    fn plain_answers_skip_the_adapter_and_read_the_same() {
+        let ping = v1::UpdateRoomWithPingResponse { success: false };
+        let writer = Writer::new(".api.v1.UpdateRoomWithPingResponse").unwrap();
+        assert!(writer.plain);
+        assert_eq!(writer.write(&ping).unwrap(), br#"{"success":false}"#);
+        let item = v1::RoomItem::default();
+        let writer = Writer::new(".api.v1.RoomItem").unwrap();
+        assert!(!writer.plain);
+        let text = writer.write(&item).unwrap();
+        let value: Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(value, to_value(&item, ".api.v1.RoomItem").unwrap());
     }
 }

@@ -9,12 +9,12 @@
 
 mod openapi;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
@@ -86,8 +86,16 @@ fn routes(serve: impl Fn(&Route) -> bool) -> Router<AppState> {
     router
 }
 
-/// The path's fields by proto name.
-pub(crate) type PathValues = BTreeMap<String, String>;
+/// The path's fields by proto name, for the endpoint to move into the
+/// request message.
+pub(crate) struct PathValues(Vec<(&'static str, String)>);
+
+impl PathValues {
+    pub(crate) fn remove(&mut self, field: &str) -> Option<String> {
+        let index = self.0.iter().position(|(name, _)| *name == field)?;
+        Some(self.0.swap_remove(index).1)
+    }
+}
 
 /// The HTTP endpoint of one route: grpc-gateway's mapping of a request to
 /// the RPC's message (the path's fields, then the JSON body or, without a
@@ -108,7 +116,12 @@ where
     // route's, so a miss is a build bug answered as an internal error.
     let types = schema::protos()
         .and_then(|protos| protos.method(route))
-        .map(|method| Arc::new((method.input.clone(), method.output.clone())))
+        .and_then(|method| {
+            Ok(Arc::new((
+                method.input.clone(),
+                json::Writer::new(&method.output)?,
+            )))
+        })
         .map_err(|e| ApiError::new(crate::Code::Internal, e.to_string()));
     let handler = move |State(state): State<AppState>,
                         PathParams(values): PathParams<Vec<(String, String)>>,
@@ -117,19 +130,22 @@ where
                         body: Body| {
         let types = types.clone();
         async move {
-            let answer: Result<Json<serde_json::Value>, ApiError> = async {
+            let answer: Result<_, ApiError> = async {
                 let types = types?;
                 let (input, output) = types.as_ref();
-                let mut path: PathValues = route
-                    .path_fields
-                    .iter()
-                    .zip(values)
-                    .map(|(field, (_, value))| (field.to_string(), value))
-                    .collect();
+                let mut path = PathValues(
+                    route
+                        .path_fields
+                        .iter()
+                        .zip(values)
+                        .map(|(field, (_, value))| (*field, value))
+                        .collect(),
+                );
                 // The caller is checked before the body is read.
                 let fields: Vec<(&str, &str)> = path
+                    .0
                     .iter()
-                    .map(|(name, value)| (name.as_str(), value.as_str()))
+                    .map(|(name, value)| (*name, value.as_str()))
                     .collect();
                 auth::check(&state.config, route.auth, &headers, &fields)?;
                 let mut message: Req = if route.body {
@@ -146,7 +162,8 @@ where
                     headers,
                 };
                 let answer = call(ctx, message).await?;
-                Ok(Json(json::to_value(&answer, output)?))
+                let body = output.write(&answer)?;
+                Ok(([(CONTENT_TYPE, "application/json")], body))
             }
             .await;
             answer.into_response()
