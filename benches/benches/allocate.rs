@@ -10,7 +10,9 @@
 //! one flush carried on average. A room handed out twice aborts the run.
 //!
 //! The store lives in a temporary directory under the workspace's
-//! `target/` (or under `MAESTRO_BENCH_DIR`).
+//! `target/` (or under `MAESTRO_BENCH_DIR`). With `MAESTRO_BENCH_POSTGRES_URL`
+//! set, the same runs follow on PostgreSQL (a fresh schema each; COMMIT
+//! with `synchronous_commit` on).
 //!
 //! Run: `cargo bench -p maestro-benches --bench allocate` (add `-- 50000`
 //! for another number of rooms).
@@ -26,7 +28,8 @@ use maestro::testing::{InstantCluster, ready_fleet, start_driver};
 use maestro_api::Backend;
 use maestro_engine::scheduler::fixtures;
 use maestro_engine::{AllocateError, EngineConfig};
-use maestro_store::SledStore;
+use maestro_benches::{POSTGRES_URL_VAR, fresh_postgres_schema};
+use maestro_store::{Kv, PostgresStore, SledStore, Store};
 
 const MATCHMAKERS: [usize; 3] = [8, 32, 64];
 
@@ -37,11 +40,7 @@ fn bench_dir() -> PathBuf {
     )
 }
 
-async fn run(rooms: usize, matchmakers: usize) {
-    let dir = bench_dir();
-    std::fs::create_dir_all(&dir).expect("bench dir");
-    let dir = tempfile::tempdir_in(&dir).expect("temp dir");
-    let store = Arc::new(SledStore::open(dir.path()).expect("store"));
+async fn run<K: Kv + 'static>(store: Arc<Store<K>>, rooms: usize, matchmakers: usize) {
     let cluster = Arc::new(InstantCluster::default());
     let config = EngineConfig {
         seed: 7,
@@ -116,6 +115,20 @@ fn main() {
         .expect("tokio");
     println!("durable allocations through the driver (sled, flush + fsync per group)");
     for matchmakers in MATCHMAKERS {
-        runtime.block_on(run(rooms, matchmakers));
+        let dir = bench_dir();
+        std::fs::create_dir_all(&dir).expect("bench dir");
+        let dir = tempfile::tempdir_in(&dir).expect("temp dir");
+        let store = Arc::new(SledStore::open(dir.path()).expect("store"));
+        runtime.block_on(run(store, rooms, matchmakers));
+    }
+    let Some(base) = std::env::var(POSTGRES_URL_VAR).ok().filter(|u| !u.is_empty()) else {
+        println!("({POSTGRES_URL_VAR} is not set: PostgreSQL not measured)");
+        return;
+    };
+    println!("durable allocations through the driver (PostgreSQL, one transaction per group)");
+    for matchmakers in MATCHMAKERS {
+        let url = fresh_postgres_schema(&base, &format!("bench_allocate_{matchmakers}"));
+        let store = Arc::new(PostgresStore::connect(&url).expect("store"));
+        runtime.block_on(run(store, rooms, matchmakers));
     }
 }

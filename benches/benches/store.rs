@@ -18,6 +18,10 @@
 //!   commit; N is at most its `max_batch`, 256 by default). One thread, as
 //!   the driver is one task; each enqueue's latency is the whole turn.
 //!
+//! - `postgres turn` (with `MAESTRO_BENCH_POSTGRES_URL` set): the driver's
+//!   turn on PostgreSQL, one transaction per flush (COMMIT waits for the
+//!   server's WAL flush), on a fresh schema.
+//!
 //! The measurements run round robin in ten slices each (0.3 s by default),
 //! so that other load on a shared disk, which comes in bursts, falls on all
 //! of them alike; the table sums the slices, and each pass's raw fsync rate
@@ -34,7 +38,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use maestro_engine::{Definition, Operation, Time};
-use maestro_store::{SledStore, Write};
+use maestro_benches::{POSTGRES_URL_VAR, fresh_postgres_schema};
+use maestro_store::{Kv, PostgresStore, SledStore, Store, Write};
 
 const THREADS: [usize; 3] = [1, 4, 16];
 /// Writers whose enqueues one driver turn applies and flushes together, up
@@ -215,8 +220,23 @@ fn store_flush_each(dir: &Path, threads: usize, duration: Duration) -> Figure {
 fn driver_turn(dir: &Path, writers: usize, duration: Duration) -> Figure {
     let db = tempfile::tempdir_in(dir).unwrap();
     let store = Arc::new(SledStore::open(db.path()).unwrap());
+    turn(store, "driver turn: apply + flush", writers, duration)
+}
+
+/// The driver's turn on PostgreSQL, in the schema of `url`.
+fn postgres_turn(url: &str, writers: usize, duration: Duration) -> Figure {
+    let store = Arc::new(PostgresStore::connect(url).unwrap());
+    turn(store, "postgres turn: apply+commit", writers, duration)
+}
+
+fn turn<K: Kv + 'static>(
+    store: Arc<Store<K>>,
+    name: &str,
+    writers: usize,
+    duration: Duration,
+) -> Figure {
     let keys = Arc::new(AtomicI64::new(0));
-    run_threads("driver turn: apply + flush", 1, writers, duration, |_| {
+    run_threads(name, 1, writers, duration, |_| {
         let (store, keys) = (Arc::clone(&store), Arc::clone(&keys));
         let mut n = 0;
         move || {
@@ -249,6 +269,18 @@ fn main() {
         dir.path().display()
     );
 
+    // One schema per turn size, reused by every pass (its keys never repeat).
+    let postgres: Vec<(usize, String)> = match std::env::var(POSTGRES_URL_VAR) {
+        Ok(base) if !base.is_empty() => TURN_SIZES
+            .iter()
+            .map(|&w| (w, fresh_postgres_schema(&base, &format!("bench_turn_{w}"))))
+            .collect(),
+        _ => {
+            println!("({POSTGRES_URL_VAR} is not set: PostgreSQL not measured)");
+            Vec::new()
+        }
+    };
+
     // Round robin in short slices, so that other load on the machine (the
     // disk is shared) falls on every measurement alike.
     let slice = duration / PASSES;
@@ -263,6 +295,9 @@ fn main() {
         }
         for writers in TURN_SIZES {
             results.push(driver_turn(dir.path(), writers, slice));
+        }
+        for (writers, url) in &postgres {
+            results.push(postgres_turn(url, *writers, slice));
         }
         let sixteen = |f: &&Figure| f.writers == 16;
         let mut of_sixteen = results.iter().filter(sixteen).map(Figure::rate);
