@@ -26,9 +26,9 @@ use hdrhistogram::Histogram;
 use maestro::driver::DriverConfig;
 use maestro::testing::{InstantCluster, ready_fleet, start_driver};
 use maestro_api::Backend;
+use maestro_benches::{POSTGRES_URL_VAR, fresh_postgres_schema};
 use maestro_engine::scheduler::fixtures;
 use maestro_engine::{AllocateError, EngineConfig};
-use maestro_benches::{POSTGRES_URL_VAR, fresh_postgres_schema};
 use maestro_store::{Kv, PostgresStore, SledStore, Store};
 
 const MATCHMAKERS: [usize; 3] = [8, 32, 64];
@@ -121,7 +121,10 @@ fn main() {
         let store = Arc::new(SledStore::open(dir.path()).expect("store"));
         runtime.block_on(run(store, rooms, matchmakers));
     }
-    let Some(base) = std::env::var(POSTGRES_URL_VAR).ok().filter(|u| !u.is_empty()) else {
+    let Some(base) = std::env::var(POSTGRES_URL_VAR)
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
         println!("({POSTGRES_URL_VAR} is not set: PostgreSQL not measured)");
         return;
     };

@@ -37,8 +37,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use maestro_engine::{Definition, Operation, Time};
 use maestro_benches::{POSTGRES_URL_VAR, fresh_postgres_schema};
+use maestro_engine::{Definition, Operation, Time};
 use maestro_store::{Kv, PostgresStore, SledStore, Store, Write};
 
 const THREADS: [usize; 3] = [1, 4, 16];
