@@ -30,6 +30,11 @@
 //! The rounds continue on one database, a new child each round picking up
 //! from what `load` returns, so recovery after recovery is exercised too.
 //!
+//! The same rounds run on PostgreSQL
+//! (`sigkill_on_postgres_loses_no_acknowledged_write`, a schema of its own on
+//! the server `MAESTRO_STORE_TEST_POSTGRES_URL` names): the child's store is
+//! a `PostgresStore`, killed mid-transaction as often as between them.
+//!
 //! What this does *not* test is power loss: SIGKILL ends the process but the
 //! kernel's page cache survives it, so everything sled wrote before the kill
 //! reaches the file whether or not it was fsynced. The test therefore checks
@@ -52,14 +57,19 @@ use maestro_engine::version::Version;
 use maestro_engine::{
     Effect, Engine, EngineConfig, Operation, OperationStatus, StoredScheduler, Time,
 };
-use maestro_store::{SledStore, Write};
+use maestro_store::{Kv, PostgresStore, SledStore, Store, Write};
 
-/// Set (to the database directory) in the child process only.
+mod common;
+
+/// Set in the child process only: the database directory, or
+/// `postgres:<url>`.
 const CHILD_ENV: &str = "MAESTRO_CRASH_CHILD";
 /// The child's RNG seed, different every round.
 const CHILD_SEED_ENV: &str = "MAESTRO_CRASH_SEED";
-/// The test the child runs as (see [`sigkill_at_random_moments_loses_no_acknowledged_write`]).
-const CHILD_TEST: &str = "sigkill_at_random_moments_loses_no_acknowledged_write";
+/// The tests the child runs as, on sled and on PostgreSQL.
+const SLED_TEST: &str = "sigkill_at_random_moments_loses_no_acknowledged_write";
+const POSTGRES_TEST: &str = "sigkill_on_postgres_loses_no_acknowledged_write";
+const POSTGRES_PREFIX: &str = "postgres:";
 
 const SCHEDULERS: [&str; 3] = ["alpha", "bravo", "charlie"];
 const ROUNDS: usize = 60;
@@ -162,13 +172,22 @@ fn op_number(id: &str) -> u64 {
 
 // ----- the child ------------------------------------------------------
 
-/// The child: writes to the database in `dir` until it is killed.
-fn child_main(dir: &str) -> ! {
+/// The child: writes to the database at `target` until it is killed.
+fn child_main(target: &str) -> ! {
     let seed = std::env::var(CHILD_SEED_ENV)
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
-    run_child(Path::new(dir), seed);
+    match target.strip_prefix(POSTGRES_PREFIX) {
+        Some(url) => run_child(
+            PostgresStore::connect(url).expect("child connects to the database"),
+            seed,
+        ),
+        None => run_child(
+            SledStore::open(Path::new(target)).expect("child opens the database"),
+            seed,
+        ),
+    }
 }
 
 /// One scheduler as the child sees it.
@@ -183,8 +202,7 @@ struct ChildScheduler {
     next_front: i64,
 }
 
-fn run_child(dir: &Path, seed: u64) -> ! {
-    let store = SledStore::open(dir).expect("child opens the database");
+fn run_child<K: Kv>(store: Store<K>, seed: u64) -> ! {
     let loaded = store.load().expect("child loads the database");
     let mut ops: HashMap<String, Operation> = HashMap::new();
     let mut state: BTreeMap<String, ChildScheduler> = BTreeMap::new();
@@ -362,11 +380,12 @@ impl Model {
     }
 }
 
-/// Runs one child until the kill, returning the acknowledged lines.
-fn run_round(dir: &Path, round: usize, rng: &mut Rng) -> (Vec<String>, &'static str) {
+/// Runs one child (as `test`, on `target`) until the kill, returning the
+/// acknowledged lines.
+fn run_round(target: &str, test: &str, round: usize, rng: &mut Rng) -> (Vec<String>, &'static str) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([CHILD_TEST, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, dir)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, target)
         .env(CHILD_SEED_ENV, (rng.next() | 1).to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -447,11 +466,43 @@ fn is_ack(line: &str) -> bool {
 
 #[test]
 fn sigkill_at_random_moments_loses_no_acknowledged_write() {
-    if let Ok(dir) = std::env::var(CHILD_ENV) {
-        child_main(&dir);
+    if let Ok(target) = std::env::var(CHILD_ENV) {
+        child_main(&target);
     }
-    let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().display().to_string();
+    crash_rounds("sled", &target, SLED_TEST, || {
+        SledStore::open(dir.path())
+            .map_err(|e| format!("reopening failed: {e}"))?
+            .load()
+            .map_err(|e| format!("a record does not decode: {e}"))
+    });
+}
+
+#[test]
+fn sigkill_on_postgres_loses_no_acknowledged_write() {
+    if let Ok(target) = std::env::var(CHILD_ENV) {
+        child_main(&target);
+    }
+    let db = common::TestDb::new("crash");
+    let target = format!("{POSTGRES_PREFIX}{}", db.url);
+    crash_rounds("PostgreSQL", &target, POSTGRES_TEST, || {
+        PostgresStore::connect(&db.url)
+            .map_err(|e| format!("reconnecting failed: {e}"))?
+            .load()
+            .map_err(|e| format!("a record does not decode: {e}"))
+    });
+}
+
+/// Kills a child on `target` at random moments, `ROUNDS` times, checking
+/// the store `reopen` loads after each kill.
+fn crash_rounds(
+    name: &str,
+    target: &str,
+    test: &str,
+    reopen: impl Fn() -> Result<Vec<StoredScheduler>, String>,
+) {
+    let started = Instant::now();
     let mut rng = Rng::new(0x5EED_CAFE_F00D);
     let mut model = Model::default();
     let mut total_acks = 0;
@@ -460,18 +511,14 @@ fn sigkill_at_random_moments_loses_no_acknowledged_write() {
     let mut unacked_batches = 0;
     let mut sleeps = 0;
     for round in 0..ROUNDS {
-        let (lines, how) = run_round(dir.path(), round, &mut rng);
+        let (lines, how) = run_round(target, test, round, &mut rng);
         let acks: Vec<&String> = lines.iter().filter(|l| is_ack(l)).collect();
         for line in &acks {
             model.ack(line);
         }
         total_acks += acks.iter().filter(|l| l.starts_with("ack ")).count();
 
-        let store = SledStore::open(dir.path())
-            .unwrap_or_else(|e| panic!("round {round} ({how}): reopening failed: {e}"));
-        let loaded = store
-            .load()
-            .unwrap_or_else(|e| panic!("round {round} ({how}): a record does not decode: {e}"));
+        let loaded = reopen().unwrap_or_else(|e| panic!("round {round} ({how}): {e}"));
         if check_store(round, &loaded, &mut model) {
             unacked_batches += 1;
         }
@@ -484,9 +531,9 @@ fn sigkill_at_random_moments_loses_no_acknowledged_write() {
     }
     let ops = model.ops.values().filter(|(r, _)| *r != DELETED).count();
     eprintln!(
-        "crash test: {ROUNDS} rounds ({sleeps} killed after a sleep), {total_acks} acknowledged \
-         batches, {unacked_batches} stored without an ack, {ops} operations stored, {resumed} \
-         resumed and {interrupted} finished by recovery, {:.1?}",
+        "crash test on {name}: {ROUNDS} rounds ({sleeps} killed after a sleep), {total_acks} \
+         acknowledged batches, {unacked_batches} stored without an ack, {ops} operations stored, \
+         {resumed} resumed and {interrupted} finished by recovery, {:.1?}",
         started.elapsed()
     );
     assert!(total_acks > ROUNDS * 10, "the child barely wrote anything");
