@@ -11,6 +11,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -19,6 +20,8 @@ use support::*;
 const URL_VAR: &str = "MAESTRO_STORE_TEST_POSTGRES_URL";
 /// Short, so that the tests take seconds; production defaults to 10 s.
 const LEASE: &str = "3s";
+/// The takeover test's fleet.
+const ROOMS: u32 = 20;
 
 /// A schema of its own on the test server, dropped at the end.
 struct Schema {
@@ -117,9 +120,10 @@ fn api(dir: &Path, workers: &[&Maestro]) -> Maestro {
 }
 
 /// SIGKILL the leader while the game servers ping and a matchmaker
-/// allocates: the standby serves within the lease's time, every
-/// allocation answered before the kill is still allocated after it, and
-/// no room is ever handed out twice.
+/// allocates: the standby serves (the first allocation after the kill is
+/// printed; the bound asserted is loose, as timing is the benchmark's
+/// business), every allocation answered before the kill is still
+/// allocated after it, and no room is ever handed out twice.
 #[test]
 fn a_standby_takes_over_a_killed_leader_and_loses_nothing_acknowledged() {
     let kubeconfig = KubeletAndGameServers::kubeconfig();
@@ -152,17 +156,18 @@ fn a_standby_takes_over_a_killed_leader_and_loses_nothing_acknowledged() {
     let cluster = KubeletAndGameServers::start(&name);
     cluster.ping_through(m.rooms);
 
-    let (status, body) = m.post("/schedulers", &scheduler(&name, "game:1", None, 6));
+    let (status, body) = m.post("/schedulers", &scheduler(&name, "game:1", None, ROOMS));
     assert_eq!(status, 200, "{body}");
-    wait_for("six ready rooms", Duration::from_secs(60), || {
+    wait_for("every room ready", Duration::from_secs(60), || {
         rooms(&m, &name)
             .iter()
             .filter(|(_, s, _)| s == "ready")
             .count()
-            == 6
+            == ROOMS as usize
     });
-    // A matchmaker: an answered allocation is acknowledged; an error (the
-    // worker died mid-call) is not.
+    // A matchmaker allocating all along, the leader's kill included: an
+    // answered allocation is acknowledged (with when it was answered); an
+    // error (the worker died during the call) is not.
     let allocate = || {
         let (status, body) = m.send(
             "POST",
@@ -172,56 +177,78 @@ fn a_standby_takes_over_a_killed_leader_and_loses_nothing_acknowledged() {
         (status == 200 && body["success"] == true)
             .then(|| body["roomId"].as_str().unwrap_or_default().to_string())
     };
-    let mut handed_out: Vec<String> = Vec::new();
-    for _ in 0..2 {
-        handed_out.extend(allocate());
-    }
-    assert_eq!(handed_out.len(), 2, "{handed_out:?}");
-    let before_kill = handed_out.clone();
-
-    leader.kill();
-    let killed_at = Instant::now();
-    let mut first = None;
-    wait_for(
-        "an allocation after the takeover",
-        Duration::from_secs(60),
-        || {
-            first = allocate();
-            first.is_some()
-        },
-    );
-    let takeover = killed_at.elapsed();
-    eprintln!("takeover: leader SIGKILL to the first allocation through the APIs in {takeover:?}");
-    handed_out.extend(first);
+    let stop = AtomicBool::new(false);
+    let mut killed_at = None;
+    let handed_out: Vec<(String, Instant)> = std::thread::scope(|scope| {
+        let matchmaker = scope.spawn(|| {
+            let mut handed_out = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(room) = allocate() {
+                    handed_out.push((room, Instant::now()));
+                }
+                std::thread::sleep(Duration::from_millis(150));
+            }
+            handed_out
+        });
+        // Some allocations before the kill, then the leader dies mid-stream.
+        std::thread::sleep(Duration::from_millis(1_000));
+        leader.kill();
+        killed_at = Some(Instant::now());
+        // Until every room is taken, then a little more: nothing else
+        // may be handed out.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline
+            && rooms(&m, &name)
+                .iter()
+                .filter(|(_, s, _)| s == "ready")
+                .count()
+                > 0
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::Relaxed);
+        matchmaker.join().expect("the matchmaker")
+    });
+    let killed_at = killed_at.unwrap_or_else(|| unreachable!());
     assert_eq!(readyz(&standby), Some(200), "the standby leads");
+    let before: Vec<&String> = handed_out
+        .iter()
+        .filter(|(_, at)| *at < killed_at)
+        .map(|(room, _)| room)
+        .collect();
+    let first_after = handed_out.iter().find(|(_, at)| *at > killed_at);
+    let takeover = first_after.map(|(_, at)| at.duration_since(killed_at));
+    eprintln!(
+        "takeover: {} allocations before the SIGKILL, the first after it in {takeover:?}",
+        before.len()
+    );
+    assert!(
+        !before.is_empty(),
+        "the matchmaker allocated before the kill"
+    );
 
-    // What was acknowledged before the kill is still allocated.
+    // What was acknowledged before the kill is still allocated after it.
     let listed = rooms(&m, &name);
-    for room in &before_kill {
+    for room in &before {
         assert!(
             listed
                 .iter()
-                .any(|(id, s, _)| id == room && s == "allocated"),
+                .any(|(id, s, _)| id == *room && s == "allocated"),
             "{room}, allocated before the kill, is not allocated after it: {listed:?}"
         );
     }
-    // The other ready rooms are handed out, each once; then nothing more.
-    wait_for("every free room allocated", Duration::from_secs(60), || {
-        handed_out.extend(allocate());
-        handed_out.len() >= 6
-    });
-    for _ in 0..10 {
-        handed_out.extend(allocate());
-        std::thread::sleep(Duration::from_millis(200));
-    }
     drop(cluster);
-    let unique: BTreeSet<&String> = handed_out.iter().collect();
+    // Every room handed out once, and every room handed out.
+    let ids: Vec<&String> = handed_out.iter().map(|(room, _)| room).collect();
+    let unique: BTreeSet<&&String> = ids.iter().collect();
     assert_eq!(
         unique.len(),
-        handed_out.len(),
-        "a room was handed out twice: {handed_out:?}"
+        ids.len(),
+        "a room was handed out twice: {ids:?}"
     );
-    assert_eq!(handed_out.len(), 6, "{handed_out:?}");
+    assert_eq!(ids.len(), ROOMS as usize, "{ids:?}");
+    let takeover = takeover.unwrap_or_else(|| panic!("no allocation after the kill"));
     assert!(
         takeover < Duration::from_secs(30),
         "the takeover took {takeover:?}"
