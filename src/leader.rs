@@ -105,37 +105,49 @@ pub async fn acquire(lease: &Arc<PostgresLease>) -> i64 {
     }
 }
 
-/// Renews the lease held at `epoch` until a stop is requested (`Ok`) or
+/// Renews the lease held at `epoch` until `stop` is set (`Ok`) or
 /// leadership ends (`Err`, saying why).
+///
+/// The database times the lease from each renewal's statement, which runs
+/// after the call started: so by this process's clock the lease lasts at
+/// least `duration` from the start of the last successful renewal. The
+/// leader gives up at two thirds of that, leaving a third of the lease for
+/// the clocks' drift and its own stop, and each call is cut off after a
+/// third (the statement's own limit) so a silent connection cannot hold it.
 pub async fn keep(
     lease: Arc<PostgresLease>,
     epoch: i64,
-    mut shutdown: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<(), LeadershipEnded> {
     let duration = lease.duration();
+    let give_up = duration * 2 / 3;
     let mut tick = tokio::time::interval(duration / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut renewed_at = Instant::now();
+    let mut renewed_from = Instant::now();
     loop {
-        if !crate::clock::tick_or_stop(&mut tick, &mut shutdown).await {
+        if !crate::clock::tick_or_stop(&mut tick, &mut stop).await {
             return Ok(());
         }
-        match blocking(&lease, move |l| l.renew(epoch)).await {
-            Ok(true) => renewed_at = Instant::now(),
-            Ok(false) => return Err(LeadershipEnded::Deposed { epoch }),
-            Err(e) => {
-                let waited = renewed_at.elapsed();
-                tracing::warn!(error = %e, epoch, ?waited, "cannot renew the leader lease");
-                // The database's clock times the lease; by ours it has run
-                // out once a whole duration passed without a renewal.
-                if waited >= duration {
-                    return Err(LeadershipEnded::Expired {
-                        epoch,
-                        waited,
-                        error: e.to_string(),
-                    });
-                }
+        let started = Instant::now();
+        let renewal =
+            tokio::time::timeout(duration / 3, blocking(&lease, move |l| l.renew(epoch))).await;
+        let error = match renewal {
+            Ok(Ok(true)) => {
+                renewed_from = started;
+                continue;
             }
+            Ok(Ok(false)) => return Err(LeadershipEnded::Deposed { epoch }),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {:?}", duration / 3),
+        };
+        let waited = renewed_from.elapsed();
+        tracing::warn!(%error, epoch, ?waited, "cannot renew the leader lease");
+        if waited >= give_up {
+            return Err(LeadershipEnded::Expired {
+                epoch,
+                waited,
+                error,
+            });
         }
     }
 }

@@ -102,7 +102,11 @@ fn start(args: StartArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(service::run(config, &args.modules)) {
+    let result = runtime.block_on(service::run(config, &args.modules));
+    // A store or lease call stuck on a dead connection must not hold the
+    // exit: blocking threads get a moment, not forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -81,6 +81,14 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
     crate::metrics_help::describe();
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // One listener for SIGTERM and SIGINT for the whole run, installed
+    // first: a signal that came while nothing listened (during a takeover's
+    // start-up, say) would be lost, its default action being replaced.
+    let (signal_tx, signal_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = signal_tx.send(true);
+    });
     let api_config = ApiConfig {
         management_tokens: config.management_tokens.clone(),
         rooms_secret: config.rooms_secret.clone(),
@@ -88,7 +96,7 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
     };
     let mut servers = Vec::new();
     let mut worker = if with_worker {
-        match start_worker(&config, &api_config, &metrics, &shutdown_rx).await? {
+        match start_worker(&config, &api_config, &metrics, &shutdown_rx, &signal_rx).await? {
             Some(worker) => Some(worker),
             None => {
                 tracing::info!("stopped while standby");
@@ -174,12 +182,12 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
     // state now, and its own writes would be refused anyway (fenced).
     let stopped = match worker.as_mut() {
         Some(w) => tokio::select! {
-            () = wait_for_signal() => None,
+            () = signalled(signal_rx.clone()) => None,
             ended = &mut w.driver_task => Some(Ok(ended)),
             ended = leadership_ended(&mut w.leading) => Some(Err(ended)),
         },
         None => {
-            wait_for_signal().await;
+            signalled(signal_rx.clone()).await;
             None
         }
     };
@@ -209,9 +217,14 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
         tracing::info!("stopped");
         return Ok(());
     };
+    // The lease stays renewed until the last flush is done, then lapses at
+    // once so that a standby takes over without waiting for it.
     let flushed = tokio::time::timeout(grace, worker.driver_task).await;
-    if let (Ok(Ok(Ok(()))), Some(leading)) = (&flushed, &worker.leading) {
-        leader::release(&leading.lease, leading.epoch).await;
+    if let Some(leading) = &worker.leading {
+        let _ = leading.stop.send(true);
+        if let Ok(Ok(Ok(()))) = &flushed {
+            leader::release(&leading.lease, leading.epoch).await;
+        }
     }
     match flushed {
         Ok(Ok(Ok(()))) => tracing::info!("stopped; the store is flushed"),
@@ -239,6 +252,8 @@ struct Leading {
     lease: Arc<PostgresLease>,
     epoch: i64,
     kept: tokio::task::JoinHandle<Result<(), LeadershipEnded>>,
+    /// Stops the renewals: sent after the worker's last flush.
+    stop: watch::Sender<bool>,
 }
 
 /// Resolves when the lease is lost (never without one).
@@ -265,6 +280,7 @@ async fn start_worker(
     api_config: &ApiConfig,
     metrics: &PrometheusHandle,
     shutdown_rx: &watch::Receiver<bool>,
+    signal_rx: &watch::Receiver<bool>,
 ) -> Result<Option<Worker>> {
     match &config.store {
         StoreConfig::Sled => {
@@ -301,7 +317,7 @@ async fn start_worker(
             .await?;
             let epoch = tokio::select! {
                 epoch = leader::acquire(&lease) => Some(epoch),
-                () = wait_for_signal() => None,
+                () = signalled(signal_rx.clone()) => None,
             };
             let _ = standby_stop.send(true);
             let _ = standby.await;
@@ -315,8 +331,14 @@ async fn start_worker(
             .await
             .context("opening the store")?
             .context("opening the store on PostgreSQL")?;
-            let kept = tokio::spawn(leader::keep(Arc::clone(&lease), epoch, shutdown_rx.clone()));
-            let leading = Leading { lease, epoch, kept };
+            let (stop, stopped) = watch::channel(false);
+            let kept = tokio::spawn(leader::keep(Arc::clone(&lease), epoch, stopped));
+            let leading = Leading {
+                lease,
+                epoch,
+                kept,
+                stop,
+            };
             run_worker(
                 config,
                 api_config,
@@ -425,6 +447,16 @@ async fn serve(
             tracing::error!(error = %e, "{name} stopped");
         }
     }))
+}
+
+/// Resolves once the signal listener saw SIGTERM or SIGINT.
+async fn signalled(mut signal: watch::Receiver<bool>) {
+    while !*signal.borrow_and_update() {
+        if signal.changed().await.is_err() {
+            // The listener is gone: no signal will come.
+            return std::future::pending().await;
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -78,6 +78,17 @@ impl Drop for Schema {
 /// A worker on the schema's store, started without waiting: a standby is
 /// never ready.
 fn worker(dir: &Path, schema: &Schema, env: &[(&str, &str)], runtime: &str) -> Maestro {
+    worker_logging_to(dir, schema, env, runtime, None)
+}
+
+/// The same, with its log (stderr) written to `log` when given.
+fn worker_logging_to(
+    dir: &Path,
+    schema: &Schema,
+    env: &[(&str, &str)],
+    runtime: &str,
+    log: Option<&Path>,
+) -> Maestro {
     let url = schema.url();
     let mut all: Vec<(&str, &str)> = vec![
         ("MAESTRO_STORE_TYPE", "postgres"),
@@ -85,12 +96,21 @@ fn worker(dir: &Path, schema: &Schema, env: &[(&str, &str)], runtime: &str) -> M
         ("MAESTRO_STORE_POSTGRES_LEASEDURATION", LEASE),
     ];
     all.extend_from_slice(env);
-    Maestro::spawn(
+    let (mut command, [management, rooms, internal]) = Maestro::command(
         dir,
         &["worker", "runtime-watcher"],
         &["--runtime", runtime],
         &all,
-    )
+    );
+    if let Some(log) = log {
+        command.stderr(std::fs::File::create(log).expect("a log file"));
+    }
+    Maestro {
+        child: command.spawn().expect("the maestro binary starts"),
+        management,
+        rooms,
+        internal,
+    }
 }
 
 fn readyz(m: &Maestro) -> Option<u16> {
@@ -247,7 +267,13 @@ fn a_standby_takes_over_a_killed_leader_and_loses_nothing_acknowledged() {
         ids.len(),
         "a room was handed out twice: {ids:?}"
     );
-    assert_eq!(ids.len(), ROOMS as usize, "{ids:?}");
+    // Every room was handed out, but one: an allocation the leader made
+    // durable just before the kill may never have been answered.
+    assert!(
+        (ROOMS as usize - 1..=ROOMS as usize).contains(&ids.len()),
+        "{} of {ROOMS} rooms handed out: {ids:?}",
+        ids.len()
+    );
     let takeover = takeover.unwrap_or_else(|| panic!("no allocation after the kill"));
     assert!(
         takeover < Duration::from_secs(30),
@@ -261,7 +287,8 @@ fn a_standby_takes_over_a_killed_leader_and_loses_nothing_acknowledged() {
 fn a_paused_leader_deposed_by_a_standby_writes_nothing_and_exits() {
     let schema = Schema::new("ha_paused");
     let dir = tempfile::tempdir().unwrap();
-    let mut old = worker(dir.path(), &schema, &[], "sim");
+    let log = dir.path().join("old-leader.log");
+    let mut old = worker_logging_to(dir.path(), &schema, &[], "sim", Some(&log));
     wait_for("the first worker to lead", Duration::from_secs(30), || {
         readyz(&old) == Some(200)
     });
@@ -284,6 +311,17 @@ fn a_paused_leader_deposed_by_a_standby_writes_nothing_and_exits() {
             == 3
     });
 
+    // Allocations just before the pause: the simulated game servers learn
+    // of them and report `occupied`, so the old leader has room changes to
+    // write when it resumes.
+    for _ in 0..2 {
+        let (status, body) = m.send(
+            "POST",
+            m.rooms_url("/scheduler/arena/rooms/allocate"),
+            &json!({}),
+        );
+        assert_eq!((status, &body["success"]), (200, &json!(true)), "{body}");
+    }
     let pid = old.child.id() as i32;
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
@@ -318,5 +356,12 @@ fn a_paused_leader_deposed_by_a_standby_writes_nothing_and_exits() {
     assert!(
         schema.records() == before,
         "the deposed leader changed the store after it resumed"
+    );
+    // It stopped for the right reason: a fenced write, or a renewal that
+    // found the successor's epoch.
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        said.contains("fenced") || said.contains("another worker took the leader lease"),
+        "the old leader's log gives no reason: {said}"
     );
 }

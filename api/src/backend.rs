@@ -78,15 +78,14 @@ pub enum Request {
 impl Request {
     /// Whether sending it again, after an attempt whose outcome is unknown
     /// (the worker died mid-call), cannot do anything twice: a read, a ping
-    /// (the same status again), an allocation with an idempotency key, an
-    /// event report (forwarding is at least once anyway). A command or an
-    /// allocation without a key is not: it would create, enqueue or
-    /// allocate again.
+    /// (the same status again), an event report (forwarding is at least
+    /// once anyway). A command is not (it would create or enqueue again),
+    /// nor is an allocation, even with an idempotency key: keys live in the
+    /// leader's memory, so a successor would not know the first attempt's.
     pub fn is_retry_safe(&self) -> bool {
         match self {
             Request::Query(_) | Request::Ping(_) | Request::Report(_) => true,
-            Request::Allocate { key, .. } => key.is_some(),
-            Request::Command(_) => false,
+            Request::Allocate { .. } | Request::Command(_) => false,
         }
     }
 }

@@ -23,7 +23,8 @@
 //! (a takeover takes up to the lease's duration). A call is tried again
 //! only when that is safe: when it is known not to have reached a leader
 //! (a standby refused it, or no connection could be made), or when it is
-//! safe to repeat ([`Request::is_retry_safe`]).
+//! safe to repeat ([`Request::is_retry_safe`]). No attempt but the first
+//! outlives the fail-over time.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -246,12 +247,28 @@ impl Backend for RemoteBackend {
             .without_max_times()
             .build();
         let count = self.workers.len();
+        let mut attempted = false;
         loop {
             let first = self.preferred.load(Ordering::Relaxed) % count;
             let mut last = String::new();
             for offset in 0..count {
                 let index = (first + offset) % count;
-                match self.call_one(index, payload.clone()).await {
+                // After the first attempt, none outlives the deadline.
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let attempt = self.call_one(index, payload.clone());
+                let outcome = if attempted {
+                    match tokio::time::timeout(left, attempt).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => Err(Failure::Unknown(format!(
+                            "worker {}: no answer within the fail-over time",
+                            self.workers[index].0
+                        ))),
+                    }
+                } else {
+                    attempt.await
+                };
+                attempted = true;
+                match outcome {
                     Ok(answer) => {
                         self.preferred.store(index, Ordering::Relaxed);
                         return postcard::from_bytes::<Result<Reply, Unavailable>>(&answer)

@@ -67,6 +67,10 @@ const MIGRATIONS: &[&str] = &[
        expires_at timestamptz NOT NULL)",
 ];
 
+/// How long the server lets a transaction of ours sit idle: far above a
+/// flush's gaps between statements, below any lease (see `client_config`).
+const IDLE_IN_TRANSACTION: Duration = Duration::from_millis(1_000);
+
 /// The advisory lock taken around migrating, so processes connecting at
 /// once do not create the same tables concurrently ("maestro" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6d_61_65_73_74_72_6f;
@@ -203,7 +207,31 @@ fn client_config(url: &str) -> Result<postgres::Config, StoreError> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
+    // A process frozen inside a transaction (paused, cut off) must not hold
+    // its locks for long: a flush holds the leader row `FOR SHARE` until
+    // COMMIT, and a standby's takeover waits for it. Maestro's transactions
+    // never wait on anything but the next statement, so the server ends any
+    // that sits idle this long, releasing its locks (the frozen process's
+    // COMMIT then fails, and it stops). Set at connect, so that reconnected
+    // sessions have it too.
+    add_option(
+        &mut config,
+        &format!(
+            "-c idle_in_transaction_session_timeout={}",
+            IDLE_IN_TRANSACTION.as_millis()
+        ),
+    );
     Ok(config)
+}
+
+/// Adds a server option (`-c name=value`) to the connection's, after any
+/// the URL gives.
+fn add_option(config: &mut postgres::Config, option: &str) {
+    let options = match config.get_options() {
+        Some(given) if !given.trim().is_empty() => format!("{given} {option}"),
+        _ => option.to_string(),
+    };
+    config.options(&options);
 }
 
 /// A connection owned by a thread of its own, which runs the jobs sent to
@@ -684,7 +712,11 @@ impl PostgresLease {
         holder: &str,
         duration: Duration,
     ) -> Result<PostgresLease, StoreError> {
-        let config = client_config(url)?;
+        let mut config = client_config(url)?;
+        // A lease call that waits (on a lock, a slow server) longer than a
+        // third of the lease fails rather than outlive what it decides.
+        let limit = (duration / 3).max(Duration::from_millis(100)).as_millis();
+        add_option(&mut config, &format!("-c statement_timeout={limit}"));
         Ok(PostgresLease {
             connection: Connection::start(config, "maestro-pg-lease")?,
             holder: holder.to_string(),

@@ -535,3 +535,29 @@ fn a_deposed_leader_writes_nothing() {
     successor.flush().unwrap();
     assert_eq!(table(&db), map(&[("before", "1"), ("successor", "1")]));
 }
+
+#[test]
+fn a_lease_call_stuck_on_a_lock_fails_within_a_third_of_the_lease() {
+    let db = TestDb::new("pglease_stuck");
+    let a = lease(&db, "a", Duration::from_millis(900));
+    assert_eq!(a.try_acquire().unwrap(), LeaseState::Leader { epoch: 1 });
+    // Another session holds the row (as a frozen process inside a
+    // transaction would, until the server ends it).
+    let mut admin = db.admin();
+    let mut tx = admin.transaction().unwrap();
+    tx.execute(
+        "SELECT epoch FROM maestro_leader WHERE id = 1 FOR UPDATE",
+        &[],
+    )
+    .unwrap();
+    let started = Instant::now();
+    let renewed = a.renew(1);
+    let waited = started.elapsed();
+    assert!(
+        renewed.is_err(),
+        "a renewal waited out the lock: {renewed:?}"
+    );
+    assert!(waited < Duration::from_millis(900), "waited {waited:?}");
+    tx.rollback().unwrap();
+    assert!(a.renew(1).unwrap(), "renews once the lock is gone");
+}
