@@ -1,0 +1,8 @@
+//! maestro's fuzz targets, as functions: each `fuzz_targets/<name>.rs`
+//! hands libFuzzer's input to `<name>::run`, and `tests/seeds.rs` replays
+//! the committed seeds (`seeds/<name>/`) through the same function, so
+//! `cargo test` keeps every seed and past finding passing.
+
+pub mod api_bodies;
+pub mod engine_inputs;
+pub mod store_records;
