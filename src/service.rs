@@ -263,7 +263,8 @@ async fn leadership_ended(leading: &mut Option<Leading>) -> LeadershipEnded {
     };
     match (&mut leading.kept).await {
         Ok(Err(ended)) => ended,
-        // A stop was requested: the signal branch handles it.
+        // Renewals end without a loss only once stopped, after the run's
+        // own stop: nothing to report.
         Ok(Ok(())) => std::future::pending().await,
         Err(e) => LeadershipEnded::Expired {
             epoch: leading.epoch,
