@@ -105,6 +105,7 @@ const KEYS: &[(&str, &str)] = &[
     ("sim.startDelay", "1500ms"),
     ("sim.pingInterval", "5s"),
     ("sim.matchDuration", "60s"),
+    ("sim.pingRefresh", "auto"),
     ("adapters.runtime.kubernetes.inCluster", "false"),
     ("adapters.runtime.kubernetes.masterUrl", ""),
     ("adapters.runtime.kubernetes.kubeconfig", ""),
@@ -167,9 +168,8 @@ pub struct Config {
     pub engine: EngineConfig,
     pub management_tokens: Vec<String>,
     pub rooms_secret: Option<Vec<u8>>,
-    pub sim_start_delay: Duration,
-    pub sim_ping_interval: Duration,
-    pub sim_match_duration: Duration,
+    /// The simulated cluster of `runtime: sim`.
+    pub sim: maestro_sim::ClusterConfig,
     pub kubernetes: maestro_runtimes::kubernetes::KubernetesConfig,
     /// The worker's internal address, for modules started without it.
     pub worker_url: Option<String>,
@@ -288,6 +288,7 @@ impl Config {
             .map(str::to_string)
             .collect();
         let secret = r.text("security.roomsSecret");
+        let sim = sim_cluster(&r, &engine)?;
         let config = Config {
             management_port: r.number::<u16>("api.port", 0, u16::MAX)?,
             rooms_port: r.number::<u16>("roomsApi.port", 0, u16::MAX)?,
@@ -332,9 +333,7 @@ impl Config {
             engine,
             management_tokens: tokens,
             rooms_secret: (!secret.is_empty()).then(|| secret.into_bytes()),
-            sim_start_delay: r.duration("sim.startDelay")?,
-            sim_ping_interval: r.duration("sim.pingInterval")?,
-            sim_match_duration: r.duration("sim.matchDuration")?,
+            sim,
             kubernetes: maestro_runtimes::kubernetes::KubernetesConfig {
                 in_cluster: r.boolean("adapters.runtime.kubernetes.inCluster")?,
                 kubeconfig: Some(r.text("adapters.runtime.kubernetes.kubeconfig"))
@@ -426,6 +425,55 @@ fn flatten(key: String, value: serde_json::Value, out: &mut Vec<(String, String)
         Value::Null => {}
         other => out.push((key, scalar(other))),
     }
+}
+
+/// The simulated cluster's keys. Its game servers' unchanged pings are
+/// elided to one every `sim.pingRefresh` (0: every ping; `auto`: half the
+/// room ping timeout), which keeps the engine's liveness decisions exact
+/// (see `maestro_sim::cluster`) as long as the refresh plus the ping
+/// interval stays below the ping timeout.
+fn sim_cluster(
+    r: &Reader<'_>,
+    engine: &EngineConfig,
+) -> Result<maestro_sim::ClusterConfig, ConfigError> {
+    use maestro_sim::cluster::Pings;
+    use maestro_sim::dist::Distribution;
+    let ms = |d: Duration| Millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let start = ms(r.duration("sim.startDelay")?);
+    let interval = ms(r.duration("sim.pingInterval")?);
+    let timeout = engine.room_ping_timeout;
+    let refresh = r.parse("sim.pingRefresh", |value| {
+        if value.eq_ignore_ascii_case("auto") {
+            let half = Millis(timeout.0 / 2);
+            return Ok(if interval < half { half } else { Millis::ZERO });
+        }
+        let refresh = parse_duration(value)
+            .map(ms)
+            .ok_or("is `auto` or a duration such as 500ms, 5s, 1m30s or 24h")?;
+        if refresh != Millis::ZERO && refresh.0.saturating_add(interval.0) >= timeout.0 {
+            return Err(format!(
+                "plus sim.pingInterval ({interval}) must stay below the room ping timeout ({timeout})"
+            ));
+        }
+        Ok(refresh)
+    })?;
+    let match_duration = r.parse("sim.matchDuration", |value| match parse_duration(value) {
+        Some(d) => Ok(Distribution::Fixed(ms(d))),
+        None => Distribution::parse(value).map_err(|e| e.to_string()),
+    })?;
+    Ok(maestro_sim::ClusterConfig {
+        // A fresh draw per run, as the engine's.
+        seed: engine.seed.rotate_left(17) ^ 0x5eed,
+        start_latency: Distribution::Fixed(start),
+        ping_interval: interval.max(Millis(1)),
+        pings: if refresh == Millis::ZERO {
+            Pings::Every
+        } else {
+            Pings::Elided { refresh }
+        },
+        match_duration,
+        ..maestro_sim::ClusterConfig::default()
+    })
 }
 
 struct Reader<'a> {
@@ -648,6 +696,66 @@ mod tests {
         };
         let err = load(flags, &[]).unwrap_err().to_string();
         assert!(err.contains("bad.yaml"), "{err}");
+    }
+
+    #[test]
+    fn the_simulated_cluster_elides_pings_within_the_ping_timeout() {
+        use maestro_sim::cluster::Pings;
+        use maestro_sim::dist::Distribution;
+        let c = load(FlagValues::default(), &[]).unwrap();
+        assert_eq!(
+            c.sim.pings,
+            Pings::Elided {
+                refresh: Millis(120_000)
+            },
+            "auto: half the 240 s ping timeout"
+        );
+        let timeout = (
+            "MAESTRO_SERVICES_ROOMMANAGER_ROOMPINGTIMEOUTMILLIS",
+            "30000",
+        );
+        let c = load(FlagValues::default(), &[timeout]).unwrap();
+        assert_eq!(
+            c.sim.pings,
+            Pings::Elided {
+                refresh: Millis(15_000)
+            }
+        );
+        let c = load(
+            FlagValues::default(),
+            &[timeout, ("MAESTRO_SIM_PINGREFRESH", "0")],
+        )
+        .unwrap();
+        assert_eq!(c.sim.pings, Pings::Every);
+        let err = load(
+            FlagValues::default(),
+            &[timeout, ("MAESTRO_SIM_PINGREFRESH", "28s")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("sim.pingRefresh") && err.contains("ping timeout"),
+            "{err}"
+        );
+        let c = load(
+            FlagValues::default(),
+            &[("MAESTRO_SIM_MATCHDURATION", "lognormal:40m,0.3")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.sim.match_duration,
+            Distribution::LogNormal {
+                median: Millis(2_400_000),
+                sigma: 0.3
+            }
+        );
+        let err = load(
+            FlagValues::default(),
+            &[("MAESTRO_SIM_MATCHDURATION", "soon")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sim.matchDuration"), "{err}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use axum::routing::get;
 use maestro_api::remote::RemoteBackend;
 use maestro_api::{ApiConfig, Backend};
 use maestro_engine::Engine;
-use maestro_engine::room::{PingStatus, RoomStatus};
+use maestro_engine::Ping;
 use maestro_runtimes::Runtime;
 use maestro_runtimes::kubernetes::KubernetesRuntime;
 use maestro_store::{Kv, PostgresLease, PostgresStore, SledStore, Store, StoreError};
@@ -24,11 +24,11 @@ use tower::ServiceExt;
 
 use crate::clock::Clock;
 use crate::config::{Config, RuntimeKind, StoreConfig};
-use crate::driver::{Driver, DriverConfig, DriverHandle};
+use crate::driver::{Driver, DriverConfig};
 use crate::forwarding::{Forwarding, Outbox};
 use crate::leader::{self, LeadershipEnded};
 use crate::metrics_reporter;
-use crate::sim_cluster::{RoomsApi, SimCluster, SimClusterConfig};
+use crate::sim_cluster::{RoomsApi, SimCluster, TellingBackend};
 
 /// The parts of maestro one process can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
@@ -107,7 +107,7 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
         None
     };
     let backend: Arc<dyn Backend> = match (&worker, &config.worker_url) {
-        (Some(worker), _) => Arc::new(worker.handle.clone()),
+        (Some(worker), _) => Arc::clone(&worker.backend),
         (None, Some(url)) => {
             tracing::info!(worker = %url, "running stateless against a remote worker");
             Arc::new(
@@ -238,7 +238,8 @@ pub async fn run(config: Config, modules: &[Module]) -> Result<()> {
 /// The worker's parts: the store, the runtime, forwarding and the driver
 /// that owns the engine.
 struct Worker {
-    handle: DriverHandle,
+    /// The driver, as the APIs call it.
+    backend: Arc<dyn Backend>,
     /// Whether the store answers a read, for `/readyz`.
     store_ok: StoreCheck,
     driver_task: tokio::task::JoinHandle<Result<(), StoreError>>,
@@ -360,13 +361,14 @@ async fn run_worker<K: Kv + 'static>(
     store: Arc<Store<K>>,
     leading: Option<Leading>,
 ) -> Result<Worker> {
+    // Engine time: the wall clock once, then monotonic (see `clock`).
+    let clock = Clock::start();
     let sim = match config.runtime {
-        RuntimeKind::Sim => Some(SimCluster::new(SimClusterConfig {
-            start_delay: config.sim_start_delay,
-            ping_interval: config.sim_ping_interval,
-            match_duration: config.sim_match_duration,
-            ..SimClusterConfig::default()
-        })),
+        RuntimeKind::Sim => Some(SimCluster::start(
+            config.sim.clone(),
+            clock,
+            shutdown_rx.clone(),
+        )),
         RuntimeKind::Kubernetes => None,
     };
     let runtime: Arc<dyn Runtime> = match &sim {
@@ -383,8 +385,6 @@ async fn run_worker<K: Kv + 'static>(
         ..DriverConfig::default()
     };
     let engine = Engine::new(config.engine.clone());
-    // Engine time: the wall clock once, then monotonic (see `clock`).
-    let clock = Clock::start();
     let outbox: Arc<dyn Outbox> = Arc::clone(&store) as Arc<dyn Outbox>;
     let forwarding = Forwarding::start(
         outbox,
@@ -404,18 +404,22 @@ async fn run_worker<K: Kv + 'static>(
     .context("starting the driver")?;
     let driver_task = tokio::spawn(driver.run(shutdown_rx.clone()));
 
-    if let Some(sim) = &sim {
-        // Simulated game servers ping through the real rooms routes.
-        let backend: Arc<dyn Backend> = Arc::new(handle.clone());
+    let mut backend: Arc<dyn Backend> = Arc::new(handle);
+    if let Some(sim) = sim {
+        // Simulated game servers ping through the real rooms routes, and
+        // hear of their allocations as a matchmaker would tell them.
         sim.connect(Arc::new(SimRooms {
-            router: maestro_api::rooms_router(backend, api_config),
-            backend: handle.clone(),
+            router: maestro_api::rooms_router(Arc::clone(&backend), api_config),
             secret: config.rooms_secret.clone(),
         }));
+        backend = Arc::new(TellingBackend {
+            inner: backend,
+            sim,
+        });
     }
     let store_ok: StoreCheck = Arc::new(move || store.size_on_disk().is_ok());
     Ok(Worker {
-        handle,
+        backend,
         store_ok,
         driver_task,
         leading,
@@ -552,13 +556,19 @@ fn internal_router(
 /// process, no socket), with their room token when room auth is on.
 struct SimRooms {
     router: Router,
-    backend: DriverHandle,
     secret: Option<Vec<u8>>,
 }
 
 #[async_trait::async_trait]
 impl RoomsApi for SimRooms {
-    async fn ping(&self, scheduler: &str, room: &str, status: PingStatus, running_matches: u64) {
+    async fn ping(&self, ping: Ping) {
+        let Ping {
+            scheduler,
+            room,
+            status,
+            running_matches,
+            ..
+        } = ping;
         let body = serde_json::json!({
             "status": status.as_str(),
             "runningMatches": running_matches,
@@ -567,7 +577,7 @@ impl RoomsApi for SimRooms {
         let mut request = Request::put(format!("/scheduler/{scheduler}/rooms/{room}/ping"))
             .header("content-type", "application/json");
         if let Some(secret) = &self.secret {
-            let token = maestro_api::room_token(secret, scheduler, room);
+            let token = maestro_api::room_token(secret, &scheduler, &room);
             request = request.header("authorization", format!("Bearer {token}"));
         }
         let Ok(request) = request.body(Body::from(body.to_string())) else {
@@ -580,14 +590,5 @@ impl RoomsApi for SimRooms {
             }
             Err(e) => tracing::debug!(room, error = %e, "simulated ping failed"),
         }
-    }
-
-    async fn status(&self, scheduler: &str, room: &str) -> Option<RoomStatus> {
-        self.backend
-            .room(scheduler.to_string(), room.to_string())
-            .await
-            .ok()
-            .flatten()
-            .map(|r| r.status)
     }
 }

@@ -1,90 +1,75 @@
-//! The simulated cluster of the embedded default, in real time.
+//! The embedded default's runtime: the one simulated cluster
+//! ([`maestro_sim::cluster::Cluster`]) in real time.
 //!
-//! It implements [`Runtime`] without Kubernetes: a created room's pod
-//! "starts" after a delay, then its simulated game server pings the Rooms
-//! API on a period. When the room gets allocated it plays a match of the
-//! configured duration (pinging `occupied`) and comes back `ready`. A
-//! deleted pod disappears after a delay. So a newcomer sees rooms come and
-//! go, autoscaling and rolling updates, with no cluster at all.
+//! The model is the same the planner and the property tests run in virtual
+//! time; this shell gives it the engine's clock, fires its timers with
+//! tokio, hands its instance events to maestro's watches and sends its
+//! game servers' pings through the real Rooms API routes. A game server
+//! learns of its allocation the way a real one does, by being told: the
+//! worker's backend is wrapped by [`TellingBackend`], which passes each
+//! answered allocation on, as a matchmaker tells the server it picked.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use futures::StreamExt;
 use futures::stream::BoxStream;
-use maestro_engine::room::{
-    Address, AddressPort, InstanceStatus, PingStatus, RemovalReason, RoomStatus,
-};
+use maestro_api::backend::{Backend, Reply, Request, Unavailable};
+use maestro_engine::room::RemovalReason;
 use maestro_engine::scheduler::Scheduler;
-use maestro_runtimes::{
-    InstanceEvent, InstanceEventKind, RoomSpec, Runtime, RuntimeError, RuntimeErrorKind,
-};
-use tokio::sync::mpsc;
+use maestro_engine::{InstanceEventKind, Ping};
+use maestro_runtimes::{InstanceEvent, RoomSpec, Runtime, RuntimeError};
+use maestro_sim::cluster::{Cluster, ClusterConfig, Output, PodSpec};
+use tokio::sync::{Notify, mpsc, watch};
 
-/// How the simulated cluster and its game servers behave.
-#[derive(Clone, Debug)]
-pub struct SimClusterConfig {
-    /// From pod creation to the game server running.
-    pub start_delay: Duration,
-    /// Period of every room's ping.
-    pub ping_interval: Duration,
-    /// How long an allocated room stays occupied.
-    pub match_duration: Duration,
-    /// From a pod delete to the pod being gone.
-    pub delete_delay: Duration,
-}
+use crate::clock::Clock;
 
-impl Default for SimClusterConfig {
-    fn default() -> Self {
-        SimClusterConfig {
-            start_delay: Duration::from_millis(1500),
-            ping_interval: Duration::from_secs(5),
-            match_duration: Duration::from_secs(60),
-            delete_delay: Duration::from_millis(500),
-        }
-    }
-}
-
-/// How simulated game servers talk to maestro: the same calls a real game
-/// server makes (its ping), plus a peek at its own status, standing in for
-/// the matchmaker telling the server it was allocated.
+/// Where simulated game servers send their pings.
 #[async_trait::async_trait]
 pub trait RoomsApi: Send + Sync + 'static {
-    async fn ping(&self, scheduler: &str, room: &str, status: PingStatus, running_matches: u64);
-    async fn status(&self, scheduler: &str, room: &str) -> Option<RoomStatus>;
+    async fn ping(&self, ping: Ping);
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-struct Pod {
-    deleting: bool,
-    /// The game server is playing a match.
-    in_match: bool,
-}
+/// Pings on their way to the Rooms API at once, at most.
+const PINGS_IN_FLIGHT: usize = 64;
 
-#[derive(Default)]
 struct State {
-    pods: BTreeMap<(String, String), Pod>,
+    cluster: Cluster,
     watchers: BTreeMap<String, Vec<mpsc::UnboundedSender<InstanceEvent>>>,
 }
 
 pub struct SimCluster {
-    config: SimClusterConfig,
     state: Mutex<State>,
-    rooms_api: OnceLock<Arc<dyn RoomsApi>>,
-    this: Weak<SimCluster>,
+    clock: Clock,
+    /// Wakes the timer task when a call set an earlier timer.
+    wake: Notify,
+    pings: mpsc::UnboundedSender<Ping>,
+    rooms_api: Arc<OnceLock<Arc<dyn RoomsApi>>>,
 }
 
-/// Upper bound of simulated pods, so a runaway fleet cannot exhaust memory.
-const MAX_PODS: usize = 100_000;
-
 impl SimCluster {
-    pub fn new(config: SimClusterConfig) -> Arc<SimCluster> {
-        Arc::new_cyclic(|this| SimCluster {
-            config,
-            state: Mutex::new(State::default()),
-            rooms_api: OnceLock::new(),
-            this: this.clone(),
-        })
+    /// Starts the cluster's timers and its game servers' pinger; both stop
+    /// with `shutdown`.
+    pub fn start(
+        config: ClusterConfig,
+        clock: Clock,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<SimCluster> {
+        let (pings, pings_rx) = mpsc::unbounded_channel();
+        let rooms_api: Arc<OnceLock<Arc<dyn RoomsApi>>> = Arc::new(OnceLock::new());
+        let sim = Arc::new(SimCluster {
+            state: Mutex::new(State {
+                cluster: Cluster::new(config, clock.now()),
+                watchers: BTreeMap::new(),
+            }),
+            clock,
+            wake: Notify::new(),
+            pings,
+            rooms_api: Arc::clone(&rooms_api),
+        });
+        tokio::spawn(Arc::clone(&sim).run_timers(shutdown.clone()));
+        tokio::spawn(send_pings(pings_rx, rooms_api, shutdown));
+        sim
     }
 
     /// Connects the game servers to maestro (once the APIs exist).
@@ -92,150 +77,93 @@ impl SimCluster {
         let _ = self.rooms_api.set(api);
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn emit(&self, scheduler: &str, event: InstanceEvent) {
+    /// Runs `f` on the cluster at the engine's time now, then delivers
+    /// what it produced and wakes the timers.
+    fn with_cluster<T>(&self, f: impl FnOnce(&mut Cluster, maestro_engine::Time) -> T) -> T {
         let mut state = self.state();
-        if let Some(watchers) = state.watchers.get_mut(scheduler) {
-            watchers.retain(|w| w.send(event.clone()).is_ok());
-        }
+        let now = self.clock.now();
+        let result = f(&mut state.cluster, now);
+        self.deliver(&mut state);
+        drop(state);
+        self.wake.notify_one();
+        result
     }
 
-    fn exists(&self, scheduler: &str, room: &str) -> bool {
-        self.state()
-            .pods
-            .get(&(scheduler.to_string(), room.to_string()))
-            .is_some_and(|pod| !pod.deleting)
-    }
-
-    fn set_in_match(&self, scheduler: &str, room: &str, in_match: bool) {
-        if let Some(pod) = self
-            .state()
-            .pods
-            .get_mut(&(scheduler.to_string(), room.to_string()))
-        {
-            pod.in_match = in_match;
-        }
-    }
-
-    /// Marks the pod deleting. A pod killed mid-match is counted: maestro
-    /// must never do that to scale down or roll out, and the end-to-end
-    /// tests read the counter.
-    fn start_deletion(&self, scheduler: &str, room: &str) -> bool {
-        let key = (scheduler.to_string(), room.to_string());
-        let mut state = self.state();
-        match state.pods.get_mut(&key) {
-            Some(pod) => {
-                if !pod.deleting && pod.in_match {
-                    metrics::counter!("maestro_sim_matches_interrupted_total").increment(1);
+    fn deliver(&self, state: &mut State) {
+        // Maestro must never do this to scale down or roll out; the
+        // end-to-end tests read the counter.
+        metrics::counter!("maestro_sim_matches_interrupted_total")
+            .absolute(state.cluster.stats().matches_interrupted_by_deletion);
+        while let Some(output) = state.cluster.poll_output() {
+            match output {
+                Output::Instance(event) => {
+                    if let Some(watchers) = state.watchers.get_mut(&event.scheduler) {
+                        watchers.retain(|w| w.send(event.clone()).is_ok());
+                    }
                 }
-                pod.deleting = true;
-                true
+                Output::Ping(ping) => {
+                    let _ = self.pings.send(ping);
+                }
             }
-            None => false,
         }
     }
 
-    fn finish_deletion(self: Arc<Self>, scheduler: String, room: String) {
-        let delay = self.config.delete_delay;
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let removed = self
-                .state()
-                .pods
-                .remove(&(scheduler.clone(), room.clone()))
-                .is_some();
-            if removed {
-                self.emit(
-                    &scheduler,
-                    instance(
-                        &scheduler,
-                        &room,
-                        InstanceEventKind::Deleted,
-                        InstanceStatus::Terminating,
-                        None,
-                    ),
-                );
-            }
-        });
-    }
-
-    /// The game server's life: start, ping, play allocated matches.
-    async fn run_room(self: Arc<Self>, scheduler: String, room: String, address: Address) {
-        tokio::time::sleep(self.config.start_delay).await;
-        if !self.exists(&scheduler, &room) {
-            return;
-        }
-        self.emit(
-            &scheduler,
-            instance(
-                &scheduler,
-                &room,
-                InstanceEventKind::Upsert,
-                InstanceStatus::Ready,
-                Some(address),
-            ),
-        );
-        let mut match_ends: Option<tokio::time::Instant> = None;
-        let mut ping_due = tokio::time::interval(self.config.ping_interval);
-        // Look for an allocation more often than the ping period, so a match
-        // starts soon after it, and report a change at once.
-        let mut peek =
-            tokio::time::interval(Duration::from_millis(500).min(self.config.ping_interval));
+    async fn run_timers(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
-            let due = tokio::select! {
-                _ = ping_due.tick() => true,
-                _ = peek.tick() => false,
+            let next = self.state().cluster.next_timeout();
+            let sleep = match next {
+                Some(at) => tokio::time::sleep(self.clock.until(at)),
+                None => tokio::time::sleep(std::time::Duration::from_secs(3600)),
             };
-            if !self.exists(&scheduler, &room) {
-                return;
-            }
-            let Some(api) = self.rooms_api.get() else {
-                continue;
-            };
-            let now = tokio::time::Instant::now();
-            let changed = match match_ends {
-                None if api.status(&scheduler, &room).await == Some(RoomStatus::Allocated) => {
-                    match_ends = Some(now + self.config.match_duration);
-                    self.set_in_match(&scheduler, &room, true);
-                    true
+            tokio::select! {
+                _ = sleep => {}
+                _ = self.wake.notified() => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return;
+                    }
                 }
-                Some(end) if now >= end => {
-                    match_ends = None;
-                    self.set_in_match(&scheduler, &room, false);
-                    true
-                }
-                _ => false,
-            };
-            if due || changed {
-                let (status, matches) = match match_ends {
-                    Some(_) => (PingStatus::Occupied, 1),
-                    None => (PingStatus::Ready, 0),
-                };
-                api.ping(&scheduler, &room, status, matches).await;
             }
+            let mut state = self.state();
+            let now = self.clock.now();
+            state.cluster.advance(now);
+            self.deliver(&mut state);
         }
+    }
+
+    /// A matchmaker told the room's game server it was allocated.
+    pub fn allocated(&self, scheduler: &str, room: &str) {
+        self.with_cluster(|c, now| c.allocated(now, scheduler, room, None));
     }
 }
 
-fn instance(
-    scheduler: &str,
-    room: &str,
-    kind: InstanceEventKind,
-    status: InstanceStatus,
-    address: Option<Address>,
-) -> InstanceEvent {
-    InstanceEvent {
-        scheduler: scheduler.to_string(),
-        room: room.to_string(),
-        kind,
-        status,
-        description: String::new(),
-        address,
-        version: None,
+async fn send_pings(
+    rx: mpsc::UnboundedReceiver<Ping>,
+    rooms_api: Arc<OnceLock<Arc<dyn RoomsApi>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let pings = tokio_stream_from(rx).for_each_concurrent(PINGS_IN_FLIGHT, |ping| {
+        let api = rooms_api.get().cloned();
+        async move {
+            if let Some(api) = api {
+                api.ping(ping).await;
+            }
+        }
+    });
+    tokio::select! {
+        _ = pings => {}
+        _ = shutdown.wait_for(|stop| *stop) => {}
     }
+}
+
+fn tokio_stream_from<T: Send + 'static>(rx: mpsc::UnboundedReceiver<T>) -> BoxStream<'static, T> {
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
 }
 
 #[async_trait::async_trait]
@@ -245,58 +173,13 @@ impl Runtime for SimCluster {
     }
 
     async fn delete_scheduler(&self, scheduler: &str) -> Result<(), RuntimeError> {
-        let rooms: Vec<String> = self
-            .state()
-            .pods
-            .keys()
-            .filter(|(s, _)| s == scheduler)
-            .map(|(_, r)| r.clone())
-            .collect();
-        let Some(this) = self.this.upgrade() else {
-            return Ok(());
-        };
-        for room in rooms {
-            if self.start_deletion(scheduler, &room) {
-                Arc::clone(&this).finish_deletion(scheduler.to_string(), room);
-            }
-        }
+        self.with_cluster(|c, now| c.delete_scheduler(now, scheduler));
         Ok(())
     }
 
     async fn create_room(&self, room: &RoomSpec) -> Result<(), RuntimeError> {
-        let key = (room.scheduler.clone(), room.room.clone());
-        {
-            let mut state = self.state();
-            if state.pods.len() >= MAX_PODS {
-                return Err(RuntimeError::new(
-                    RuntimeErrorKind::Unavailable,
-                    "the simulated cluster is full",
-                ));
-            }
-            if state.pods.contains_key(&key) {
-                return Err(RuntimeError::new(
-                    RuntimeErrorKind::AlreadyExists,
-                    format!("pod {} exists", room.room),
-                ));
-            }
-            state.pods.insert(key, Pod::default());
-        }
-        let address = Address {
-            host: "127.0.0.1".to_string(),
-            ports: room
-                .host_ports
-                .iter()
-                .map(|p| AddressPort {
-                    name: p.name.clone(),
-                    port: p.host_port,
-                    protocol: p.protocol.clone(),
-                })
-                .collect(),
-        };
-        if let Some(this) = self.this.upgrade() {
-            tokio::spawn(this.run_room(room.scheduler.clone(), room.room.clone(), address));
-        }
-        Ok(())
+        let pod = PodSpec::for_room(&room.spec, &room.room, &room.host_ports);
+        self.with_cluster(|c, now| c.create_pod(now, pod))
     }
 
     async fn delete_room(
@@ -305,16 +188,7 @@ impl Runtime for SimCluster {
         room: &str,
         _reason: RemovalReason,
     ) -> Result<(), RuntimeError> {
-        if !self.start_deletion(scheduler, room) {
-            return Err(RuntimeError::new(
-                RuntimeErrorKind::NotFound,
-                format!("pod {room} not found"),
-            ));
-        }
-        if let Some(this) = self.this.upgrade() {
-            this.finish_deletion(scheduler.to_string(), room.to_string());
-        }
-        Ok(())
+        self.with_cluster(|c, now| c.delete_pod(now, scheduler, room))
     }
 
     async fn set_disruption_budget(
@@ -336,30 +210,21 @@ impl Runtime for SimCluster {
             // The known rooms without a pod are gone (their pods died with
             // the previous process, in this simulated cluster).
             for room in known_rooms {
-                if !state
-                    .pods
-                    .contains_key(&(scheduler.to_string(), room.clone()))
-                {
-                    let _ = tx.send(instance(
-                        scheduler,
-                        &room,
-                        InstanceEventKind::Deleted,
-                        InstanceStatus::Terminating,
-                        None,
-                    ));
+                if !state.cluster.has_pod(scheduler, &room) {
+                    let _ = tx.send(InstanceEvent {
+                        scheduler: scheduler.to_string(),
+                        room,
+                        kind: InstanceEventKind::Deleted,
+                        status: maestro_engine::room::InstanceStatus::Terminating,
+                        description: String::new(),
+                        address: None,
+                        version: None,
+                    });
                 }
             }
             // A new watch starts with a relist of the pods that exist.
-            for ((s, room), pod) in &state.pods {
-                if s == scheduler && !pod.deleting {
-                    let _ = tx.send(instance(
-                        s,
-                        room,
-                        InstanceEventKind::Upsert,
-                        InstanceStatus::Ready,
-                        None,
-                    ));
-                }
+            for event in state.cluster.list(scheduler) {
+                let _ = tx.send(event);
             }
             state
                 .watchers
@@ -367,8 +232,28 @@ impl Runtime for SimCluster {
                 .or_default()
                 .push(tx);
         }
-        Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|event| (event, rx))
-        }))
+        tokio_stream_from(rx)
+    }
+}
+
+/// The worker's backend, telling the simulated game server of every
+/// allocation it answers (the matchmaker's message to the server it got).
+pub struct TellingBackend {
+    pub inner: Arc<dyn Backend>,
+    pub sim: Arc<SimCluster>,
+}
+
+#[async_trait::async_trait]
+impl Backend for TellingBackend {
+    async fn call(&self, request: Request) -> Result<Reply, Unavailable> {
+        let scheduler = match &request {
+            Request::Allocate { scheduler, .. } => Some(scheduler.clone()),
+            _ => None,
+        };
+        let reply = self.inner.call(request).await?;
+        if let (Some(scheduler), Reply::Allocate(Ok(allocation))) = (scheduler, &reply) {
+            self.sim.allocated(&scheduler, &allocation.room);
+        }
+        Ok(reply)
     }
 }

@@ -118,6 +118,12 @@ impl Server {
     fn room_status(&self, scheduler: &str, room: &str) -> Option<RoomStatus> {
         self.backend.room_status(scheduler, room)
     }
+
+    fn host_port(&self, scheduler: &str, room: &str) -> u16 {
+        self.backend
+            .host_port(scheduler, room)
+            .expect("the room has a host port")
+    }
 }
 
 /// `message` with `authorization: Bearer <token>`.
@@ -818,7 +824,7 @@ async fn rooms_ping_events_address_and_listing() {
     let port = v1::Port {
         name: "game".into(),
         protocol: "udp".into(),
-        port: 7777,
+        port: i32::from(server.host_port("arena", &room.id)),
     };
     assert_eq!(
         room.address,
@@ -1019,6 +1025,10 @@ async fn allocate_is_idempotent_by_metadata_or_field() {
         .into_inner();
     assert!(first.success, "{first:?}");
     assert_eq!(first.host, "node-1.sim");
+    assert_eq!(
+        first.ports[0].port,
+        i32::from(server.host_port("arena", &first.room_id))
+    );
     assert_eq!(first.ports.len(), 1);
     assert_eq!(
         server.room_status("arena", &first.room_id),

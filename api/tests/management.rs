@@ -742,9 +742,10 @@ async fn rooms_listing_filters_and_pages() {
     assert_eq!(room["version"], "v1.0.0");
     assert_eq!(room["runningMatches"], 0);
     assert!(room["lastPingAt"].as_str().unwrap().ends_with('Z'));
+    let port = api.host_port("arena", room["id"].as_str().unwrap());
     assert_eq!(
         room["address"],
-        json!({"host": "node-1.sim", "ports": [{"name": "game", "protocol": "udp", "port": 7777}]})
+        json!({"host": "node-1.sim", "ports": [{"name": "game", "protocol": "udp", "port": port}]})
     );
     let ids: Vec<&str> = body["rooms"]
         .as_array()

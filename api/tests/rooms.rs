@@ -210,7 +210,7 @@ async fn address_of_a_room() {
     assert_eq!(
         answer,
         json!({
-            "ports": [{"name": "game", "protocol": "udp", "port": 7777}],
+            "ports": [{"name": "game", "protocol": "udp", "port": api.host_port("arena", &ids[0])}],
             "host": "node-1.sim",
             "ipv6Label": ""
         })
@@ -243,11 +243,11 @@ async fn allocate_hands_out_ready_rooms_then_says_none_is_left() {
     assert_eq!(answer["success"], true);
     assert_eq!(answer["message"], "");
     assert_eq!(answer["host"], "node-1.sim");
+    let first = answer["roomId"].as_str().unwrap().to_string();
     assert_eq!(
         answer["ports"],
-        json!([{"name": "game", "protocol": "udp", "port": 7777}])
+        json!([{"name": "game", "protocol": "udp", "port": api.host_port("arena", &first)}])
     );
-    let first = answer["roomId"].as_str().unwrap().to_string();
     assert!(ids.contains(&first));
     assert_eq!(
         api.room_status("arena", &first),

@@ -37,7 +37,7 @@ use maestro_engine::{
     Command, CommandReply, Definition, Effect, Engine, EngineConfig, Millis, OperationStatus, Ping,
     Time,
 };
-use maestro_sim::{Harness, SimConfig};
+use maestro_sim::{ClusterConfig, Harness};
 
 const SCHEDULER: &str = "bench";
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
@@ -206,9 +206,9 @@ fn build(n: usize) -> Fleet {
         ..EngineConfig::default()
     };
     let health_check_every = config.health_controller_interval;
-    let sim = SimConfig {
+    let sim = ClusterConfig {
         ping_interval: Millis::from_secs(3600),
-        ..SimConfig::default()
+        ..ClusterConfig::default()
     };
     let mut h = Harness::new(config, sim);
     let replicas = i64::try_from(n).expect("fits");

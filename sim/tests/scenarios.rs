@@ -7,7 +7,7 @@ use maestro_engine::scheduler::{PortRange, Scheduler, SchedulerState, fixtures};
 use maestro_engine::{
     Command, CommandError, CommandReply, Definition, EngineConfig, Millis, OperationStatus,
 };
-use maestro_sim::{Harness, RoomBehaviour, SimConfig};
+use maestro_sim::{ClusterConfig, Harness, RoomBehaviour};
 
 fn scheduler(name: &str, replicas: i64) -> Scheduler {
     // The engine's valid fixture, with a scheduler-wide port range.
@@ -36,7 +36,7 @@ fn first_room(h: &Harness) -> String {
 }
 
 fn harness() -> Harness {
-    Harness::new(EngineConfig::default(), SimConfig::default())
+    Harness::new(EngineConfig::default(), ClusterConfig::default())
 }
 
 fn enqueued(reply: Result<CommandReply, CommandError>) -> String {
@@ -122,7 +122,8 @@ fn occupancy_scales_up_in_the_same_step() {
     assert!(h.engine.operations("arena").count() > before);
     h.run_for(Millis::from_secs(5));
     check(&h);
-    assert_eq!(count(&h, "arena", RoomStatus::Allocated), 2);
+    // Told of their allocation, the two game servers host a match.
+    assert_eq!(count(&h, "arena", RoomStatus::Occupied), 2);
     assert_eq!(count(&h, "arena", RoomStatus::Ready), 2);
 }
 
@@ -458,7 +459,7 @@ fn same_seed_same_run() {
             seed,
             ..EngineConfig::default()
         };
-        let mut h = Harness::new(config, SimConfig::default());
+        let mut h = Harness::new(config, ClusterConfig::default());
         enqueued(h.command(Command::CreateScheduler(scheduler("arena", 4))));
         h.run_for(Millis::from_secs(5));
         let mut v2 = scheduler("arena", 4);
@@ -478,9 +479,9 @@ fn same_seed_same_run() {
 
 #[test]
 fn storage_clean_up_keeps_the_operation_history_bounded() {
-    let sim = SimConfig {
+    let sim = ClusterConfig {
         ping_interval: Millis::from_secs(60),
-        ..SimConfig::default()
+        ..ClusterConfig::default()
     };
     let mut h = Harness::new(EngineConfig::default(), sim);
     enqueued(h.command(Command::CreateScheduler(scheduler("arena", 1))));
@@ -684,9 +685,9 @@ fn a_restart_keeps_the_pending_queue_in_order() {
 #[test]
 fn a_running_operation_holds_a_lease_the_engine_renews() {
     // Slow pods: a major version's validation room takes 20 s to start.
-    let sim = SimConfig {
-        start_delay: Millis::from_secs(20),
-        ..SimConfig::default()
+    let sim = ClusterConfig {
+        start_latency: maestro_sim::dist::Distribution::Fixed(Millis::from_secs(20)),
+        ..ClusterConfig::default()
     };
     let mut h = Harness::new(EngineConfig::default(), sim);
     enqueued(h.command(Command::CreateScheduler(scheduler("arena", 1))));
@@ -814,7 +815,7 @@ fn the_disruption_budget_follows_the_fleet_at_each_interval() {
         disruption_safety_millionths: 100_000,
         ..EngineConfig::default()
     };
-    let mut h = Harness::new(config, SimConfig::default());
+    let mut h = Harness::new(config, ClusterConfig::default());
     h.command(Command::CreateScheduler(scheduler("arena", 20)))
         .unwrap();
     h.run_for(Millis::from_secs(5));
@@ -867,7 +868,7 @@ fn the_queue_stays_bounded_while_rooms_expire_behind_a_long_operation() {
         ..EngineConfig::default()
     };
     let bound = config.max_open_operations();
-    let mut h = Harness::new(config.clone(), SimConfig::default());
+    let mut h = Harness::new(config.clone(), ClusterConfig::default());
     enqueued(h.command(Command::CreateScheduler(scheduler("arena", 30))));
     h.run_for(Millis::from_secs(5));
     assert_eq!(count(&h, "arena", RoomStatus::Ready), 30);
@@ -1074,7 +1075,7 @@ fn allocation_keys_beyond_the_limit_forget_the_oldest() {
         max_allocation_keys: 2,
         ..EngineConfig::default()
     };
-    let mut h = Harness::new(config, SimConfig::default());
+    let mut h = Harness::new(config, ClusterConfig::default());
     enqueued(h.command(Command::CreateScheduler(scheduler("arena", 6))));
     h.run_for(Millis::from_secs(5));
     let allocate = |h: &mut Harness, key: &str| {
@@ -1102,7 +1103,7 @@ fn one_timer_check_marks_at_most_the_configured_expired_rooms() {
         expired_rooms_per_check: 1,
         ..EngineConfig::default()
     };
-    let mut h = Harness::new(config, SimConfig::default());
+    let mut h = Harness::new(config, ClusterConfig::default());
     enqueued(h.command(Command::CreateScheduler(scheduler("arena", 3))));
     h.run_for(Millis::from_secs(15));
     let silent = RoomBehaviour {

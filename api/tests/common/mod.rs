@@ -12,7 +12,7 @@ use maestro_api::backend::Request as Call;
 use maestro_api::{ApiConfig, Backend, Reply, ReportError, RoomReport, Unavailable};
 use maestro_engine::room::RoomStatus;
 use maestro_engine::{EngineConfig, Millis};
-use maestro_sim::{Harness, RoomBehaviour, SimConfig};
+use maestro_sim::{ClusterConfig, Harness, RoomBehaviour};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -35,7 +35,13 @@ impl SimBackend {
     /// `Millis(0)` freezes time: operations stay pending or in progress.
     pub fn with_step(step: Millis) -> Arc<SimBackend> {
         Arc::new(SimBackend {
-            harness: Mutex::new(Harness::new(EngineConfig::default(), SimConfig::default())),
+            harness: Mutex::new(Harness::new(
+                EngineConfig::default(),
+                ClusterConfig {
+                    host: "node-1.sim".to_string(),
+                    ..ClusterConfig::default()
+                },
+            )),
             step,
             reports: Mutex::new(Vec::new()),
         })
@@ -60,6 +66,14 @@ impl SimBackend {
     pub fn room_status(&self, scheduler: &str, room: &str) -> Option<RoomStatus> {
         let h = self.harness();
         Some(h.engine.fleet(scheduler)?.get(room)?.status)
+    }
+
+    /// The host port the engine drew for the room's first container port:
+    /// its address's port in the simulated cluster.
+    pub fn host_port(&self, scheduler: &str, room: &str) -> Option<u16> {
+        let h = self.harness();
+        let room = h.engine.fleet(scheduler)?.get(room)?;
+        room.host_ports.first().map(|p| p.host_port)
     }
 
     /// The room and player events accepted so far.
@@ -199,6 +213,12 @@ impl Api {
 
     pub fn room_status(&self, scheduler: &str, room: &str) -> Option<RoomStatus> {
         self.backend.room_status(scheduler, room)
+    }
+
+    pub fn host_port(&self, scheduler: &str, room: &str) -> u16 {
+        self.backend
+            .host_port(scheduler, room)
+            .expect("the room has a host port")
     }
 }
 

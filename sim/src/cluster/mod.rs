@@ -1,0 +1,1084 @@
+//! The one simulated cluster: pods on nodes, and the game servers in them.
+//!
+//! A sans-IO state machine, like the engine: the caller gives it the time
+//! with every call ([`Cluster::advance`], [`Cluster::create_pod`], …) and
+//! takes what it produced with [`Cluster::poll_output`]: instance events
+//! for maestro's watch and pings for the Rooms API. It owns a seeded RNG,
+//! so a run is a function of its seed and its inputs. The same model
+//! serves the capacity planner and the property tests (virtual time, see
+//! [`crate::Harness`]) and `maestro start all` (real time, a thin shell in
+//! the binary).
+//!
+//! A game server learns of its allocation as a real one does, by being
+//! told ([`Cluster::allocated`], the matchmaker's message), never by
+//! polling maestro.
+//!
+//! Ping elision ([`Pings::Elided`]): a ping that changes nothing only moves
+//! the room's last-ping time, and the engine reads that time for one
+//! decision, expiring a room silent for longer than the ping timeout. The
+//! elided mode delivers an unchanged ping at least every `refresh` (on the
+//! room's own cadence), every status change at once, and always the ping
+//! of the tick at which a game server falls silent (crashes happen right
+//! after a tick). So whether a room has been silent longer than the ping
+//! timeout is, at every instant, the same as with every ping delivered,
+//! provided `refresh + ping_interval` is below the timeout.
+
+mod nodes;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+
+use maestro_engine::room::{Address, AddressPort, HostPort, InstanceStatus, PingStatus};
+use maestro_engine::scheduler::Scheduler;
+use maestro_engine::scheduler::quantity::parse_quantity;
+use maestro_engine::{
+    InstanceEvent, InstanceEventKind, Millis, Ping, RuntimeError, RuntimeErrorKind, Time,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::dist::Distribution;
+use nodes::Nodes;
+pub use nodes::{NodeAutoscale, NodeId, NodePool};
+
+/// How the simulated cluster and its game servers behave.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// Seed of the cluster's own RNG (latencies, failures, match lengths).
+    pub seed: u64,
+    /// Latency of the answer to every runtime call, for shells in virtual
+    /// time (a real-time shell pays its own).
+    pub api_latency: Millis,
+    /// From a pod placed on a node to its game server running.
+    pub start_latency: Distribution,
+    /// From the game server running to its first ping.
+    pub boot_delay: Millis,
+    /// Every game server's ping cadence.
+    pub ping_interval: Millis,
+    pub pings: Pings,
+    /// From a pod delete to the pod being gone.
+    pub delete_latency: Distribution,
+    /// A match's length when whoever allocated the room does not say.
+    pub match_duration: Distribution,
+    /// A game server exits after hosting this many matches.
+    pub terminate_after_matches: Option<u32>,
+    /// `None`: capacity without limit, every pod is placed at once.
+    pub nodes: Option<NodePool>,
+    pub failures: Failures,
+    /// Pods the cluster holds at most; creations beyond are refused.
+    pub max_pods: usize,
+    /// The rooms' host when there is no node pool.
+    pub host: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            seed: 0,
+            api_latency: Millis(1),
+            start_latency: Distribution::Fixed(Millis(500)),
+            boot_delay: Millis(500),
+            ping_interval: Millis::from_secs(10),
+            pings: Pings::Every,
+            delete_latency: Distribution::Fixed(Millis(1_000)),
+            match_duration: Distribution::Fixed(Millis::from_secs(60)),
+            terminate_after_matches: None,
+            nodes: None,
+            failures: Failures::default(),
+            max_pods: 1_000_000,
+            host: "127.0.0.1".to_string(),
+        }
+    }
+}
+
+/// Which pings reach maestro (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pings {
+    /// Every ping of every game server.
+    Every,
+    /// Status changes, and an unchanged ping at least every `refresh`.
+    Elided { refresh: Millis },
+}
+
+/// Failure rates. Zero turns a failure off.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Failures {
+    /// Crashes per running game server per hour.
+    pub pod_crash_per_hour: f64,
+    /// Losses per node per hour (with a node pool).
+    pub node_loss_per_hour: f64,
+    /// The share of create and delete calls the API server refuses
+    /// (conflict, rate limit or unavailable, drawn evenly).
+    pub api_error_rate: f64,
+}
+
+/// What a pod needs to exist: its identity, requests and ports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodSpec {
+    pub scheduler: String,
+    pub room: String,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub ports: Vec<AddressPort>,
+    /// Matches the game server hosts at once (`maxMatches`).
+    pub max_matches: u32,
+}
+
+impl PodSpec {
+    /// The pod of a room of `spec` with the host ports the engine drew
+    /// for it: the sum of its containers' requests (an unparsable request
+    /// counts as zero, as validation refuses it before a room exists).
+    pub fn for_room(spec: &Scheduler, room: &str, host_ports: &[HostPort]) -> PodSpec {
+        let ports = host_ports
+            .iter()
+            .map(|p| AddressPort {
+                name: p.name.clone(),
+                port: p.host_port,
+                protocol: p.protocol.clone(),
+            })
+            .collect();
+        let sum = |pick: fn(&maestro_engine::scheduler::Container) -> &str, unit: f64| {
+            spec.spec
+                .containers
+                .iter()
+                .filter_map(|c| parse_quantity(pick(c)).ok())
+                .map(|q| (q.value() * unit).ceil() as u64)
+                .sum::<u64>()
+        };
+        PodSpec {
+            scheduler: spec.name.clone(),
+            room: room.to_string(),
+            cpu_millis: sum(|c| &c.requests.cpu, 1_000.0),
+            memory_bytes: sum(|c| &c.requests.memory, 1.0),
+            ports,
+            max_matches: u32::try_from(spec.match_allocation.max_matches.max(1)).unwrap_or(1),
+        }
+    }
+}
+
+/// What a game server reports when a test overrides it. A status of
+/// `PingStatus::Unknown` makes it silent (a hung game server).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoomBehaviour {
+    pub status: PingStatus,
+    pub running_matches: u64,
+}
+
+/// What the cluster produced, for the shell to deliver.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// For the pod watch of the room's scheduler.
+    Instance(InstanceEvent),
+    /// A game server's ping, for the Rooms API.
+    Ping(Ping),
+}
+
+/// Counters and time integrals of a run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterStats {
+    pub pods_created: u64,
+    pub pods_deleted: u64,
+    pub pods_crashed: u64,
+    pub pods_lost_with_nodes: u64,
+    pub pings: u64,
+    pub matches_started: u64,
+    pub matches_finished: u64,
+    /// Matches cut short because maestro deleted their room. Must stay 0.
+    pub matches_interrupted_by_deletion: u64,
+    /// Pods maestro deleted while they hosted a match. Must stay 0.
+    pub occupied_pods_deleted: u64,
+    /// Matches cut short by a crash or a node loss.
+    pub matches_interrupted_by_failure: u64,
+    pub api_errors: u64,
+    pub nodes_added: u64,
+    pub nodes_removed: u64,
+    pub nodes_lost: u64,
+    /// Milliseconds of pods placed on a node, summed over pods.
+    pub pod_ms: u128,
+    /// Milliseconds of nodes, summed over nodes.
+    pub node_ms: u128,
+    pub peak_pods: u64,
+    pub peak_nodes: u64,
+}
+
+/// Pods by phase, and nodes, now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Waiting for a node.
+    pub pending: u64,
+    /// Placed, the game server not running yet.
+    pub starting: u64,
+    pub running: u64,
+    /// Running game servers hosting at least one match.
+    pub in_match: u64,
+    pub crashed: u64,
+    pub deleting: u64,
+    pub nodes: u64,
+}
+
+type PodId = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Pending,
+    Starting,
+    Running,
+    Crashed,
+    Deleting,
+}
+
+#[derive(Clone, Debug)]
+struct Pod {
+    spec: PodSpec,
+    phase: Phase,
+    /// Placed (on a node of the pool, or anywhere without one).
+    placed: bool,
+    node: Option<NodeId>,
+    /// When the game server booted: its pings fall on `booted + k * interval`.
+    booted: Option<Time>,
+    last_ping: Option<Time>,
+    /// End times of the matches it hosts, earliest first.
+    matches: Vec<Time>,
+    played: u32,
+    behaviour: Option<RoomBehaviour>,
+}
+
+impl Pod {
+    fn in_match(&self) -> bool {
+        !self.matches.is_empty()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Running(PodId),
+    Booted(PodId),
+    Ping(PodId),
+    MatchEnd(PodId),
+    Crash(PodId),
+    Gone(PodId),
+    NodeLoss(NodeId),
+    Nodes,
+}
+
+pub struct Cluster {
+    config: ClusterConfig,
+    rng: ChaCha8Rng,
+    now: Time,
+    /// `(time, sequence)`: equal times fire in the order they were set.
+    timers: BinaryHeap<Reverse<(Time, u64, Timer)>>,
+    seq: u64,
+    next_pod: PodId,
+    pods: BTreeMap<PodId, Pod>,
+    by_name: BTreeMap<(String, String), PodId>,
+    /// Pods waiting for a node, in creation order.
+    pending: BTreeSet<PodId>,
+    nodes: Option<Nodes>,
+    /// The node autoscaler's next look, if one is set.
+    nodes_check: Option<Time>,
+    outputs: VecDeque<Output>,
+    stats: ClusterStats,
+    placed: u64,
+}
+
+impl Cluster {
+    pub fn new(config: ClusterConfig, now: Time) -> Cluster {
+        let nodes = config.nodes.clone().map(|pool| Nodes::new(pool, now));
+        let mut cluster = Cluster {
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            config,
+            now,
+            timers: BinaryHeap::new(),
+            seq: 0,
+            next_pod: 0,
+            pods: BTreeMap::new(),
+            by_name: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            nodes,
+            nodes_check: None,
+            outputs: VecDeque::new(),
+            stats: ClusterStats::default(),
+            placed: 0,
+        };
+        let ids: Vec<NodeId> = cluster
+            .nodes
+            .as_ref()
+            .map(|n| n.nodes.keys().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            cluster.arm_node_loss(id);
+        }
+        cluster.stats.peak_nodes = cluster.node_count();
+        cluster
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    pub fn stats(&self) -> &ClusterStats {
+        &self.stats
+    }
+
+    /// The next output, in the order produced.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Cluster::advance`] has something to do next.
+    pub fn next_timeout(&self) -> Option<Time> {
+        self.timers.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    /// Moves the clock to `now` (never back), firing every timer due.
+    pub fn advance(&mut self, now: Time) {
+        while let Some(Reverse((at, _, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, _, timer))) = self.timers.pop() else {
+                break;
+            };
+            self.tick(at);
+            self.fire(timer);
+        }
+        self.tick(now);
+    }
+
+    /// Creates a room's pod. It waits for a node, starts, and its game
+    /// server pings once booted.
+    pub fn create_pod(&mut self, now: Time, spec: PodSpec) -> Result<(), RuntimeError> {
+        self.advance(now);
+        self.api_error("create", &spec.room)?;
+        let key = (spec.scheduler.clone(), spec.room.clone());
+        if self.by_name.contains_key(&key) {
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::AlreadyExists,
+                format!("pod {} exists", spec.room),
+            ));
+        }
+        if self.pods.len() >= self.config.max_pods {
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::Unavailable,
+                format!("the simulated cluster is full ({} pods)", self.pods.len()),
+            ));
+        }
+        if let Some(nodes) = &self.nodes
+            && !nodes.fits_any_node(spec.cpu_millis, spec.memory_bytes)
+        {
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::Invalid,
+                format!(
+                    "pod {} requests {}m CPU and {} bytes, more than a node has",
+                    spec.room, spec.cpu_millis, spec.memory_bytes
+                ),
+            ));
+        }
+        let id = self.next_pod;
+        self.next_pod += 1;
+        self.by_name.insert(key, id);
+        self.outputs.push_back(Output::Instance(instance(
+            &spec,
+            InstanceEventKind::Upsert,
+            InstanceStatus::Pending,
+            None,
+        )));
+        self.pods.insert(
+            id,
+            Pod {
+                spec,
+                phase: Phase::Pending,
+                placed: false,
+                node: None,
+                booted: None,
+                last_ping: None,
+                matches: Vec::new(),
+                played: 0,
+                behaviour: None,
+            },
+        );
+        self.stats.pods_created += 1;
+        self.stats.peak_pods = self.stats.peak_pods.max(self.pods.len() as u64);
+        self.pending.insert(id);
+        self.place_pending();
+        Ok(())
+    }
+
+    /// Deletes a room's pod: it terminates at once and is gone after the
+    /// deletion latency. Deleting a pod already deleting succeeds.
+    pub fn delete_pod(
+        &mut self,
+        now: Time,
+        scheduler: &str,
+        room: &str,
+    ) -> Result<(), RuntimeError> {
+        self.advance(now);
+        self.api_error("delete", room)?;
+        let Some(id) = self.pod_id(scheduler, room) else {
+            return Err(RuntimeError::new(
+                RuntimeErrorKind::NotFound,
+                format!("pod {room} not found"),
+            ));
+        };
+        self.start_deletion(id);
+        Ok(())
+    }
+
+    /// Deletes every pod of a scheduler (its namespace going away).
+    pub fn delete_scheduler(&mut self, now: Time, scheduler: &str) {
+        self.advance(now);
+        let ids: Vec<PodId> = self
+            .by_name
+            .range((scheduler.to_string(), String::new())..)
+            .take_while(|((s, _), _)| s == scheduler)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in ids {
+            self.start_deletion(id);
+        }
+    }
+
+    /// The game server is told it was allocated: it starts a match lasting
+    /// `duration` (or one drawn from the configured distribution) and
+    /// reports it at once. False if it cannot host one now.
+    pub fn allocated(
+        &mut self,
+        now: Time,
+        scheduler: &str,
+        room: &str,
+        duration: Option<Millis>,
+    ) -> bool {
+        self.advance(now);
+        let Some(id) = self.pod_id(scheduler, room) else {
+            return false;
+        };
+        let duration = duration.unwrap_or_else(|| self.config.match_duration.sample(&mut self.rng));
+        let end = now + duration.max(Millis(1));
+        let Some(pod) = self.pods.get_mut(&id) else {
+            return false;
+        };
+        if pod.phase != Phase::Running
+            || pod.booted.is_none()
+            || pod.matches.len() >= pod.spec.max_matches as usize
+        {
+            return false;
+        }
+        let at = pod.matches.partition_point(|t| *t <= end);
+        pod.matches.insert(at, end);
+        self.stats.matches_started += 1;
+        self.set_timer(end, Timer::MatchEnd(id));
+        self.ping(id);
+        true
+    }
+
+    /// Overrides what a game server reports (`None`: back to its own
+    /// behaviour) and pings at once, as a game server reports a change.
+    pub fn set_behaviour(
+        &mut self,
+        now: Time,
+        scheduler: &str,
+        room: &str,
+        behaviour: Option<RoomBehaviour>,
+    ) {
+        self.advance(now);
+        let Some(id) = self.pod_id(scheduler, room) else {
+            return;
+        };
+        if let Some(pod) = self.pods.get_mut(&id) {
+            pod.behaviour = behaviour;
+            if pod.phase == Phase::Running && pod.booted.is_some() {
+                self.ping(id);
+            }
+        }
+    }
+
+    /// The pods of a scheduler that are not being deleted, as a watch's
+    /// relist sees them: `(room, status, address)`.
+    pub fn list(&self, scheduler: &str) -> Vec<InstanceEvent> {
+        self.by_name
+            .range((scheduler.to_string(), String::new())..)
+            .take_while(|((s, _), _)| s == scheduler)
+            .filter_map(|(_, id)| self.pods.get(id))
+            .filter(|pod| pod.phase != Phase::Deleting)
+            .map(|pod| {
+                let (status, address) = match pod.phase {
+                    Phase::Pending | Phase::Starting => (InstanceStatus::Pending, None),
+                    Phase::Running => (InstanceStatus::Ready, Some(self.address(pod))),
+                    Phase::Crashed => (InstanceStatus::Error, Some(self.address(pod))),
+                    Phase::Deleting => (InstanceStatus::Terminating, None),
+                };
+                instance(&pod.spec, InstanceEventKind::Upsert, status, address)
+            })
+            .collect()
+    }
+
+    /// Whether the pod exists (deleting ones included).
+    pub fn has_pod(&self, scheduler: &str, room: &str) -> bool {
+        self.pod_id(scheduler, room).is_some()
+    }
+
+    /// Pods of a scheduler, deleting ones included.
+    pub fn pod_count(&self, scheduler: &str) -> usize {
+        self.by_name
+            .range((scheduler.to_string(), String::new())..)
+            .take_while(|((s, _), _)| s == scheduler)
+            .count()
+    }
+
+    /// Whether the room's game server is hosting a match.
+    pub fn in_match(&self, scheduler: &str, room: &str) -> bool {
+        self.pod_id(scheduler, room)
+            .and_then(|id| self.pods.get(&id))
+            .is_some_and(Pod::in_match)
+    }
+
+    pub fn counts(&self) -> Counts {
+        let mut counts = Counts {
+            nodes: self.node_count(),
+            ..Counts::default()
+        };
+        for pod in self.pods.values() {
+            match pod.phase {
+                Phase::Pending => counts.pending += 1,
+                Phase::Starting => counts.starting += 1,
+                Phase::Running => {
+                    counts.running += 1;
+                    if pod.in_match() {
+                        counts.in_match += 1;
+                    }
+                }
+                Phase::Crashed => counts.crashed += 1,
+                Phase::Deleting => counts.deleting += 1,
+            }
+        }
+        counts
+    }
+
+    /// Audits every index from scratch.
+    pub fn check_consistency(&self) -> Result<(), String> {
+        if self.by_name.len() != self.pods.len() {
+            return Err(format!(
+                "{} names for {} pods",
+                self.by_name.len(),
+                self.pods.len()
+            ));
+        }
+        for ((scheduler, room), id) in &self.by_name {
+            let pod = self.pods.get(id).ok_or(format!("name {room} has no pod"))?;
+            if pod.spec.scheduler != *scheduler || pod.spec.room != *room {
+                return Err(format!("pod {id} is indexed under {scheduler}/{room}"));
+            }
+            if (pod.phase == Phase::Pending) != self.pending.contains(id) {
+                return Err(format!("pod {room}: pending index is stale"));
+            }
+            if pod.matches.len() > pod.spec.max_matches as usize {
+                return Err(format!("pod {room} hosts {} matches", pod.matches.len()));
+            }
+        }
+        let placed = self.pods.values().filter(|p| p.placed).count() as u64;
+        if placed != self.placed {
+            return Err(format!("{placed} pods placed, {} counted", self.placed));
+        }
+        if let Some(nodes) = &self.nodes {
+            nodes.check()?;
+            let mut on_node: BTreeMap<NodeId, u32> = BTreeMap::new();
+            for pod in self.pods.values() {
+                if let Some(node) = pod.node {
+                    *on_node.entry(node).or_default() += 1;
+                }
+            }
+            for (id, node) in &nodes.nodes {
+                let counted = on_node.get(id).copied().unwrap_or(0);
+                if counted != node.pods {
+                    return Err(format!(
+                        "node {id} counts {} pods, holds {counted}",
+                        node.pods
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn node_count(&self) -> u64 {
+        self.nodes.as_ref().map_or(0, |n| n.len() as u64)
+    }
+
+    fn pod_id(&self, scheduler: &str, room: &str) -> Option<PodId> {
+        // Lookups by borrowed pair would need a custom key; the allocation
+        // rate makes two short clones affordable.
+        self.by_name
+            .get(&(scheduler.to_string(), room.to_string()))
+            .copied()
+    }
+
+    fn api_error(&mut self, call: &str, room: &str) -> Result<(), RuntimeError> {
+        let rate = self.config.failures.api_error_rate;
+        if rate <= 0.0 || !self.rng.random_bool(rate.min(1.0)) {
+            return Ok(());
+        }
+        self.stats.api_errors += 1;
+        let kind = match self.rng.random_range(0..3) {
+            0 => RuntimeErrorKind::Conflict,
+            1 => RuntimeErrorKind::RateLimited,
+            _ => RuntimeErrorKind::Unavailable,
+        };
+        Err(RuntimeError::new(
+            kind,
+            format!("simulated API error on {call} {room}"),
+        ))
+    }
+
+    /// Integrates the pod and node counts up to `now`.
+    fn tick(&mut self, now: Time) {
+        if now <= self.now {
+            return;
+        }
+        let elapsed = u128::from(now.since(self.now).0);
+        self.stats.pod_ms += elapsed * u128::from(self.placed);
+        self.stats.node_ms += elapsed * u128::from(self.node_count());
+        self.now = now;
+    }
+
+    fn set_timer(&mut self, at: Time, timer: Timer) {
+        self.seq += 1;
+        self.timers
+            .push(Reverse((at.max(self.now), self.seq, timer)));
+    }
+
+    fn fire(&mut self, timer: Timer) {
+        match timer {
+            Timer::Running(id) => self.on_running(id),
+            Timer::Booted(id) => self.on_booted(id),
+            Timer::Ping(id) => self.on_ping_timer(id),
+            Timer::MatchEnd(id) => self.on_match_end(id),
+            Timer::Crash(id) => self.on_crash(id),
+            Timer::Gone(id) => self.on_gone(id),
+            Timer::NodeLoss(node) => self.on_node_loss(node),
+            Timer::Nodes => self.on_nodes_check(),
+        }
+    }
+
+    fn address(&self, pod: &Pod) -> Address {
+        let host = match (&self.nodes, pod.node) {
+            (Some(_), Some(node)) => format!("node-{node}.sim"),
+            _ => self.config.host.clone(),
+        };
+        Address {
+            host,
+            ports: pod.spec.ports.clone(),
+        }
+    }
+
+    fn place_pending(&mut self) {
+        let ids: Vec<PodId> = self.pending.iter().copied().collect();
+        let mut unplaced = false;
+        for id in ids {
+            let Some(pod) = self.pods.get(&id) else {
+                continue;
+            };
+            let (cpu, memory) = (pod.spec.cpu_millis, pod.spec.memory_bytes);
+            let node = match &mut self.nodes {
+                None => None,
+                Some(nodes) => match nodes.place(cpu, memory, self.now) {
+                    Some(node) => Some(node),
+                    None => {
+                        unplaced = true;
+                        continue;
+                    }
+                },
+            };
+            self.pending.remove(&id);
+            self.placed += 1;
+            if let Some(pod) = self.pods.get_mut(&id) {
+                pod.node = node;
+                pod.placed = true;
+                pod.phase = Phase::Starting;
+            }
+            let latency = self.config.start_latency.sample(&mut self.rng);
+            self.set_timer(self.now + latency, Timer::Running(id));
+        }
+        if unplaced {
+            self.arm_nodes_check();
+        }
+    }
+
+    /// Sets the node autoscaler's next look: when the oldest pending pod
+    /// has waited long enough, or the first empty node may go.
+    fn arm_nodes_check(&mut self) {
+        let Some(nodes) = &self.nodes else {
+            return;
+        };
+        let Some(autoscale) = nodes.pool.autoscale.clone() else {
+            return;
+        };
+        let oldest_pending = self
+            .pending
+            .first()
+            .and_then(|id| self.pods.get(id))
+            .map(|_| self.now + autoscale.add_after);
+        let idle = nodes.next_idle(autoscale.remove_after_empty);
+        let next = match (oldest_pending, idle) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(t) => t,
+                None => return,
+            },
+        };
+        if self.nodes_check.is_none_or(|t| t > next || t < self.now) {
+            self.nodes_check = Some(next);
+            self.set_timer(next, Timer::Nodes);
+        }
+    }
+
+    fn on_nodes_check(&mut self) {
+        if self.nodes_check.is_some_and(|t| t > self.now) {
+            return;
+        }
+        self.nodes_check = None;
+        let Some(nodes) = &mut self.nodes else {
+            return;
+        };
+        let Some(autoscale) = nodes.pool.autoscale.clone() else {
+            return;
+        };
+        // Enough new nodes for the pods still waiting, by total requests.
+        if !self.pending.is_empty() {
+            let (mut cpu, mut memory) = (0u64, 0u64);
+            for pod in self.pending.iter().filter_map(|id| self.pods.get(id)) {
+                cpu = cpu.saturating_add(pod.spec.cpu_millis);
+                memory = memory.saturating_add(pod.spec.memory_bytes);
+            }
+            let by_cpu = cpu.div_ceil(nodes.pool.cpu_millis.max(1));
+            let by_memory = memory.div_ceil(nodes.pool.memory_bytes.max(1));
+            let wanted = by_cpu.max(by_memory).max(1);
+            let mut added = Vec::new();
+            for _ in 0..wanted {
+                match nodes.add(self.now) {
+                    Some(id) => added.push(id),
+                    None => break,
+                }
+            }
+            self.stats.nodes_added += added.len() as u64;
+            for id in added {
+                self.arm_node_loss(id);
+            }
+        }
+        let Some(nodes) = &mut self.nodes else {
+            return;
+        };
+        if self.now.0 >= autoscale.remove_after_empty.0 {
+            let idle = nodes.idle_since(self.now - autoscale.remove_after_empty);
+            self.stats.nodes_removed += idle.len() as u64;
+            for id in idle {
+                nodes.remove(id);
+            }
+        }
+        self.stats.peak_nodes = self.stats.peak_nodes.max(self.node_count());
+        self.place_pending();
+        self.arm_nodes_check();
+    }
+
+    fn arm_node_loss(&mut self, node: NodeId) {
+        let rate = self.config.failures.node_loss_per_hour;
+        if let Some(after) = exponential(&mut self.rng, rate) {
+            self.set_timer(self.now + after, Timer::NodeLoss(node));
+        }
+    }
+
+    fn on_node_loss(&mut self, node: NodeId) {
+        let Some(nodes) = &mut self.nodes else {
+            return;
+        };
+        if !nodes.nodes.contains_key(&node) {
+            return;
+        }
+        nodes.remove(node);
+        self.stats.nodes_lost += 1;
+        let lost: Vec<PodId> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| p.node == Some(node))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            if let Some(pod) = self.pods.get_mut(&id) {
+                // The node's resources went with it.
+                pod.node = None;
+                pod.placed = false;
+                self.placed -= 1;
+                if pod.phase != Phase::Deleting {
+                    self.stats.matches_interrupted_by_failure += pod.matches.len() as u64;
+                    self.stats.pods_lost_with_nodes += 1;
+                }
+            }
+            self.remove_pod(id);
+        }
+        // A cloud pool replaces a lost node (the autoscaler's job with one).
+        if self
+            .nodes
+            .as_ref()
+            .is_some_and(|n| n.pool.autoscale.is_none())
+            && let Some(nodes) = &mut self.nodes
+            && let Some(id) = nodes.add(self.now)
+        {
+            self.stats.nodes_added += 1;
+            self.arm_node_loss(id);
+        }
+        self.place_pending();
+        self.arm_nodes_check();
+    }
+
+    fn on_running(&mut self, id: PodId) {
+        let Some(pod) = self.pods.get_mut(&id) else {
+            return;
+        };
+        if pod.phase != Phase::Starting {
+            return;
+        }
+        pod.phase = Phase::Running;
+        let address = self.address(&self.pods[&id]);
+        let pod = &self.pods[&id];
+        self.outputs.push_back(Output::Instance(instance(
+            &pod.spec,
+            InstanceEventKind::Upsert,
+            InstanceStatus::Ready,
+            Some(address),
+        )));
+        self.set_timer(self.now + self.config.boot_delay, Timer::Booted(id));
+    }
+
+    fn on_booted(&mut self, id: PodId) {
+        let Some(pod) = self.pods.get_mut(&id) else {
+            return;
+        };
+        if pod.phase != Phase::Running {
+            return;
+        }
+        pod.booted = Some(self.now);
+        self.ping(id);
+        self.arm_ping(id);
+        let rate = self.config.failures.pod_crash_per_hour;
+        if let Some(after) = exponential(&mut self.rng, rate) {
+            // Right after a ping tick (see the module documentation).
+            let at = self.tick_at_or_after(id, self.now + after);
+            self.set_timer(at, Timer::Crash(id));
+        }
+    }
+
+    /// The pod's next ping tick at or after `t`.
+    fn tick_at_or_after(&self, id: PodId, t: Time) -> Time {
+        let Some(booted) = self.pods.get(&id).and_then(|p| p.booted) else {
+            return t;
+        };
+        let interval = self.config.ping_interval.0.max(1);
+        let since = t.0.saturating_sub(booted.0);
+        Time(booted.0 + since.div_ceil(interval) * interval)
+    }
+
+    /// Sets the pod's next periodic ping.
+    fn arm_ping(&mut self, id: PodId) {
+        let Some(pod) = self.pods.get(&id) else {
+            return;
+        };
+        let after = match self.config.pings {
+            Pings::Every => self.now + Millis(1),
+            Pings::Elided { refresh } => pod.last_ping.unwrap_or(self.now) + refresh,
+        };
+        let at = self.tick_at_or_after(id, after);
+        self.set_timer(at, Timer::Ping(id));
+    }
+
+    fn on_ping_timer(&mut self, id: PodId) {
+        let Some(pod) = self.pods.get(&id) else {
+            return;
+        };
+        if pod.phase != Phase::Running {
+            return;
+        }
+        let due = match self.config.pings {
+            Pings::Every => true,
+            Pings::Elided { refresh } => pod.last_ping.is_none_or(|t| self.now >= t + refresh),
+        };
+        if due {
+            self.ping(id);
+        }
+        self.arm_ping(id);
+    }
+
+    /// The game server pings with what it hosts now.
+    fn ping(&mut self, id: PodId) {
+        let Some(pod) = self.pods.get_mut(&id) else {
+            return;
+        };
+        let (status, running_matches) = match pod.behaviour {
+            Some(b) => (b.status, b.running_matches),
+            None if pod.in_match() => (PingStatus::Occupied, pod.matches.len() as u64),
+            None => (PingStatus::Ready, 0),
+        };
+        if status == PingStatus::Unknown {
+            return;
+        }
+        pod.last_ping = Some(self.now);
+        self.stats.pings += 1;
+        self.outputs.push_back(Output::Ping(Ping {
+            scheduler: pod.spec.scheduler.clone(),
+            room: pod.spec.room.clone(),
+            status,
+            running_matches,
+            metadata_json: String::new(),
+        }));
+    }
+
+    fn on_match_end(&mut self, id: PodId) {
+        let now = self.now;
+        let Some(pod) = self.pods.get_mut(&id) else {
+            return;
+        };
+        if pod.phase != Phase::Running {
+            return;
+        }
+        let ended = pod.matches.partition_point(|t| *t <= now);
+        if ended == 0 {
+            return;
+        }
+        pod.matches.drain(..ended);
+        pod.played += ended as u32;
+        self.stats.matches_finished += ended as u64;
+        let done = self
+            .config
+            .terminate_after_matches
+            .is_some_and(|n| pod.played >= n && pod.matches.is_empty());
+        if done {
+            // The game server reports its end and exits; the pod goes.
+            pod.behaviour = Some(RoomBehaviour {
+                status: PingStatus::Terminated,
+                running_matches: 0,
+            });
+            self.ping(id);
+            self.start_deletion(id);
+        } else {
+            self.ping(id);
+        }
+    }
+
+    fn on_crash(&mut self, id: PodId) {
+        let Some(pod) = self.pods.get(&id) else {
+            return;
+        };
+        if pod.phase != Phase::Running {
+            return;
+        }
+        if pod.last_ping != Some(self.now) {
+            self.ping(id);
+        }
+        let address = self.address(&self.pods[&id]);
+        let Some(pod) = self.pods.get_mut(&id) else {
+            return;
+        };
+        pod.phase = Phase::Crashed;
+        self.stats.pods_crashed += 1;
+        self.stats.matches_interrupted_by_failure += pod.matches.len() as u64;
+        pod.matches.clear();
+        let event = instance(
+            &pod.spec,
+            InstanceEventKind::Upsert,
+            InstanceStatus::Error,
+            Some(address),
+        );
+        self.outputs.push_back(Output::Instance(event));
+    }
+
+    fn start_deletion(&mut self, id: PodId) {
+        let Some(pod) = self.pods.get_mut(&id) else {
+            return;
+        };
+        if pod.phase == Phase::Deleting {
+            return;
+        }
+        if pod.in_match() {
+            self.stats.matches_interrupted_by_deletion += pod.matches.len() as u64;
+            self.stats.occupied_pods_deleted += 1;
+        }
+        pod.matches.clear();
+        if pod.phase == Phase::Pending {
+            self.pending.remove(&id);
+        }
+        pod.phase = Phase::Deleting;
+        self.stats.pods_deleted += 1;
+        let event = instance(
+            &pod.spec,
+            InstanceEventKind::Upsert,
+            InstanceStatus::Terminating,
+            None,
+        );
+        self.outputs.push_back(Output::Instance(event));
+        let latency = self.config.delete_latency.sample(&mut self.rng);
+        self.set_timer(self.now + latency, Timer::Gone(id));
+    }
+
+    fn on_gone(&mut self, id: PodId) {
+        if self.pods.contains_key(&id) {
+            self.remove_pod(id);
+            self.place_pending();
+            self.arm_nodes_check();
+        }
+    }
+
+    /// The pod is gone: its node's resources are free, the watch hears it.
+    fn remove_pod(&mut self, id: PodId) {
+        let Some(pod) = self.pods.remove(&id) else {
+            return;
+        };
+        self.by_name
+            .remove(&(pod.spec.scheduler.clone(), pod.spec.room.clone()));
+        self.pending.remove(&id);
+        if pod.placed {
+            self.placed -= 1;
+        }
+        if let (Some(node), Some(nodes)) = (pod.node, &mut self.nodes) {
+            nodes.release(node, pod.spec.cpu_millis, pod.spec.memory_bytes, self.now);
+        }
+        self.outputs.push_back(Output::Instance(instance(
+            &pod.spec,
+            InstanceEventKind::Deleted,
+            InstanceStatus::Terminating,
+            None,
+        )));
+    }
+}
+
+/// A draw from an exponential distribution of `per_hour` events an hour;
+/// `None` when the rate is zero.
+fn exponential(rng: &mut ChaCha8Rng, per_hour: f64) -> Option<Millis> {
+    if per_hour <= 0.0 || !per_hour.is_finite() {
+        return None;
+    }
+    let u: f64 = rng.random_range(f64::EPSILON..1.0);
+    let hours = -u.ln() / per_hour;
+    Some(Millis((hours * 3_600_000.0).min(1e15) as u64))
+}
+
+fn instance(
+    spec: &PodSpec,
+    kind: InstanceEventKind,
+    status: InstanceStatus,
+    address: Option<Address>,
+) -> InstanceEvent {
+    InstanceEvent {
+        scheduler: spec.scheduler.clone(),
+        room: spec.room.clone(),
+        kind,
+        status,
+        description: String::new(),
+        address,
+        version: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,361 @@
+//! The engine and the simulated cluster in virtual time.
+//!
+//! [`Harness`] owns an [`Engine`], the [`Cluster`] and a virtual clock, and
+//! executes every effect the engine emits at once: runtime effects on the
+//! cluster (their results come back after the cluster's API latency), store
+//! writes into a [`MemoryStore`] (one batch per drain), and it feeds the
+//! cluster's pings and instance events back to the engine. Everything is
+//! ordered by time and sequence, so a run is a pure function of the seeds
+//! and the inputs. Property tests, benchmarks and the capacity planner use
+//! it.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use maestro_engine::room::{PingStatus, RemovalReason};
+use maestro_engine::{
+    AllocateError, Allocation, Command, CommandError, CommandReply, Definition, Effect, EffectId,
+    Engine, EngineConfig, InstanceEvent, InstanceEventKind, Millis, OperationStatus, RuntimeError,
+    Time,
+};
+use maestro_store::{MemoryStore, Write};
+
+use crate::cluster::{Cluster, ClusterConfig, Output, PodSpec, RoomBehaviour};
+use crate::trace::DecisionTrace;
+
+/// Counters of what the harness executed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub pods_created: u64,
+    pub pods_deleted: u64,
+    pub pings: u64,
+    pub persisted: u64,
+    pub forwarded: u64,
+    /// Inputs handed to the engine (pings, instance events, results,
+    /// commands, allocations, timeouts).
+    pub engine_inputs: u64,
+    /// `add_rooms` operations finished.
+    pub scale_ups: u64,
+    /// Scale-down `remove_rooms` operations finished.
+    pub scale_downs: u64,
+}
+
+pub struct Harness {
+    pub engine: Engine,
+    engine_config: EngineConfig,
+    /// What the engine persisted, as the service's store would hold it.
+    pub store: MemoryStore,
+    pub cluster: Cluster,
+    restarts: u64,
+    now: Time,
+    /// Runtime results on their way back, by arrival time.
+    results: BinaryHeap<Reverse<(Time, u64, EffectId)>>,
+    pending_results: BTreeMap<EffectId, Result<(), RuntimeError>>,
+    seq: u64,
+    /// Each scheduler's disruption budget (`minAvailable`) as last set.
+    pub disruption_budgets: BTreeMap<String, u32>,
+    pub stats: Stats,
+    /// Every decision the engine took, in order.
+    pub trace: DecisionTrace,
+    /// Whether store writes are applied to `store` (the planner needs no
+    /// store and skips their cost).
+    pub persist: bool,
+}
+
+/// The time a harness starts at.
+pub const START: Time = Time(1_000_000);
+
+impl Harness {
+    pub fn new(engine: EngineConfig, cluster: ClusterConfig) -> Harness {
+        Harness::starting_at(engine, cluster, START)
+    }
+
+    pub fn starting_at(engine: EngineConfig, cluster: ClusterConfig, now: Time) -> Harness {
+        Harness {
+            engine: Engine::new(engine.clone()),
+            engine_config: engine,
+            store: MemoryStore::in_memory(),
+            cluster: Cluster::new(cluster, now),
+            restarts: 0,
+            now,
+            results: BinaryHeap::new(),
+            pending_results: BTreeMap::new(),
+            seq: 0,
+            disruption_budgets: BTreeMap::new(),
+            stats: Stats::default(),
+            trace: DecisionTrace::default(),
+            persist: true,
+        }
+    }
+
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    pub fn command(&mut self, command: Command) -> Result<CommandReply, CommandError> {
+        self.stats.engine_inputs += 1;
+        let reply = self.engine.handle_command(self.now, command);
+        self.drain();
+        reply
+    }
+
+    /// Allocates a ready room and tells its game server, which starts a
+    /// match of the cluster's configured length.
+    pub fn allocate(&mut self, scheduler: &str) -> Option<String> {
+        self.allocate_for(scheduler, None).ok().map(|a| a.room)
+    }
+
+    /// Allocates a ready room for a match lasting `duration` (the
+    /// cluster's distribution when `None`) and tells its game server.
+    pub fn allocate_for(
+        &mut self,
+        scheduler: &str,
+        duration: Option<Millis>,
+    ) -> Result<Allocation, AllocateError> {
+        self.stats.engine_inputs += 1;
+        let allocation = self.engine.allocate(self.now, scheduler, None);
+        self.drain();
+        if let Ok(a) = &allocation {
+            self.cluster
+                .allocated(self.now, scheduler, &a.room, duration);
+            self.deliver();
+        }
+        allocation
+    }
+
+    /// Changes what a room pings from now on, and pings at once (a game
+    /// server reports a state change immediately).
+    pub fn set_behaviour(&mut self, scheduler: &str, room: &str, behaviour: RoomBehaviour) {
+        self.cluster
+            .set_behaviour(self.now, scheduler, room, Some(behaviour));
+        self.deliver();
+    }
+
+    /// Processes every event and timer up to `until`.
+    pub fn run_until(&mut self, until: Time) {
+        loop {
+            let next = [
+                self.results.peek().map(|Reverse((t, _, _))| *t),
+                self.engine.poll_timeout(),
+                self.cluster.next_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let Some(next) = next else {
+                break;
+            };
+            if next > until {
+                break;
+            }
+            self.now = self.now.max(next);
+            self.step();
+        }
+        self.now = self.now.max(until);
+        self.cluster.advance(self.now);
+        self.deliver();
+    }
+
+    pub fn run_for(&mut self, duration: Millis) {
+        self.run_until(self.now + duration);
+    }
+
+    /// Everything due at `self.now`: runtime results, the engine's timers,
+    /// the cluster's timers, in that order.
+    fn step(&mut self) {
+        while let Some(Reverse((at, _, id))) = self.results.peek().copied() {
+            if at > self.now {
+                break;
+            }
+            self.results.pop();
+            if let Some(result) = self.pending_results.remove(&id) {
+                self.stats.engine_inputs += 1;
+                self.engine.handle_effect_result(self.now, id, result);
+                self.drain();
+            }
+        }
+        if self.engine.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.stats.engine_inputs += 1;
+            self.engine.handle_timeout(self.now);
+            self.drain();
+        }
+        self.cluster.advance(self.now);
+        self.deliver();
+    }
+
+    /// Hands what the cluster produced to the engine.
+    fn deliver(&mut self) {
+        while let Some(output) = self.cluster.poll_output() {
+            self.stats.engine_inputs += 1;
+            match output {
+                Output::Instance(event) => self.engine.handle_instance_event(self.now, &event),
+                Output::Ping(ping) => {
+                    self.stats.pings += 1;
+                    // A refused ping (for instance an impossible transition)
+                    // changes nothing; the room pings again on its period.
+                    let _ = self.engine.handle_ping(self.now, &ping);
+                }
+            }
+            self.drain();
+        }
+    }
+
+    /// The process dies and starts again: a new engine restored from the
+    /// store, and the cluster's pods relisted as a watch would after a
+    /// reconnect. Runtime results still in flight are lost with the process.
+    pub fn restart(&mut self) {
+        // Every process run draws a fresh seed, as the service does.
+        self.restarts += 1;
+        let seed = self
+            .engine_config
+            .seed
+            .wrapping_add(self.restarts.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        self.engine = Engine::new(EngineConfig {
+            seed,
+            ..self.engine_config.clone()
+        });
+        self.results.clear();
+        self.pending_results.clear();
+        // What the cluster said to the dead process is lost with it.
+        while self.cluster.poll_output().is_some() {}
+        let stored = self.store.load().expect("the in-memory store loads");
+        for scheduler in stored {
+            self.engine
+                .restore(self.now, scheduler)
+                .expect("stored schedulers restore");
+        }
+        self.drain();
+        let known: Vec<(String, Vec<String>)> = self
+            .engine
+            .scheduler_names()
+            .map(|name| {
+                let rooms = self
+                    .engine
+                    .fleet(name)
+                    .map(|f| f.rooms().map(|r| r.id.clone()).collect())
+                    .unwrap_or_default();
+                (name.to_string(), rooms)
+            })
+            .collect();
+        // Each scheduler's watch starts with a relist.
+        for (scheduler, rooms) in known {
+            let listed = self.cluster.list(&scheduler);
+            for room in rooms {
+                if !self.cluster.has_pod(&scheduler, &room) {
+                    let gone = InstanceEvent {
+                        scheduler: scheduler.clone(),
+                        room,
+                        kind: InstanceEventKind::Deleted,
+                        status: maestro_engine::room::InstanceStatus::Terminating,
+                        description: String::new(),
+                        address: None,
+                        version: None,
+                    };
+                    self.engine.handle_instance_event(self.now, &gone);
+                    self.drain();
+                }
+            }
+            for event in listed {
+                self.engine.handle_instance_event(self.now, &event);
+                self.drain();
+            }
+        }
+    }
+
+    /// Executes every effect the engine emitted; store writes are applied
+    /// as one batch per drain.
+    fn drain(&mut self) {
+        let mut writes = Vec::new();
+        while let Some(effect) = self.engine.poll_effect() {
+            self.trace.record(self.now, &effect);
+            if self.persist
+                && let Some(write) = Write::from_effect(&effect)
+            {
+                writes.push(write);
+            }
+            if let Effect::PersistOperation(op) = &effect
+                && op.status == OperationStatus::Finished
+            {
+                match &op.definition {
+                    Definition::AddRooms { .. } => self.stats.scale_ups += 1,
+                    Definition::RemoveRooms {
+                        reason: RemovalReason::ScaleDown,
+                        ..
+                    } => self.stats.scale_downs += 1,
+                    _ => {}
+                }
+            }
+            match effect {
+                Effect::CreateSchedulerResources { id, .. } => self.reply(id, Ok(())),
+                Effect::SetDisruptionBudget {
+                    id,
+                    scheduler,
+                    min_available,
+                } => {
+                    self.disruption_budgets.insert(scheduler, min_available);
+                    self.reply(id, Ok(()));
+                }
+                Effect::DeleteSchedulerResources { id, scheduler } => {
+                    self.cluster.delete_scheduler(self.now, &scheduler);
+                    self.reply(id, Ok(()));
+                }
+                Effect::CreateRoom {
+                    id,
+                    room,
+                    spec,
+                    host_ports,
+                    ..
+                } => {
+                    let pod = PodSpec::for_room(&spec, &room, &host_ports);
+                    let result = self.cluster.create_pod(self.now, pod);
+                    if result.is_ok() {
+                        self.stats.pods_created += 1;
+                    }
+                    self.reply(id, result);
+                }
+                Effect::DeleteRoom {
+                    id,
+                    scheduler,
+                    room,
+                    ..
+                } => {
+                    let result = self.cluster.delete_pod(self.now, &scheduler, &room);
+                    if result.is_ok() {
+                        self.stats.pods_deleted += 1;
+                    }
+                    self.reply(id, result);
+                }
+                Effect::PersistScheduler { .. }
+                | Effect::PersistOperation(_)
+                | Effect::DeleteOperations { .. }
+                | Effect::DeleteSchedulerData { .. }
+                | Effect::SaveRoom(_)
+                | Effect::ForgetRoom { .. } => self.stats.persisted += 1,
+                Effect::Forward { .. } => self.stats.forwarded += 1,
+            }
+        }
+        if !writes.is_empty() {
+            self.store
+                .apply(self.now, &writes)
+                .expect("the in-memory store accepts the engine's writes");
+        }
+    }
+
+    fn reply(&mut self, id: EffectId, result: Result<(), RuntimeError>) {
+        self.seq += 1;
+        let at = self.now + self.cluster.config().api_latency;
+        self.results.push(Reverse((at, self.seq, id)));
+        self.pending_results.insert(id, result);
+    }
+
+    /// Pods the simulated cluster holds for a scheduler (deleting ones included).
+    pub fn pod_count(&self, scheduler: &str) -> usize {
+        self.cluster.pod_count(scheduler)
+    }
+}
+
+/// A silent game server (it stopped pinging).
+pub const SILENT: RoomBehaviour = RoomBehaviour {
+    status: PingStatus::Unknown,
+    running_matches: 0,
+};

@@ -1,0 +1,301 @@
+//! The capacity planner: demand replayed through the real engine against
+//! the simulated cluster, in virtual time.
+//!
+//! A matchmaker model asks the engine for a room per match (the engine's
+//! own allocation path) and tells the room's game server, which hosts the
+//! match for its length. A match that finds no room waits in a queue and
+//! retries every `retry_interval`, oldest first; it is dropped once it has
+//! waited `wait_timeout`. Concurrent-player demand becomes matches by
+//! Little's law: `players / players_per_match` matches running at once,
+//! each lasting a draw of `match_duration`, so matches arrive at
+//! `concurrent / mean duration` a second (a Poisson process, one-second
+//! slots). The run starts `warmup` before the demand with a ramp up to its
+//! first value, and only what happens after the warm-up is reported.
+
+mod arrivals;
+mod report;
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use maestro_engine::health;
+use maestro_engine::room::RoomStatus;
+use maestro_engine::scheduler::Scheduler;
+use maestro_engine::{AllocateError, Command, CommandReply, EngineConfig, Millis, Time};
+
+use crate::cluster::{ClusterConfig, ClusterStats, Pings};
+use crate::demand::Demand;
+use crate::dist::Distribution;
+use crate::harness::{Harness, Stats};
+pub use arrivals::Arrivals;
+pub use report::{Outcome, Report, TimelineRow};
+
+/// How to run one plan.
+#[derive(Clone, Debug)]
+pub struct PlanConfig {
+    pub scheduler: Scheduler,
+    pub engine: EngineConfig,
+    pub cluster: ClusterConfig,
+    pub players_per_match: u32,
+    /// Lengths of matches made from concurrent-player demand.
+    pub match_duration: Distribution,
+    /// Demand is multiplied by this.
+    pub scale: f64,
+    pub wait_timeout: Millis,
+    pub retry_interval: Millis,
+    pub warmup: Millis,
+    /// Simulate at most this long after the warm-up.
+    pub duration: Option<Millis>,
+    pub seed: u64,
+    /// Timeline resolution.
+    pub sample_every: Millis,
+}
+
+impl PlanConfig {
+    /// A plan of `scheduler` with upstream's engine defaults, unlimited
+    /// nodes and elided pings.
+    pub fn new(scheduler: Scheduler) -> PlanConfig {
+        let engine = EngineConfig::default();
+        let cluster = planner_cluster(ClusterConfig::default(), &engine);
+        PlanConfig {
+            scheduler,
+            engine,
+            cluster,
+            players_per_match: 10,
+            match_duration: Distribution::Fixed(Millis::from_secs(30 * 60)),
+            scale: 1.0,
+            wait_timeout: Millis::from_secs(60),
+            retry_interval: Millis::from_secs(1),
+            warmup: Millis::from_secs(3600),
+            duration: None,
+            seed: 1,
+            sample_every: Millis::from_secs(60),
+        }
+    }
+}
+
+/// The planner's cluster: unchanged pings elided as far as the engine's
+/// ping timeout allows (see [`crate::cluster`]).
+pub fn planner_cluster(mut cluster: ClusterConfig, engine: &EngineConfig) -> ClusterConfig {
+    let interval = cluster.ping_interval.0.max(1);
+    let room = engine.room_ping_timeout.0.saturating_sub(2 * interval);
+    cluster.pings = if room > interval {
+        Pings::Elided {
+            refresh: Millis(room),
+        }
+    } else {
+        Pings::Every
+    };
+    cluster
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("the scheduler was refused: {0}")]
+    Scheduler(String),
+    #[error("the demand is empty")]
+    EmptyDemand,
+    #[error("the engine broke an invariant at {at}: {problem}")]
+    Invariant { at: Time, problem: String },
+}
+
+/// Limits the planner keeps itself within.
+const MAX_WAITING: usize = 10_000_000;
+
+/// Runs one plan. `progress` hears the share of simulated time done, now
+/// and then.
+pub fn run(
+    config: &PlanConfig,
+    demand: &Demand,
+    mut progress: impl FnMut(f64),
+) -> Result<Outcome, PlanError> {
+    let started = Instant::now();
+    let demand_start = demand.start();
+    let mut demand_end = demand.end();
+    if let Some(limit) = config.duration {
+        demand_end = demand_end.min(demand_start + limit);
+    }
+    if demand_end <= demand_start && matches!(demand, Demand::Players(_)) {
+        return Err(PlanError::EmptyDemand);
+    }
+    let begin = Time(demand_start.0.saturating_sub(config.warmup.0));
+    let engine = EngineConfig {
+        seed: config.seed,
+        ..config.engine.clone()
+    };
+    let cluster = ClusterConfig {
+        seed: config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 1,
+        ..config.cluster.clone()
+    };
+    let mut h = Harness::starting_at(engine, cluster, begin);
+    h.persist = false;
+    let name = config.scheduler.name.clone();
+    match h.command(Command::CreateScheduler(config.scheduler.clone())) {
+        Ok(CommandReply::Created { .. }) | Ok(_) => {}
+        Err(e) => return Err(PlanError::Scheduler(e.to_string())),
+    }
+    let mut arrivals = Arrivals::new(config, demand, begin, demand_end);
+    let mut next_arrival = arrivals.next();
+    let mut waiting: VecDeque<(Time, Millis)> = VecDeque::new();
+    let mut next_retry: Option<Time> = None;
+    let mut next_sample = demand_start;
+    let mut waits = Histogram::<u64>::new(3).map_err(|e| PlanError::Invariant {
+        at: begin,
+        problem: e.to_string(),
+    })?;
+    let mut tally = Tally::default();
+    let mut at_warmup: Option<(ClusterStats, Stats)> = None;
+    let mut timeline = Vec::new();
+    let span = demand_end.since(begin).0.max(1) as f64;
+    let mut next_progress = begin;
+    loop {
+        let next = [
+            next_arrival.map(|m| m.at),
+            next_retry,
+            Some(next_sample),
+            Some(demand_end),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(demand_end);
+        h.run_until(next);
+        let now = h.now();
+        if now >= next_progress {
+            progress(now.since(begin).0 as f64 / span);
+            next_progress = now + Millis::from_secs(3600);
+        }
+        if at_warmup.is_none() && now >= demand_start {
+            at_warmup = Some((h.cluster.stats().clone(), h.stats.clone()));
+        }
+        if now >= next_sample && now <= demand_end {
+            timeline.push(sample(&h, &name, now, demand_start, waiting.len()));
+            next_sample = now + config.sample_every;
+            if let Err(problem) = h.engine.check_invariants() {
+                return Err(PlanError::Invariant { at: now, problem });
+            }
+        }
+        let measured = now >= demand_start;
+        while let Some(m) = next_arrival.filter(|m| m.at <= now) {
+            next_arrival = arrivals.next();
+            if measured {
+                tally.requested += 1;
+            }
+            if waiting.is_empty() && try_allocate(&mut h, &name, m.duration)? {
+                if measured {
+                    tally.started += 1;
+                    let _ = waits.record(0);
+                }
+            } else if waiting.len() < MAX_WAITING {
+                waiting.push_back((m.at, m.duration));
+                next_retry.get_or_insert(now + config.retry_interval);
+            } else if measured {
+                tally.dropped += 1;
+            }
+        }
+        if next_retry.is_some_and(|t| t <= now) {
+            next_retry = None;
+            while let Some(&(arrived, duration)) = waiting.front() {
+                let counted = arrived >= demand_start;
+                if now.since(arrived) > config.wait_timeout {
+                    waiting.pop_front();
+                    if counted {
+                        tally.dropped += 1;
+                    }
+                    continue;
+                }
+                if !try_allocate(&mut h, &name, duration)? {
+                    break;
+                }
+                waiting.pop_front();
+                if counted {
+                    tally.started += 1;
+                    tally.waited += 1;
+                    let _ = waits.record(now.since(arrived).0);
+                }
+            }
+            if !waiting.is_empty() {
+                next_retry = Some(now + config.retry_interval);
+            }
+        }
+        if now >= demand_end {
+            break;
+        }
+    }
+    // Matches still waiting at the end neither started nor were dropped.
+    tally.still_waiting = waiting.iter().filter(|(at, _)| *at >= demand_start).count() as u64;
+    progress(1.0);
+    let (cluster_before, harness_before) =
+        at_warmup.unwrap_or_else(|| (ClusterStats::default(), Stats::default()));
+    Ok(report::build(
+        report::Inputs {
+            config,
+            h: &h,
+            tally,
+            waits: &waits,
+            cluster_before,
+            harness_before,
+            demand_start,
+            demand_end,
+            wall: started.elapsed(),
+        },
+        timeline,
+    ))
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    requested: u64,
+    started: u64,
+    waited: u64,
+    dropped: u64,
+    still_waiting: u64,
+}
+
+fn try_allocate(h: &mut Harness, scheduler: &str, duration: Millis) -> Result<bool, PlanError> {
+    match h.allocate_for(scheduler, Some(duration)) {
+        Ok(_) => Ok(true),
+        Err(AllocateError::NoRoomAvailable) => Ok(false),
+        Err(e) => Err(PlanError::Invariant {
+            at: h.now(),
+            problem: format!("an allocation failed: {e}"),
+        }),
+    }
+}
+
+fn sample(h: &Harness, scheduler: &str, now: Time, start: Time, waiting: usize) -> TimelineRow {
+    let counts = h.cluster.counts();
+    let stats = h.cluster.stats();
+    let running = stats.matches_started
+        - stats.matches_finished
+        - stats.matches_interrupted_by_deletion
+        - stats.matches_interrupted_by_failure;
+    let (mut row, desired) = match (h.engine.fleet(scheduler), h.engine.scheduler(scheduler)) {
+        (Some(fleet), Some(spec)) => {
+            let c = fleet.counts();
+            let row = TimelineRow {
+                minute: now.since(start).0 / 60_000,
+                time: now,
+                ready: c.get(RoomStatus::Ready),
+                occupied: c.get(RoomStatus::Occupied)
+                    + c.get(RoomStatus::Active)
+                    + c.get(RoomStatus::Allocated),
+                pending: c.get(RoomStatus::Pending) + c.get(RoomStatus::Unready),
+                ..TimelineRow::default()
+            };
+            let desired = health::target(spec, fleet, now).map_or(0, |t| t.desired);
+            (row, desired)
+        }
+        _ => (TimelineRow::default(), 0),
+    };
+    row.desired = desired;
+    row.demand = running + waiting as u64;
+    row.waiting = waiting as u64;
+    row.nodes = counts.nodes;
+    row.pods_pending = counts.pending;
+    row
+}
+
+#[cfg(test)]
+mod tests;
