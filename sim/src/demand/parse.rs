@@ -138,7 +138,7 @@ impl Ctx {
         // Gaps: against the median step of the series.
         let mut steps: Vec<u64> = points.windows(2).map(|w| w[1].0.since(w[0].0).0).collect();
         steps.sort_unstable();
-        let median = steps.get(steps.len() / 2).copied().unwrap_or(0);
+        let median = steps.get(steps.len().saturating_sub(1) / 2).copied().unwrap_or(0);
         for (i, w) in points.windows(2).enumerate() {
             let gap = w[1].0.since(w[0].0);
             let line = lines[i + 1];
@@ -470,10 +470,10 @@ mod tests {
 
     #[test]
     fn steamcharts_keeps_one_app_drops_zeros_and_warns_where() {
-        let text = "AppID,Date,AvgPlayers\n440,2025-03-17 13:01:50,44997\n570,2025-03-17 13:01:46,485707\n570,2025-03-17 14:01:46,0\n570,2025-03-17 15:01:46,480000\n";
+        let text = "AppID,Date,AvgPlayers\n440,2025-03-17 13:01:50,44997\n570,2025-03-17 13:01:46,485707\n570,2025-03-17 14:01:46,0\n570,2025-03-17 15:01:46,480000\n570,2025-03-17 16:01:46,470000\n";
         let imported = parse("sc.csv", text, &Format::SteamCharts { app_id: 570 }, GAP).unwrap();
         let s = players(&imported);
-        assert_eq!(s.points.len(), 2);
+        assert_eq!(s.points.len(), 3);
         assert_eq!(s.points[0].1, 485_707.0);
         assert_eq!(imported.warnings.len(), 2, "{:?}", imported.warnings);
         assert_eq!(imported.warnings[0].line, 4);
@@ -522,7 +522,7 @@ mod tests {
 
     #[test]
     fn series_reads_any_names_and_three_time_forms_and_holds_across_long_gaps() {
-        let text = "when , players\n2025-04-20 15:00:00, 100\n2025-04-20T16:00:00Z,200\n1745175600,300\n2025-04-21 16:00:00,50\n";
+        let text = "when , players\n2025-04-20 15:00:00, 100\n2025-04-20T16:00:00Z,200\n1745168400,300\n2025-04-21 16:00:00,50\n";
         let imported = parse("s.csv", text, &Format::Series, GAP).unwrap();
         let s = players(&imported);
         let t0 = s.points[0].0;
