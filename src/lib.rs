@@ -8,6 +8,7 @@ pub mod forwarding;
 pub mod leader;
 pub mod metrics_help;
 pub mod metrics_reporter;
+pub mod plan;
 pub mod service;
 pub mod sim_cluster;
 #[cfg(any(test, feature = "testing"))]

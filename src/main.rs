@@ -23,8 +23,21 @@ enum Cmd {
     /// Run modules: `all`, or any of management-api, rooms-api, worker,
     /// runtime-watcher, metrics-reporter.
     Start(StartArgs),
+    /// Capacity planning: replay demand through the real engine against a
+    /// simulated cluster, in virtual time.
+    #[command(subcommand)]
+    Sim(SimCmd),
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum SimCmd {
+    /// One scheduler against the demand: report.json, timeline.csv,
+    /// report.svg and report.html in --out.
+    Run(maestro::plan::RunArgs),
+    /// Several schedulers against the same demand and seed, side by side.
+    Compare(maestro::plan::CompareArgs),
 }
 
 #[derive(Args)]
@@ -67,6 +80,19 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Start(args) => start(args),
+        Cmd::Sim(cmd) => {
+            let result = match cmd {
+                SimCmd::Run(args) => maestro::plan::run(args),
+                SimCmd::Compare(args) => maestro::plan::compare(args),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("maestro sim: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

@@ -32,3 +32,12 @@ pub use auth::{ApiConfig, DEFAULT_BODY_LIMIT_BYTES, room_token};
 pub use backend::{Backend, Reply, ReportError, Request, RoomReport, Unavailable};
 pub use error::{ApiError, Code};
 pub use http::{management_router, openapi_document, rooms_router, router};
+
+/// A scheduler from the document a user would `POST /schedulers` (JSON),
+/// read and converted exactly as that route does, so a file the planner
+/// accepts is one the service accepts. Errors name the field path.
+pub fn scheduler_from_json(body: &[u8]) -> Result<maestro_engine::scheduler::Scheduler, ApiError> {
+    let request: proto::api::v1::CreateSchedulerRequest =
+        json::from_body(body, ".api.v1.CreateSchedulerRequest")?;
+    convert::scheduler::scheduler(request)
+}

@@ -138,7 +138,10 @@ impl Ctx {
         // Gaps: against the median step of the series.
         let mut steps: Vec<u64> = points.windows(2).map(|w| w[1].0.since(w[0].0).0).collect();
         steps.sort_unstable();
-        let median = steps.get(steps.len().saturating_sub(1) / 2).copied().unwrap_or(0);
+        let median = steps
+            .get(steps.len().saturating_sub(1) / 2)
+            .copied()
+            .unwrap_or(0);
         for (i, w) in points.windows(2).enumerate() {
             let gap = w[1].0.since(w[0].0);
             let line = lines[i + 1];

@@ -44,11 +44,15 @@ pub struct Report {
     pub warmup_seconds: f64,
     pub simulated_seconds: f64,
     pub wall_seconds: f64,
-    /// Simulated time per wall-clock time.
+    /// Simulated time per wall-clock time (printed, not in the JSON file,
+    /// which is the same byte for byte for the same inputs but for
+    /// `wall_seconds`).
+    #[serde(skip)]
     pub speedup: f64,
     /// Pings, pod events, allocations and results the engine handled.
     pub engine_inputs: u64,
     /// Room events (pings and pod events) per wall-clock second.
+    #[serde(skip)]
     pub room_events_per_second: f64,
     pub decisions: u64,
     /// XXH3 over every decision the engine took, in order.

@@ -1,0 +1,232 @@
+//! The planner's plots (SVG, with plotters) and its HTML page, which
+//! embeds them and needs no network to open.
+
+use anyhow::{Result, anyhow};
+use maestro_sim::plan::{Report, TimelineRow};
+use plotters::prelude::*;
+
+const SIZE: (u32, u32) = (1100, 700);
+/// Points drawn per line at most: a long run is thinned to the maximum of
+/// each field over equal buckets, so peaks survive and the file stays small.
+const MAX_POINTS: usize = 1_500;
+
+fn thin(rows: &[TimelineRow]) -> Vec<TimelineRow> {
+    let bucket = rows.len().div_ceil(MAX_POINTS).max(1);
+    rows.chunks(bucket)
+        .map(|chunk| {
+            let mut row = chunk[0].clone();
+            for r in &chunk[1..] {
+                row.ready = row.ready.max(r.ready);
+                row.occupied = row.occupied.max(r.occupied);
+                row.pending = row.pending.max(r.pending);
+                row.desired = row.desired.max(r.desired);
+                row.demand = row.demand.max(r.demand);
+                row.waiting = row.waiting.max(r.waiting);
+                row.nodes = row.nodes.max(r.nodes);
+                row.pods_pending = row.pods_pending.max(r.pods_pending);
+            }
+            row
+        })
+        .collect()
+}
+
+/// One column of the timeline.
+type Field = fn(&TimelineRow) -> u64;
+
+fn hours(row: &TimelineRow) -> f64 {
+    row.minute as f64 / 60.0
+}
+
+/// Rooms by status against demand over time (top), matches waiting
+/// (bottom).
+pub fn timeline_svg(title: &str, rows: &[TimelineRow]) -> Result<String> {
+    let rows = &thin(rows)[..];
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let (top, bottom) = root.split_vertically(SIZE.1 * 7 / 10);
+        let end = rows.last().map_or(1.0, hours).max(1.0 / 60.0);
+        let peak = rows
+            .iter()
+            .map(|r| {
+                (r.ready + r.occupied + r.pending)
+                    .max(r.desired)
+                    .max(r.demand)
+            })
+            .max()
+            .unwrap_or(1)
+            .max(1) as f64;
+        let mut chart = ChartBuilder::on(&top)
+            .caption(format!("{title}: rooms against demand"), ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..end, 0.0..peak * 1.05)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("hours")
+            .y_desc("rooms / matches")
+            .draw()
+            .map_err(err)?;
+        let series: [(&str, RGBColor, Field); 5] = [
+            ("occupied", RGBColor(200, 60, 40), |r| r.occupied),
+            ("ready", RGBColor(40, 150, 60), |r| r.ready),
+            ("pending", RGBColor(230, 160, 30), |r| r.pending),
+            ("desired", RGBColor(90, 90, 90), |r| r.desired),
+            ("demand (matches)", RGBColor(30, 80, 200), |r| r.demand),
+        ];
+        for (name, color, value) in series {
+            chart
+                .draw_series(LineSeries::new(
+                    rows.iter().map(|r| (hours(r), value(r) as f64)),
+                    color.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        let waiting_peak = rows.iter().map(|r| r.waiting).max().unwrap_or(0).max(1) as f64;
+        let mut waits = ChartBuilder::on(&bottom)
+            .caption("matches waiting for a room", ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..end, 0.0..waiting_peak * 1.05)
+            .map_err(err)?;
+        waits.configure_mesh().x_desc("hours").draw().map_err(err)?;
+        waits
+            .draw_series(LineSeries::new(
+                rows.iter().map(|r| (hours(r), r.waiting as f64)),
+                RGBColor(150, 40, 150).stroke_width(2),
+            ))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Several runs' rooms (all statuses) over the same demand.
+pub fn overlay_svg(runs: &[(String, &[TimelineRow])]) -> Result<String> {
+    let thinned: Vec<(String, Vec<TimelineRow>)> = runs
+        .iter()
+        .map(|(name, rows)| (name.clone(), thin(rows)))
+        .collect();
+    let runs: Vec<(String, &[TimelineRow])> = thinned
+        .iter()
+        .map(|(name, rows)| (name.clone(), rows.as_slice()))
+        .collect();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let end = runs
+            .iter()
+            .filter_map(|(_, rows)| rows.last().map(hours))
+            .fold(1.0 / 60.0, f64::max);
+        let peak = runs
+            .iter()
+            .flat_map(|(_, rows)| rows.iter())
+            .map(|r| (r.ready + r.occupied + r.pending).max(r.demand))
+            .max()
+            .unwrap_or(1)
+            .max(1) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("rooms of each policy against demand", ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..end, 0.0..peak * 1.05)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("hours")
+            .y_desc("rooms / matches")
+            .draw()
+            .map_err(err)?;
+        if let Some((_, rows)) = runs.first() {
+            let color = RGBColor(30, 30, 30);
+            chart
+                .draw_series(LineSeries::new(
+                    rows.iter().map(|r| (hours(r), r.demand as f64)),
+                    color.stroke_width(1),
+                ))
+                .map_err(err)?
+                .label("demand (matches)")
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+        for (i, (name, rows)) in runs.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(
+                    rows.iter()
+                        .map(|r| (hours(r), (r.ready + r.occupied + r.pending) as f64)),
+                    color.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow!("drawing the plot: {e}")
+}
+
+/// A self-contained page: a table of the reports, side by side, and the
+/// plots inline.
+pub fn html(title: &str, reports: &[&Report], svgs: &[&str]) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut page = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title>\n\
+         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}th{{text-align:left}}</style>\n\
+         </head><body>\n<h1>{t}</h1>\n<table>\n",
+        t = esc(title)
+    );
+    let value = serde_json::to_value(reports.iter().collect::<Vec<_>>()).unwrap_or_default();
+    let keys: Vec<String> = value
+        .get(0)
+        .and_then(|v| v.as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    for key in keys {
+        page.push_str(&format!("<tr><th>{}</th>", esc(&key)));
+        for i in 0..reports.len() {
+            let cell = match &value[i][&key] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            page.push_str(&format!("<td>{}</td>", esc(&cell)));
+        }
+        page.push_str("</tr>\n");
+    }
+    page.push_str("</table>\n");
+    for svg in svgs {
+        page.push_str("<div>");
+        page.push_str(svg);
+        page.push_str("</div>\n");
+    }
+    page.push_str("</body></html>\n");
+    page
+}
