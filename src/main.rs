@@ -35,9 +35,11 @@ enum Cmd {
 enum SimCmd {
     /// One scheduler against the demand: report.json, timeline.csv,
     /// report.svg and report.html in --out.
-    Run(maestro::plan::RunArgs),
+    Run(Box<maestro::plan::RunArgs>),
     /// Several schedulers against the same demand and seed, side by side.
-    Compare(maestro::plan::CompareArgs),
+    Compare(Box<maestro::plan::CompareArgs>),
+    /// The cheapest policy (varying scheduler parameters) that meets a goal.
+    Tune(Box<maestro::plan::TuneArgs>),
 }
 
 #[derive(Args)]
@@ -82,8 +84,9 @@ fn main() -> ExitCode {
         Cmd::Start(args) => start(args),
         Cmd::Sim(cmd) => {
             let result = match cmd {
-                SimCmd::Run(args) => maestro::plan::run(args),
-                SimCmd::Compare(args) => maestro::plan::compare(args),
+                SimCmd::Run(args) => maestro::plan::run(*args),
+                SimCmd::Compare(args) => maestro::plan::compare(*args),
+                SimCmd::Tune(args) => maestro::plan::tune(*args),
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,9 @@
 //! `timeline.csv`, `report.svg` and `report.html`, plus a summary table.
 
 mod plot;
+mod tune;
+
+pub use tune::{TuneArgs, tune};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -230,3 +230,79 @@ pub fn html(title: &str, reports: &[&Report], svgs: &[&str]) -> String {
     page.push_str("</body></html>\n");
     page
 }
+
+/// One policy tried by `tune`.
+pub struct FrontierPoint {
+    pub label: String,
+    pub cost: f64,
+    pub miss: f64,
+    pub meets_goal: bool,
+}
+
+/// Cost against misses for every policy tried; those meeting the goal
+/// filled, the Pareto frontier joined by a line.
+pub fn frontier_svg(cost: &str, miss: &str, points: &[FrontierPoint]) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let max_cost = points.iter().map(|p| p.cost).fold(1e-9, f64::max);
+        let max_miss = points.iter().map(|p| p.miss).fold(1e-9, f64::max);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("cost against {miss} per policy"),
+                ("sans-serif", 20),
+            )
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..max_cost * 1.05, 0.0..max_miss * 1.1)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(cost)
+            .y_desc(miss)
+            .draw()
+            .map_err(err)?;
+        let mut sorted: Vec<&FrontierPoint> = points.iter().collect();
+        sorted.sort_by(|a, b| a.cost.total_cmp(&b.cost));
+        let mut frontier = Vec::new();
+        let mut best_miss = f64::INFINITY;
+        for p in &sorted {
+            if p.miss < best_miss {
+                best_miss = p.miss;
+                frontier.push((p.cost, p.miss));
+            }
+        }
+        chart
+            .draw_series(LineSeries::new(
+                frontier,
+                RGBColor(90, 90, 90).stroke_width(1),
+            ))
+            .map_err(err)?;
+        for p in points {
+            let color = if p.meets_goal {
+                RGBColor(40, 150, 60)
+            } else {
+                RGBColor(200, 60, 40)
+            };
+            let style = if p.meets_goal {
+                color.filled()
+            } else {
+                color.stroke_width(2)
+            };
+            chart
+                .draw_series(std::iter::once(Circle::new((p.cost, p.miss), 5, style)))
+                .map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    p.label.clone(),
+                    (p.cost, p.miss),
+                    ("sans-serif", 11),
+                )))
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
