@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use futures::StreamExt;
 use futures::stream::BoxStream;
 use maestro_api::backend::{Backend, Reply, Request, Unavailable};
 use maestro_engine::room::RemovalReason;
@@ -30,8 +29,10 @@ pub trait RoomsApi: Send + Sync + 'static {
     async fn ping(&self, ping: Ping);
 }
 
-/// Pings on their way to the Rooms API at once, at most.
-const PINGS_IN_FLIGHT: usize = 64;
+/// Lanes pings travel to the Rooms API in: one ping in flight per lane, a
+/// room always in the same lane, so a room's pings arrive in order (an
+/// `occupied` overtaken by an older `ready` would free a busy room).
+const PING_LANES: usize = 32;
 
 struct State {
     cluster: Cluster,
@@ -43,7 +44,7 @@ pub struct SimCluster {
     clock: Clock,
     /// Wakes the timer task when a call set an earlier timer.
     wake: Notify,
-    pings: mpsc::UnboundedSender<Ping>,
+    lanes: Vec<mpsc::UnboundedSender<Ping>>,
     rooms_api: Arc<OnceLock<Arc<dyn RoomsApi>>>,
 }
 
@@ -55,8 +56,13 @@ impl SimCluster {
         clock: Clock,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<SimCluster> {
-        let (pings, pings_rx) = mpsc::unbounded_channel();
         let rooms_api: Arc<OnceLock<Arc<dyn RoomsApi>>> = Arc::new(OnceLock::new());
+        let mut lanes = Vec::with_capacity(PING_LANES);
+        for _ in 0..PING_LANES {
+            let (lane, rx) = mpsc::unbounded_channel();
+            lanes.push(lane);
+            tokio::spawn(send_pings(rx, Arc::clone(&rooms_api), shutdown.clone()));
+        }
         let sim = Arc::new(SimCluster {
             state: Mutex::new(State {
                 cluster: Cluster::new(config, clock.now()),
@@ -64,11 +70,10 @@ impl SimCluster {
             }),
             clock,
             wake: Notify::new(),
-            pings,
-            rooms_api: Arc::clone(&rooms_api),
+            lanes,
+            rooms_api,
         });
-        tokio::spawn(Arc::clone(&sim).run_timers(shutdown.clone()));
-        tokio::spawn(send_pings(pings_rx, rooms_api, shutdown));
+        tokio::spawn(Arc::clone(&sim).run_timers(shutdown));
         sim
     }
 
@@ -106,7 +111,10 @@ impl SimCluster {
                     }
                 }
                 Output::Ping(ping) => {
-                    let _ = self.pings.send(ping);
+                    let lane = lane_of(&ping.scheduler, &ping.room, self.lanes.len());
+                    if let Some(lane) = self.lanes.get(lane) {
+                        let _ = lane.send(ping);
+                    }
                 }
             }
         }
@@ -141,22 +149,33 @@ impl SimCluster {
     }
 }
 
+/// A room's lane: FNV-1a over its names (any spread will do; it only
+/// has to be the same for every ping of the room).
+fn lane_of(scheduler: &str, room: &str, lanes: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in scheduler.bytes().chain([0]).chain(room.bytes()) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % lanes.max(1) as u64) as usize
+}
+
+/// One lane: its pings one after the other.
 async fn send_pings(
-    rx: mpsc::UnboundedReceiver<Ping>,
+    mut rx: mpsc::UnboundedReceiver<Ping>,
     rooms_api: Arc<OnceLock<Arc<dyn RoomsApi>>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let pings = tokio_stream_from(rx).for_each_concurrent(PINGS_IN_FLIGHT, |ping| {
-        let api = rooms_api.get().cloned();
-        async move {
-            if let Some(api) = api {
-                api.ping(ping).await;
-            }
+    loop {
+        let ping = tokio::select! {
+            ping = rx.recv() => ping,
+            _ = shutdown.wait_for(|stop| *stop) => None,
+        };
+        let Some(ping) = ping else {
+            return;
+        };
+        if let Some(api) = rooms_api.get() {
+            api.ping(ping).await;
         }
-    });
-    tokio::select! {
-        _ = pings => {}
-        _ = shutdown.wait_for(|stop| *stop) => {}
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Stats {
     pub scale_ups: u64,
     /// Scale-down `remove_rooms` operations finished.
     pub scale_downs: u64,
+    /// Allocated rooms whose game server could not take the match.
+    pub allocations_refused: u64,
 }
 
 pub struct Harness {
@@ -96,6 +98,7 @@ impl Harness {
         self.stats.engine_inputs += 1;
         let reply = self.engine.handle_command(self.now, command);
         self.drain();
+        self.deliver();
         reply
     }
 

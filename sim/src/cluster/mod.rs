@@ -21,7 +21,9 @@
 //! of the tick at which a game server falls silent (crashes happen right
 //! after a tick). So whether a room has been silent longer than the ping
 //! timeout is, at every instant, the same as with every ping delivered,
-//! provided `refresh + ping_interval` is below the timeout.
+//! provided `refresh + ping_interval` is below the timeout. A test that
+//! silences a server at an arbitrary time ([`Cluster::set_behaviour`])
+//! gets that exactness only with [`Pings::Every`].
 
 mod nodes;
 
@@ -218,6 +220,9 @@ pub struct Counts {
 
 type PodId = u64;
 
+/// The farthest a crash timer is set ahead (see `Cluster::arm_crash`).
+const CRASH_STEP: Millis = Millis(3_600_000);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Pending,
@@ -233,9 +238,13 @@ struct Pod {
     phase: Phase,
     /// Placed (on a node of the pool, or anywhere without one).
     placed: bool,
+    /// When it was created: pending pods wait from then.
+    created: Time,
     node: Option<NodeId>,
     /// When the game server booted: its pings fall on `booted + k * interval`.
     booted: Option<Time>,
+    /// When it will crash, if it does.
+    crash_at: Option<Time>,
     last_ping: Option<Time>,
     /// End times of the matches it hosts, earliest first.
     matches: Vec<Time>,
@@ -282,7 +291,16 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(config: ClusterConfig, now: Time) -> Cluster {
+    pub fn new(mut config: ClusterConfig, now: Time) -> Cluster {
+        // Zero intervals would fire timers without moving time.
+        config.ping_interval = config.ping_interval.max(Millis(1));
+        if config.pings
+            == (Pings::Elided {
+                refresh: Millis::ZERO,
+            })
+        {
+            config.pings = Pings::Every;
+        }
         let nodes = config.nodes.clone().map(|pool| Nodes::new(pool, now));
         let mut cluster = Cluster {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
@@ -322,6 +340,12 @@ impl Cluster {
 
     pub fn stats(&self) -> &ClusterStats {
         &self.stats
+    }
+
+    /// Peaks count from now on (the planner's warm-up is not reported).
+    pub fn reset_peaks(&mut self) {
+        self.stats.peak_pods = self.pods.len() as u64;
+        self.stats.peak_nodes = self.node_count();
     }
 
     /// The next output, in the order produced.
@@ -393,8 +417,10 @@ impl Cluster {
                 spec,
                 phase: Phase::Pending,
                 placed: false,
+                created: self.now,
                 node: None,
                 booted: None,
+                crash_at: None,
                 last_ping: None,
                 matches: Vec::new(),
                 played: 0,
@@ -461,9 +487,14 @@ impl Cluster {
         let Some(pod) = self.pods.get_mut(&id) else {
             return false;
         };
+        let spent = self
+            .config
+            .terminate_after_matches
+            .is_some_and(|n| pod.played as usize + pod.matches.len() >= n as usize);
         if pod.phase != Phase::Running
             || pod.booted.is_none()
             || pod.matches.len() >= pod.spec.max_matches as usize
+            || spent
         {
             return false;
         }
@@ -716,11 +747,15 @@ impl Cluster {
         let Some(autoscale) = nodes.pool.autoscale.clone() else {
             return;
         };
+        // Pods pend in creation order: the first waited longest.
+        // A pool at its maximum waits for room instead (a pod going or a
+        // node lost arms the check again).
         let oldest_pending = self
             .pending
             .first()
             .and_then(|id| self.pods.get(id))
-            .map(|_| self.now + autoscale.add_after);
+            .filter(|_| nodes.can_grow())
+            .map(|pod| (pod.created + autoscale.add_after).max(self.now + Millis(1)));
         let idle = nodes.next_idle(autoscale.remove_after_empty);
         let next = match (oldest_pending, idle) {
             (Some(a), Some(b)) => a.min(b),
@@ -746,10 +781,18 @@ impl Cluster {
         let Some(autoscale) = nodes.pool.autoscale.clone() else {
             return;
         };
-        // Enough new nodes for the pods still waiting, by total requests.
-        if !self.pending.is_empty() {
+        // Enough new nodes for the pods that have waited `add_after`, by
+        // total requests.
+        let waited = Time(self.now.0.saturating_sub(autoscale.add_after.0));
+        let overdue: Vec<&Pod> = self
+            .pending
+            .iter()
+            .filter_map(|id| self.pods.get(id))
+            .filter(|pod| pod.created <= waited)
+            .collect();
+        if !overdue.is_empty() {
             let (mut cpu, mut memory) = (0u64, 0u64);
-            for pod in self.pending.iter().filter_map(|id| self.pods.get(id)) {
+            for pod in overdue {
                 cpu = cpu.saturating_add(pod.spec.cpu_millis);
                 memory = memory.saturating_add(pod.spec.memory_bytes);
             }
@@ -768,6 +811,8 @@ impl Cluster {
                 self.arm_node_loss(id);
             }
         }
+        // New nodes take their pods before any idle node is looked at.
+        self.place_pending();
         let Some(nodes) = &mut self.nodes else {
             return;
         };
@@ -866,8 +911,18 @@ impl Cluster {
         if let Some(after) = exponential(&mut self.rng, rate) {
             // Right after a ping tick (see the module documentation).
             let at = self.tick_at_or_after(id, self.now + after);
-            self.set_timer(at, Timer::Crash(id));
+            if let Some(pod) = self.pods.get_mut(&id) {
+                pod.crash_at = Some(at);
+            }
+            self.arm_crash(id, at);
         }
+    }
+
+    /// Sets the crash timer at most an hour ahead, so a deleted pod's
+    /// crash does not sit in the timer heap for the rest of a long run.
+    fn arm_crash(&mut self, id: PodId, at: Time) {
+        let step = (self.now + CRASH_STEP).min(at);
+        self.set_timer(step, Timer::Crash(id));
     }
 
     /// The pod's next ping tick at or after `t`.
@@ -885,9 +940,13 @@ impl Cluster {
         let Some(pod) = self.pods.get(&id) else {
             return;
         };
+        // Never at or before now: a silent server (no ping sent) would
+        // otherwise re-arm the timer it is firing.
         let after = match self.config.pings {
             Pings::Every => self.now + Millis(1),
-            Pings::Elided { refresh } => pod.last_ping.unwrap_or(self.now) + refresh,
+            Pings::Elided { refresh } => {
+                (pod.last_ping.unwrap_or(self.now) + refresh).max(self.now + Millis(1))
+            }
         };
         let at = self.tick_at_or_after(id, after);
         self.set_timer(at, Timer::Ping(id));
@@ -972,6 +1031,11 @@ impl Cluster {
         };
         if pod.phase != Phase::Running {
             return;
+        }
+        match pod.crash_at {
+            Some(at) if at > self.now => return self.arm_crash(id, at),
+            Some(_) => {}
+            None => return,
         }
         if pod.last_ping != Some(self.now) {
             self.ping(id);

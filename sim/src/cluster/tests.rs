@@ -332,3 +332,68 @@ fn api_errors_come_at_their_rate_and_change_nothing() {
     assert_eq!(c.stats().pods_created as usize, 1_000 - failed);
     assert_eq!(c.pod_count("arena"), 1_000 - failed);
 }
+
+#[test]
+fn a_silenced_server_with_elided_pings_stays_silent_and_time_moves_on() {
+    let config = ClusterConfig {
+        pings: Pings::Elided {
+            refresh: Millis::from_secs(200),
+        },
+        ..ClusterConfig::default()
+    };
+    let mut c = Cluster::new(config, Time(0));
+    c.create_pod(Time(0), pod("a", 100)).unwrap();
+    c.advance(Time(2_000));
+    drain(&mut c);
+    let silent = RoomBehaviour {
+        status: PingStatus::Unknown,
+        running_matches: 0,
+    };
+    c.set_behaviour(Time(2_000), "arena", "a", Some(silent));
+    c.advance(Time(3_600_000));
+    assert!(pings(&drain(&mut c)).is_empty());
+    assert!(c.next_timeout().is_some_and(|t| t > Time(3_600_000)));
+}
+
+#[test]
+fn the_node_autoscaler_waits_for_each_pod_even_when_an_idle_check_comes_first() {
+    let mut c = Cluster::new(pooled(1, 5), Time(0));
+    // An extra node, empty: its idle check is due at 10 minutes.
+    c.create_pod(Time(0), pod("a", 600)).unwrap();
+    c.create_pod(Time(0), pod("b", 600)).unwrap();
+    c.advance(Time(90_000));
+    assert_eq!(c.counts().nodes, 2);
+    c.delete_pod(Time(100_000), "arena", "b").unwrap();
+    c.advance(Time(101_000));
+    // Just before node 1 would go idle, a burst fills it and leaves pods
+    // pending: they get a node 90 s after their creation, not at the
+    // idle check.
+    let t = 101_000 + 595_000;
+    for i in 0..3 {
+        c.create_pod(Time(t), pod(&format!("c{i}"), 600)).unwrap();
+    }
+    assert_eq!(c.counts().pending, 2);
+    c.advance(Time(t + 89_000));
+    assert_eq!(c.counts().pending, 2, "no node before 90 s of waiting");
+    c.advance(Time(t + 90_000));
+    assert_eq!(c.counts().pending, 0);
+    c.check_consistency().unwrap();
+}
+
+#[test]
+fn a_server_ending_after_n_matches_takes_no_more_than_n() {
+    let config = ClusterConfig {
+        terminate_after_matches: Some(1),
+        ..ClusterConfig::default()
+    };
+    let mut c = Cluster::new(config, Time(0));
+    let mut spec = pod("a", 100);
+    spec.max_matches = 3;
+    c.create_pod(Time(0), spec).unwrap();
+    c.advance(Time(1_000));
+    assert!(c.allocated(Time(1_000), "arena", "a", None));
+    assert!(
+        !c.allocated(Time(1_000), "arena", "a", None),
+        "its one match is taken"
+    );
+}

@@ -96,6 +96,8 @@ pub enum PlanError {
     Scheduler(String),
     #[error("the demand is empty")]
     EmptyDemand,
+    #[error("{0}")]
+    Config(String),
     #[error("the engine broke an invariant at {at}: {problem}")]
     Invariant { at: Time, problem: String },
 }
@@ -111,6 +113,11 @@ pub fn run(
     mut progress: impl FnMut(f64),
 ) -> Result<Outcome, PlanError> {
     let started = Instant::now();
+    if config.sample_every == Millis::ZERO || config.retry_interval == Millis::ZERO {
+        return Err(PlanError::Config(
+            "the timeline step and the retry interval must be above zero".to_string(),
+        ));
+    }
     let demand_start = demand.start();
     let mut demand_end = demand.end();
     if let Some(limit) = config.duration {
@@ -145,7 +152,7 @@ pub fn run(
         problem: e.to_string(),
     })?;
     let mut tally = Tally::default();
-    let mut at_warmup: Option<(ClusterStats, Stats)> = None;
+    let mut at_warmup: Option<(ClusterStats, Stats, u64)> = None;
     let mut timeline = Vec::new();
     let span = demand_end.since(begin).0.max(1) as f64;
     let mut next_progress = begin;
@@ -167,7 +174,12 @@ pub fn run(
             next_progress = now + Millis::from_secs(3600);
         }
         if at_warmup.is_none() && now >= demand_start {
-            at_warmup = Some((h.cluster.stats().clone(), h.stats.clone()));
+            h.cluster.reset_peaks();
+            at_warmup = Some((
+                h.cluster.stats().clone(),
+                h.stats.clone(),
+                h.trace.decisions(),
+            ));
         }
         if now >= next_sample && now <= demand_end {
             timeline.push(sample(&h, &name, now, demand_start, waiting.len()));
@@ -226,8 +238,8 @@ pub fn run(
     // Matches still waiting at the end neither started nor were dropped.
     tally.still_waiting = waiting.iter().filter(|(at, _)| *at >= demand_start).count() as u64;
     progress(1.0);
-    let (cluster_before, harness_before) =
-        at_warmup.unwrap_or_else(|| (ClusterStats::default(), Stats::default()));
+    let (cluster_before, harness_before, decisions_before) =
+        at_warmup.unwrap_or_else(|| (ClusterStats::default(), Stats::default(), 0));
     Ok(report::build(
         report::Inputs {
             config,
@@ -236,6 +248,7 @@ pub fn run(
             waits: &waits,
             cluster_before,
             harness_before,
+            decisions_before,
             demand_start,
             demand_end,
             wall: started.elapsed(),
@@ -254,7 +267,15 @@ struct Tally {
 }
 
 fn try_allocate(h: &mut Harness, scheduler: &str, duration: Millis) -> Result<bool, PlanError> {
+    let refused = h.stats.allocations_refused;
     match h.allocate_for(scheduler, Some(duration)) {
+        Ok(a) if h.stats.allocations_refused > refused => Err(PlanError::Invariant {
+            at: h.now(),
+            problem: format!(
+                "room {} was allocated but its game server cannot host a match",
+                a.room
+            ),
+        }),
         Ok(_) => Ok(true),
         Err(AllocateError::NoRoomAvailable) => Ok(false),
         Err(e) => Err(PlanError::Invariant {

@@ -34,7 +34,8 @@ pub struct Report {
     /// Dropped matches as a share of those requested.
     pub dropped_ratio: f64,
     pub matches_still_waiting: u64,
-    /// Rooms maestro deleted while they hosted a match. Must be 0.
+    /// Rooms maestro deleted while they hosted a match, over the whole run
+    /// (warm-up included: a safety invariant). Must be 0.
     pub occupied_rooms_deleted: u64,
     pub matches_interrupted_by_failures: u64,
     /// `add_rooms` operations finished.
@@ -130,6 +131,7 @@ pub(super) struct Inputs<'a> {
     pub waits: &'a Histogram<u64>,
     pub cluster_before: ClusterStats,
     pub harness_before: Stats,
+    pub decisions_before: u64,
     pub demand_start: Time,
     pub demand_end: Time,
     pub wall: Duration,
@@ -150,6 +152,7 @@ pub(super) fn build(i: Inputs<'_>, timeline: Vec<TimelineRow>) -> Outcome {
             i.waits.value_at_quantile(q) as f64 / 1000.0
         }
     };
+    // Over the whole run, warm-up included, as the wall time is.
     let room_events = (stats.pings + stats.pods_created * 3 + stats.pods_deleted * 2) as f64;
     let report = Report {
         scheduler: i.config.scheduler.name.clone(),
@@ -175,16 +178,17 @@ pub(super) fn build(i: Inputs<'_>, timeline: Vec<TimelineRow>) -> Outcome {
         },
         matches_still_waiting: i.tally.still_waiting,
         occupied_rooms_deleted: stats.occupied_pods_deleted,
-        matches_interrupted_by_failures: stats.matches_interrupted_by_failure,
+        matches_interrupted_by_failures: stats.matches_interrupted_by_failure
+            - before.matches_interrupted_by_failure,
         scale_ups: i.h.stats.scale_ups - i.harness_before.scale_ups,
         scale_downs: i.h.stats.scale_downs - i.harness_before.scale_downs,
         warmup_seconds: i.config.warmup.0 as f64 / 1000.0,
         simulated_seconds: simulated.0 as f64 / 1000.0,
         wall_seconds: wall,
         speedup: simulated.0 as f64 / 1000.0 / wall,
-        engine_inputs: i.h.stats.engine_inputs,
+        engine_inputs: i.h.stats.engine_inputs - i.harness_before.engine_inputs,
         room_events_per_second: room_events / wall,
-        decisions: i.h.trace.decisions(),
+        decisions: i.h.trace.decisions() - i.decisions_before,
         decision_trace_hash: i.h.trace.hash(),
         seed: i.config.seed,
     };
