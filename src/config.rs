@@ -77,6 +77,8 @@ const KEYS: &[(&str, &str)] = &[
     ("runtime", "sim"),
     ("log.format", "text"),
     ("workerUrl", ""),
+    ("record.path", ""),
+    ("record.maxBytes", "1073741824"),
     ("forwarding.concurrency", "32"),
     ("forwarding.maxBackoff", "30s"),
     ("forwarding.maxEventAge", "24h"),
@@ -173,6 +175,8 @@ pub struct Config {
     pub kubernetes: maestro_runtimes::kubernetes::KubernetesConfig,
     /// The worker's internal address, for modules started without it.
     pub worker_url: Option<String>,
+    /// Records every engine input of the worker (`--record`).
+    pub record: Option<crate::record::RecordConfig>,
     pub forwarding: crate::forwarding::ForwardingConfig,
 }
 
@@ -187,6 +191,7 @@ pub struct FlagValues {
     pub internal_port: Option<u16>,
     pub log_format: Option<String>,
     pub worker_url: Option<String>,
+    pub record: Option<PathBuf>,
 }
 
 /// Warnings met while loading (unknown keys), for the caller to log.
@@ -236,6 +241,11 @@ impl Config {
             ),
             ("log.format", "--log-format", flags.log_format.clone()),
             ("workerUrl", "--worker-url", flags.worker_url.clone()),
+            (
+                "record.path",
+                "--record",
+                flags.record.as_ref().map(|p| p.display().to_string()),
+            ),
         ]
         .into_iter()
         .filter_map(|(key, flag, value)| Some((key.to_string(), value?, Source::Flag(flag))));
@@ -348,6 +358,13 @@ impl Config {
                 ..maestro_runtimes::kubernetes::KubernetesConfig::default()
             },
             worker_url: Some(r.text("workerUrl").to_string()).filter(|s| !s.is_empty()),
+            record: match r.text("record.path") {
+                path if path.is_empty() => None,
+                path => Some(crate::record::RecordConfig {
+                    path: PathBuf::from(path),
+                    max_bytes: r.number::<u64>("record.maxBytes", 4096, u64::MAX)?,
+                }),
+            },
             forwarding: crate::forwarding::ForwardingConfig {
                 window: r.number::<u32>("forwarding.concurrency", 1, 10_000)? as usize,
                 max_backoff: r.duration("forwarding.maxBackoff")?,

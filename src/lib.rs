@@ -9,6 +9,7 @@ pub mod leader;
 pub mod metrics_help;
 pub mod metrics_reporter;
 pub mod plan;
+pub mod record;
 pub mod service;
 pub mod sim_cluster;
 #[cfg(any(test, feature = "testing"))]

@@ -40,6 +40,9 @@ enum SimCmd {
     Compare(Box<maestro::plan::CompareArgs>),
     /// The cheapest policy (varying scheduler parameters) that meets a goal.
     Tune(Box<maestro::plan::TuneArgs>),
+    /// A recording (`maestro start --record`) through the engine again:
+    /// the same decisions, or its demand under another scheduler.
+    Replay(Box<maestro::plan::ReplayArgs>),
 }
 
 #[derive(Args)]
@@ -72,6 +75,11 @@ struct StartArgs {
     /// worker: they run stateless against it.
     #[arg(long)]
     worker_url: Option<String>,
+    /// Record every engine input of the worker to this file, for
+    /// `maestro sim replay` (bounded by record.maxBytes, then rotated to
+    /// FILE.1).
+    #[arg(long)]
+    record: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -87,6 +95,7 @@ fn main() -> ExitCode {
                 SimCmd::Run(args) => maestro::plan::run(*args),
                 SimCmd::Compare(args) => maestro::plan::compare(*args),
                 SimCmd::Tune(args) => maestro::plan::tune(*args),
+                SimCmd::Replay(args) => maestro::plan::replay(*args),
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,
@@ -109,6 +118,7 @@ fn start(args: StartArgs) -> ExitCode {
         internal_port: args.internal_port,
         log_format: args.log_format,
         worker_url: args.worker_url,
+        record: args.record,
     };
     let (config, warnings) = match Config::load(&flags, std::env::vars()) {
         Ok(loaded) => loaded,

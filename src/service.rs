@@ -382,6 +382,7 @@ async fn run_worker<K: Kv + 'static>(
 
     let driver_config = DriverConfig {
         rooms_secret: config.rooms_secret.clone(),
+        record: config.record.clone(),
         ..DriverConfig::default()
     };
     let engine = Engine::new(config.engine.clone());

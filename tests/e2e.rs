@@ -721,3 +721,70 @@ fn a_store_that_cannot_write_stops_the_worker() {
         assert_eq!(status, 200, "acknowledged {name} lost: {body}");
     }
 }
+
+#[test]
+fn a_recording_replays_to_the_same_decisions_even_after_a_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("inputs.rec");
+    let recording_arg = recording.to_str().unwrap().to_string();
+    let m = Maestro::start_modules(
+        &dir.path().join("data"),
+        &["all"],
+        &["--record", &recording_arg],
+    );
+    let autoscaling = json!({
+        "enabled": true, "min": 2, "max": 20, "cooldown": 0,
+        "policy": {"type": "roomOccupancy", "parameters": {"roomOccupancy": {"readyTarget": 0.5, "downThreshold": 0.99}}}
+    });
+    let (status, body) = m.post(
+        "/schedulers",
+        &scheduler("arena", "game:1", Some(autoscaling), 0),
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_for("2 ready rooms", Duration::from_secs(20), || {
+        number(&info(&m, "arena")["roomsReady"]) >= 2
+    });
+    for _ in 0..6 {
+        let (status, body) = m.send(
+            "POST",
+            m.rooms_url("/scheduler/arena/rooms/allocate"),
+            &json!({}),
+        );
+        assert_eq!(status, 200, "{body}");
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    // Matches last 4 s here: some end, the fleet scales back.
+    std::thread::sleep(Duration::from_secs(5));
+    m.kill();
+
+    let replay = |extra: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_maestro"))
+            .args(["sim", "replay", &recording_arg])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.success(), stdout, stderr)
+    };
+    let (ok, stdout, stderr) = replay(&[]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("the same decisions as recorded"),
+        "{stdout}"
+    );
+    let agreed: u64 = stdout
+        .rsplit('(')
+        .next()
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(agreed >= 3, "checkpoints agree along the way: {stdout}");
+
+    // The recorded demand under another policy.
+    let other = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sim/generous.yaml");
+    let (ok, stdout, stderr) = replay(&["--scheduler", other]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("6 recorded matches"), "{stdout}");
+    assert!(stdout.contains("occupied rooms deleted"), "{stdout}");
+}

@@ -15,6 +15,7 @@
 use crate::time::Millis;
 
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct EngineConfig {
     /// Seed of the engine's RNG (room names, host ports, operation ids).
     /// A shell must use a fresh seed for every process run (and log it to

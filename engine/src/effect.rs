@@ -15,6 +15,7 @@ use crate::scheduler::Scheduler;
 use crate::version::Version;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct EffectId(pub u64);
 
 impl fmt::Display for EffectId {
@@ -151,6 +152,7 @@ impl PlayerEventKind {
 /// How a runtime call failed. The kinds are those the runtime interface
 /// distinguishes; the engine decides per kind whether to retry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum RuntimeErrorKind {
     NotFound,
     AlreadyExists,
@@ -163,6 +165,7 @@ pub enum RuntimeErrorKind {
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{kind:?}: {message}")]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RuntimeError {
     pub kind: RuntimeErrorKind,
     pub message: String,

@@ -121,6 +121,7 @@ pub enum PingError {
 
 /// What the runtime reports about a room's pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct InstanceEvent {
     pub scheduler: String,
     pub room: RoomId,
@@ -133,6 +134,7 @@ pub struct InstanceEvent {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum InstanceEventKind {
     /// Added or updated.
     Upsert,

@@ -21,6 +21,7 @@ use maestro_engine::{
 use maestro_store::{MemoryStore, Write};
 
 use crate::cluster::{Cluster, ClusterConfig, Output, PodSpec, RoomBehaviour};
+use crate::record::Record;
 use crate::trace::DecisionTrace;
 
 /// Counters of what the harness executed.
@@ -62,6 +63,9 @@ pub struct Harness {
     /// Whether store writes are applied to `store` (the planner needs no
     /// store and skips their cost).
     pub persist: bool,
+    /// Every engine input as a recording would hold it, once
+    /// [`Harness::start_recording`] is called (tests of `crate::record`).
+    recording: Option<(Vec<Record>, DecisionTrace)>,
 }
 
 /// The time a harness starts at.
@@ -87,6 +91,7 @@ impl Harness {
             stats: Stats::default(),
             trace: DecisionTrace::default(),
             persist: true,
+            recording: None,
         }
     }
 
@@ -94,8 +99,36 @@ impl Harness {
         self.now
     }
 
+    /// Restarts the process (see [`Harness::restart`]) and records every
+    /// engine input of the new one, as `maestro start --record` does: the
+    /// header, the schedulers restored from the store, the relist, and
+    /// every input after. A later restart ends the recording.
+    pub fn start_recording(&mut self) {
+        self.reboot(true);
+    }
+
+    /// The recording so far, closed by a checkpoint.
+    pub fn recording(&mut self) -> Vec<Record> {
+        let Some((records, trace)) = &mut self.recording else {
+            return Vec::new();
+        };
+        records.push(Record::Checkpoint {
+            decisions: trace.decisions(),
+            hash: trace.hash(),
+        });
+        records.clone()
+    }
+
+    fn rec(&mut self, record: impl FnOnce() -> Record) {
+        if let Some((records, _)) = &mut self.recording {
+            records.push(record());
+        }
+    }
+
     pub fn command(&mut self, command: Command) -> Result<CommandReply, CommandError> {
         self.stats.engine_inputs += 1;
+        let now = self.now;
+        self.rec(|| Record::Command(now, Box::new(command.clone())));
         let reply = self.engine.handle_command(self.now, command);
         self.drain();
         self.deliver();
@@ -116,6 +149,8 @@ impl Harness {
         duration: Option<Millis>,
     ) -> Result<Allocation, AllocateError> {
         self.stats.engine_inputs += 1;
+        let now = self.now;
+        self.rec(|| Record::Allocate(now, scheduler.to_string(), None));
         let allocation = self.engine.allocate(self.now, scheduler, None);
         self.drain();
         if let Ok(a) = &allocation {
@@ -173,12 +208,16 @@ impl Harness {
             self.results.pop();
             if let Some(result) = self.pending_results.remove(&id) {
                 self.stats.engine_inputs += 1;
+                let now = self.now;
+                self.rec(|| Record::Result(now, id, result.clone()));
                 self.engine.handle_effect_result(self.now, id, result);
                 self.drain();
             }
         }
         if self.engine.poll_timeout().is_some_and(|t| t <= self.now) {
             self.stats.engine_inputs += 1;
+            let now = self.now;
+            self.rec(|| Record::Timeout(now));
             self.engine.handle_timeout(self.now);
             self.drain();
         }
@@ -190,9 +229,14 @@ impl Harness {
     fn deliver(&mut self) {
         while let Some(output) = self.cluster.poll_output() {
             self.stats.engine_inputs += 1;
+            let now = self.now;
             match output {
-                Output::Instance(event) => self.engine.handle_instance_event(self.now, &event),
+                Output::Instance(event) => {
+                    self.rec(|| Record::Instance(now, event.clone()));
+                    self.engine.handle_instance_event(self.now, &event)
+                }
                 Output::Ping(ping) => {
+                    self.rec(|| Record::Ping(now, ping.clone()));
                     self.stats.pings += 1;
                     // A refused ping (for instance an impossible transition)
                     // changes nothing; the room pings again on its period.
@@ -207,6 +251,10 @@ impl Harness {
     /// store, and the cluster's pods relisted as a watch would after a
     /// reconnect. Runtime results still in flight are lost with the process.
     pub fn restart(&mut self) {
+        self.reboot(false);
+    }
+
+    fn reboot(&mut self, record: bool) {
         // Every process run draws a fresh seed, as the service does.
         self.restarts += 1;
         let seed = self
@@ -222,6 +270,20 @@ impl Harness {
         // What the cluster said to the dead process is lost with it.
         while self.cluster.poll_output().is_some() {}
         let stored = self.store.load().expect("the in-memory store loads");
+        self.recording = record.then(|| {
+            let mut records = vec![Record::Header {
+                format: crate::record::FORMAT,
+                segment: 0,
+                engine: self.engine.config().clone(),
+                started_at: self.now,
+            }];
+            records.extend(
+                stored
+                    .iter()
+                    .map(|s| Record::Restore(self.now, Box::new(s.clone()))),
+            );
+            (records, DecisionTrace::untimed())
+        });
         for scheduler in stored {
             self.engine
                 .restore(self.now, scheduler)
@@ -254,11 +316,15 @@ impl Harness {
                         address: None,
                         version: None,
                     };
+                    let now = self.now;
+                    self.rec(|| Record::Instance(now, gone.clone()));
                     self.engine.handle_instance_event(self.now, &gone);
                     self.drain();
                 }
             }
             for event in listed {
+                let now = self.now;
+                self.rec(|| Record::Instance(now, event.clone()));
                 self.engine.handle_instance_event(self.now, &event);
                 self.drain();
             }
@@ -271,6 +337,9 @@ impl Harness {
         let mut writes = Vec::new();
         while let Some(effect) = self.engine.poll_effect() {
             self.trace.record(self.now, &effect);
+            if let Some((_, trace)) = &mut self.recording {
+                trace.record(self.now, &effect);
+            }
             if self.persist
                 && let Some(write) = Write::from_effect(&effect)
             {

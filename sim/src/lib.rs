@@ -11,6 +11,7 @@ pub mod demand;
 pub mod dist;
 mod harness;
 pub mod plan;
+pub mod record;
 pub mod trace;
 
 pub use cluster::{ClusterConfig, RoomBehaviour};

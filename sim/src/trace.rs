@@ -17,6 +17,7 @@ use xxhash_rust::xxh3::Xxh3;
 pub struct DecisionTrace {
     hasher: Xxh3,
     decisions: u64,
+    timed: bool,
 }
 
 impl Default for DecisionTrace {
@@ -24,11 +25,20 @@ impl Default for DecisionTrace {
         DecisionTrace {
             hasher: Xxh3::new(),
             decisions: 0,
+            timed: true,
         }
     }
 }
 
 impl DecisionTrace {
+    /// A trace of decisions without their times (see [`crate::record`]).
+    pub fn untimed() -> DecisionTrace {
+        DecisionTrace {
+            timed: false,
+            ..DecisionTrace::default()
+        }
+    }
+
     pub fn record(&mut self, now: Time, effect: &Effect) {
         let h = &mut self.hasher;
         let mut field = |bytes: &[u8]| {
@@ -97,7 +107,9 @@ impl DecisionTrace {
             | Effect::ForgetRoom { .. }
             | Effect::Forward { .. } => return,
         }
-        self.hasher.update(&now.0.to_le_bytes());
+        if self.timed {
+            self.hasher.update(&now.0.to_le_bytes());
+        }
         self.decisions += 1;
     }
 

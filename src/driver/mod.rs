@@ -34,6 +34,8 @@ use maestro_store::{Kv, Lane, Store, StoreError, Write};
 
 use crate::clock::Clock;
 use crate::forwarding::{self, Forwarding};
+use crate::record::Recorder;
+use maestro_sim::record::Record;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -51,6 +53,8 @@ pub struct DriverConfig {
     pub max_batch: usize,
     /// Secret for per-room Rooms API tokens, when room auth is on.
     pub rooms_secret: Option<Vec<u8>>,
+    /// Records every engine input (`--record`).
+    pub record: Option<crate::record::RecordConfig>,
 }
 
 impl Default for DriverConfig {
@@ -60,6 +64,7 @@ impl Default for DriverConfig {
             soft_flush_interval: Duration::from_millis(200),
             max_batch: 256,
             rooms_secret: None,
+            record: None,
         }
     }
 }
@@ -180,6 +185,8 @@ pub struct Driver<K: Kv + 'static> {
     flush: Option<Flush>,
     /// The store failed: the driver stops with this error.
     failed: Option<StoreError>,
+    /// Every engine input, when recording.
+    recorder: Option<Recorder>,
 }
 
 impl<K: Kv + 'static> Driver<K> {
@@ -194,12 +201,21 @@ impl<K: Kv + 'static> Driver<K> {
         config: DriverConfig,
     ) -> Result<(Driver<K>, DriverHandle), StartupError> {
         let now = clock.now();
+        let mut recorder = match &config.record {
+            Some(record) => {
+                Some(Recorder::start(record, engine.config(), now).map_err(StartupError::Record)?)
+            }
+            None => None,
+        };
         for stored in store.load().map_err(StartupError::Load)? {
             let name = stored
                 .versions
                 .first()
                 .map(|v| v.scheduler.name.clone())
                 .unwrap_or_default();
+            if let Some(recorder) = &mut recorder {
+                recorder.record(Record::Restore(now, Box::new(stored.clone())));
+            }
             engine
                 .restore(now, stored)
                 .map_err(|e| StartupError::Restore(name, e))?;
@@ -230,6 +246,7 @@ impl<K: Kv + 'static> Driver<K> {
             waiting: Vec::new(),
             flush: None,
             failed: None,
+            recorder,
         };
         let names: Vec<String> = driver
             .engine
@@ -276,20 +293,19 @@ impl<K: Kv + 'static> Driver<K> {
                     continue;
                 }
                 Wake::Result(result) => {
-                    self.engine
-                        .handle_effect_result(self.clock.now(), result.id, result.result);
+                    self.effect_result(result);
                     for _ in 1..self.config.max_batch {
                         let Ok(result) = self.results.try_recv() else {
                             break;
                         };
-                        self.engine.handle_effect_result(
-                            self.clock.now(),
-                            result.id,
-                            result.result,
-                        );
+                        self.effect_result(result);
                     }
                 }
-                Wake::Event(event) => self.engine.handle_instance_event(self.clock.now(), &event),
+                Wake::Event(event) => {
+                    let now = self.clock.now();
+                    self.rec(|| Record::Instance(now, event.clone()));
+                    self.engine.handle_instance_event(now, &event);
+                }
                 Wake::Request(request) => {
                     self.handle(request);
                     for _ in 1..self.config.max_batch {
@@ -299,7 +315,11 @@ impl<K: Kv + 'static> Driver<K> {
                         self.handle(request);
                     }
                 }
-                Wake::Timer => self.engine.handle_timeout(self.clock.now()),
+                Wake::Timer => {
+                    let now = self.clock.now();
+                    self.rec(|| Record::Timeout(now));
+                    self.engine.handle_timeout(now);
+                }
                 Wake::SoftFlush => {
                     self.writes
                         .extend(std::mem::take(&mut self.room_writes).into_values());
@@ -315,6 +335,12 @@ impl<K: Kv + 'static> Driver<K> {
                     .record(woke.elapsed().as_secs_f64());
             }
             self.commit();
+            if let Some(recorder) = &mut self.recorder {
+                recorder.checkpoint(false);
+            }
+        }
+        if let Some(recorder) = self.recorder.take() {
+            recorder.finish();
         }
         for (_, watch) in std::mem::take(&mut self.watches) {
             watch.abort();
@@ -342,6 +368,19 @@ impl<K: Kv + 'static> Driver<K> {
         self.failed.take().map_or(Ok(()), Err)
     }
 
+    fn rec(&mut self, record: impl FnOnce() -> Record) {
+        if let Some(recorder) = &mut self.recorder {
+            recorder.record(record());
+        }
+    }
+
+    fn effect_result(&mut self, result: RuntimeResult) {
+        let now = self.clock.now();
+        self.rec(|| Record::Result(now, result.id, result.result.clone()));
+        self.engine
+            .handle_effect_result(now, result.id, result.result);
+    }
+
     fn handle(&mut self, request: Request) {
         let now = self.clock.now();
         let (request, reply) = match request {
@@ -350,13 +389,16 @@ impl<K: Kv + 'static> Driver<K> {
         };
         match request {
             backend::Request::Command(command) => {
+                self.rec(|| Record::Command(now, command.clone()));
                 let result = self.engine.handle_command(now, *command);
                 self.hold(reply, Reply::Command(result));
             }
             backend::Request::Ping(ping) => {
+                self.rec(|| Record::Ping(now, ping.clone()));
                 let _ = reply.send(Ok(Reply::Ping(self.engine.handle_ping(now, &ping))));
             }
             backend::Request::Allocate { scheduler, key } => {
+                self.rec(|| Record::Allocate(now, scheduler.clone(), key.clone()));
                 match self.engine.allocate(now, &scheduler, key.as_deref()) {
                     // Answered only once the allocated room's record is
                     // durable: a room handed to a match must still be
@@ -481,6 +523,9 @@ impl<K: Kv + 'static> Driver<K> {
     fn execute_effects(&mut self) -> usize {
         let mut room_actions = 0;
         while let Some(effect) = self.engine.poll_effect() {
+            if let Some(recorder) = &mut self.recorder {
+                recorder.effect(&effect);
+            }
             if let Effect::PersistOperation(op) = &effect
                 && op.status.is_final()
             {
@@ -804,4 +849,6 @@ pub enum StartupError {
     Load(StoreError),
     #[error("cannot restore scheduler {0}: {1}")]
     Restore(String, maestro_engine::RestoreError),
+    #[error(transparent)]
+    Record(crate::record::RecordStartError),
 }

@@ -6,8 +6,10 @@
 //! `timeline.csv`, `report.svg` and `report.html`, plus a summary table.
 
 mod plot;
+mod replay;
 mod tune;
 
+pub use replay::{ReplayArgs, replay};
 pub use tune::{TuneArgs, tune};
 
 use std::path::{Path, PathBuf};
@@ -48,6 +50,17 @@ pub struct DemandArgs {
     /// file:PATH[:COLUMN] (seconds, e.g. a CSV's duration column).
     #[arg(long, default_value = "fixed:30m")]
     pub match_duration: String,
+    /// Gaps in a series longer than this are held, not interpolated.
+    #[arg(long, default_value = "6h")]
+    pub max_gap: String,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// How the simulated world runs, for every planner command (replay
+/// included): waits, the warm-up, nodes, start-up latency, the seed.
+#[derive(Args, Clone, Debug)]
+pub struct PolicyArgs {
     /// A match that finds no room for this long is dropped.
     #[arg(long, default_value = "60s")]
     pub wait_timeout: String,
@@ -57,9 +70,6 @@ pub struct DemandArgs {
     /// Before the demand, with a ramp up to its first value; not reported.
     #[arg(long, default_value = "1h")]
     pub warmup: String,
-    /// Gaps in a series longer than this are held, not interpolated.
-    #[arg(long, default_value = "6h")]
-    pub max_gap: String,
     /// Each node's CPU (cores, or a quantity such as 16000m): rooms then
     /// wait for room on nodes, and nodes are added after 90 s of waiting.
     #[arg(long, requires = "node_memory")]
@@ -193,7 +203,7 @@ fn empirical(path: &str, column: Option<&str>) -> Result<Distribution> {
 pub fn load_demand(args: &DemandArgs) -> Result<Demand> {
     if let Some(spec) = args.demand.strip_prefix("synthetic:") {
         let synthetic = Synthetic::parse(spec)?;
-        return Ok(Demand::Players(synthetic.series(args.seed)));
+        return Ok(Demand::Players(synthetic.series(args.policy.seed)));
     }
     let path = &args.demand;
     let text = std::fs::read_to_string(path)
@@ -245,6 +255,7 @@ fn guess_format(path: &str, text: &str, app_id: Option<u64>) -> Result<Format> {
 /// The plan of one scheduler against the shared arguments.
 pub fn plan_config(scheduler: Scheduler, args: &DemandArgs) -> Result<PlanConfig> {
     let mut c = PlanConfig::new(scheduler);
+    apply_policy(&mut c, &args.policy)?;
     if !(args.scale.is_finite() && args.scale >= 0.0) {
         bail!("--scale: {} must be a number of 0 or more", args.scale);
     }
@@ -254,6 +265,11 @@ pub fn plan_config(scheduler: Scheduler, args: &DemandArgs) -> Result<PlanConfig
     c.scale = args.scale;
     c.players_per_match = args.players_per_match;
     c.match_duration = distribution_arg("match-duration", &args.match_duration)?;
+    Ok(c)
+}
+
+/// The world's side of a plan: waits, warm-up, nodes, latency, seed.
+pub fn apply_policy(c: &mut PlanConfig, args: &PolicyArgs) -> Result<()> {
     c.wait_timeout = duration_arg("wait-timeout", &args.wait_timeout)?;
     c.warmup = duration_arg("warmup", &args.warmup)?;
     c.duration = args
@@ -275,7 +291,7 @@ pub fn plan_config(scheduler: Scheduler, args: &DemandArgs) -> Result<PlanConfig
             autoscale: Some(NodeAutoscale::default()),
         });
     }
-    Ok(c)
+    Ok(())
 }
 
 /// Runs one plan with a progress bar on a terminal.

@@ -237,7 +237,7 @@ pub fn tune(args: TuneArgs) -> Result<()> {
             "--vary: {combinations} policies to try, more than {MAX_POLICIES}: fewer --steps or values"
         );
     }
-    let nodes = args.demand.node_cpu.is_some();
+    let nodes = args.demand.policy.node_cpu.is_some();
     let mut grid: Vec<Vec<f64>> = vec![vec![]];
     for p in &parameters {
         grid = grid

@@ -18,6 +18,7 @@ use crate::version::Version;
 
 /// One stored version of a scheduler.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct StoredVersion {
     pub scheduler: Scheduler,
     pub created_at: Time,
@@ -26,6 +27,7 @@ pub struct StoredVersion {
 
 /// A scheduler as the store holds it.
 #[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct StoredScheduler {
     pub versions: Vec<StoredVersion>,
     pub operations: Vec<Operation>,

@@ -107,7 +107,7 @@ impl<'a> Arrivals<'a> {
                 while self.buffer.is_empty() && *next < list.len() {
                     // Sessions of one player each are grouped into matches
                     // of `players_per_match`, held until the last leaves.
-                    let group = if list[*next].players == 1 {
+                    let group = if list[*next].players <= 1 {
                         self.players_per_match as usize
                     } else {
                         1

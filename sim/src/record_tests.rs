@@ -1,0 +1,82 @@
+use super::*;
+use crate::cluster::ClusterConfig;
+use crate::harness::Harness;
+use maestro_engine::scheduler::{PortRange, fixtures};
+
+fn recorded() -> Vec<Record> {
+    let mut h = Harness::new(EngineConfig::default(), ClusterConfig::default());
+    let mut s = fixtures::scheduler("arena");
+    s.spec.version = String::new();
+    s.spec.containers[0].ports[0].host_port_range = None;
+    s.port_range = Some(PortRange {
+        start: 20000,
+        end: 21000,
+    });
+    s.autoscaling = Some(fixtures::room_occupancy(2, 30, 0.4));
+    h.command(Command::CreateScheduler(s)).unwrap();
+    h.run_for(Millis::from_secs(30));
+    // The recording starts with a process on what the store holds.
+    h.start_recording();
+    for i in 0..40u64 {
+        let _ = h.allocate_for("arena", Some(Millis::from_secs(20 + i % 7 * 10)));
+        h.run_for(Millis::from_secs(7));
+    }
+    h.run_for(Millis::from_secs(600));
+    h.recording()
+}
+
+fn frames(records: &[Record]) -> Vec<u8> {
+    records.iter().flat_map(|r| r.frame().unwrap()).collect()
+}
+
+#[test]
+fn a_recording_replays_to_the_same_decisions() {
+    let records = recorded();
+    let bytes = frames(&records);
+    let replayed = replay(Frames::new(&bytes[..])).unwrap();
+    assert_eq!(replayed.mismatch, None);
+    assert_eq!(replayed.checkpoints, 1);
+    assert!(replayed.decisions > 20, "{replayed:?}");
+    assert!(replayed.inexact.is_none());
+    let Some(Record::Checkpoint { hash, .. }) = records.last() else {
+        panic!()
+    };
+    assert_eq!(&replayed.hash, hash);
+    // The allocations are demand: 40 matches asked for, each lasting 20 to
+    // 80 seconds when served.
+    let matches = &replayed.matches["arena"];
+    assert_eq!(matches.len(), 40);
+    assert!(matches.iter().all(|m| m.duration <= Millis::from_secs(90)));
+}
+
+#[test]
+fn a_changed_input_is_caught_at_the_checkpoint() {
+    let mut records = recorded();
+    // Another seed: the engine names its rooms differently.
+    if let Some(Record::Header { engine, .. }) = records.first_mut() {
+        engine.seed ^= 1;
+    }
+    let replayed = replay(Frames::new(&frames(&records)[..])).unwrap();
+    assert!(replayed.mismatch.is_some(), "{replayed:?}");
+}
+
+#[test]
+fn a_torn_last_frame_ends_the_recording_and_garbage_is_named() {
+    let records = recorded();
+    let mut bytes = frames(&records);
+    bytes.truncate(bytes.len() - 3);
+    let mut reader = Frames::new(&bytes[..]);
+    let read: Vec<_> = reader.by_ref().collect::<Result<_, _>>().unwrap();
+    assert_eq!(read.len(), records.len() - 1);
+    assert!(reader.truncated);
+    let garbage = [5u8, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff];
+    let err = Frames::new(&garbage[..]).next().unwrap().unwrap_err();
+    assert!(
+        matches!(err, RecordError::Corrupt { frame: 0, .. }),
+        "{err}"
+    );
+    assert!(matches!(
+        replay(Frames::new(&garbage[..0])),
+        Err(ReplayError::NoHeader)
+    ));
+}
