@@ -98,8 +98,6 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
     );
     let mut config = maestro_sim::plan::PlanConfig::new(file.scheduler);
     apply_policy(&mut config, &args.policy)?;
-    // Each recorded allocation is one match, as it was.
-    config.players_per_match = 1;
     let outcome = run_plan(&config, &Demand::Matches(matches), "replay")?;
     if let Some(out) = &args.out {
         write_outcome(out, &outcome)?;

@@ -2,8 +2,9 @@
 //!
 //! Importers read real traces (see `--demand-format`): concurrent players
 //! sampled over time ([`Demand::Players`], from SteamCharts exports and any
-//! two-column time series) or matches given one by one
-//! ([`Demand::Matches`], from session logs and SWF job logs). Synthetic
+//! two-column time series), player sessions ([`Demand::Sessions`], grouped
+//! into matches by the planner) or matches given one by one
+//! ([`Demand::Matches`], from SWF job logs and recordings). Synthetic
 //! generators make curves for tests and what-ifs. Importers are pure
 //! functions of the file's text, so every problem names the file, the line
 //! and the field.
@@ -22,6 +23,9 @@ pub use parse::{Format, parse};
 pub enum Demand {
     /// Concurrent players, sampled; linear between samples.
     Players(Series),
+    /// Player sessions, in start order: `players_per_match` consecutive
+    /// ones make a match, which holds its room until the last one ends.
+    Sessions(Vec<MatchSpec>),
     /// Matches, each with its start and length, in start order.
     Matches(Vec<MatchSpec>),
 }
@@ -83,14 +87,14 @@ impl Demand {
     pub fn start(&self) -> Time {
         match self {
             Demand::Players(s) => s.start(),
-            Demand::Matches(m) => m.first().map_or(Time::ZERO, |m| m.at),
+            Demand::Sessions(m) | Demand::Matches(m) => m.first().map_or(Time::ZERO, |m| m.at),
         }
     }
 
     pub fn end(&self) -> Time {
         match self {
             Demand::Players(s) => s.end(),
-            Demand::Matches(m) => m
+            Demand::Sessions(m) | Demand::Matches(m) => m
                 .iter()
                 .map(|m| m.at + m.duration)
                 .max()

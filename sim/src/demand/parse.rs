@@ -53,7 +53,7 @@ pub fn parse(
             let samples = series(&mut ctx, text)?;
             Demand::Players(ctx.series(samples, max_gap)?)
         }
-        Format::Sessions => Demand::Matches(sessions(&mut ctx, text)?),
+        Format::Sessions => Demand::Sessions(sessions(&mut ctx, text)?),
         Format::Swf => Demand::Matches(swf(&mut ctx, text)?),
     };
     Ok(Imported {
@@ -546,7 +546,7 @@ mod tests {
     fn sessions_become_matches_in_start_order_and_a_missing_end_is_skipped() {
         let text = "hashedEmail,start_time,end_time,original_start_time,original_end_time\nab,30/06/2024 18:12,30/06/2024 18:24,1.71977E+12,1.71977E+12\ncd,17/06/2024 23:33,17/06/2024 23:46,1.71867E+12,1.71867E+12\nef,18/06/2024 10:00,,,\n";
         let imported = parse("m.csv", text, &Format::Sessions, GAP).unwrap();
-        let Demand::Matches(m) = &imported.demand else {
+        let Demand::Sessions(m) = &imported.demand else {
             panic!()
         };
         assert_eq!(m.len(), 2);

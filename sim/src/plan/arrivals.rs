@@ -39,6 +39,8 @@ enum Source<'a> {
     Matches {
         list: &'a [MatchSpec],
         next: usize,
+        /// Consecutive entries making one match (sessions).
+        group: usize,
     },
 }
 
@@ -50,7 +52,16 @@ impl<'a> Arrivals<'a> {
                 slot: begin,
                 mean_secs: (config.match_duration.mean() / 1000.0).max(0.001),
             },
-            Demand::Matches(list) => Source::Matches { list, next: 0 },
+            Demand::Sessions(list) => Source::Matches {
+                list,
+                next: 0,
+                group: config.players_per_match.max(1) as usize,
+            },
+            Demand::Matches(list) => Source::Matches {
+                list,
+                next: 0,
+                group: 1,
+            },
         };
         Arrivals {
             source,
@@ -103,16 +114,11 @@ impl<'a> Arrivals<'a> {
                     }
                 }
             }
-            Source::Matches { list, next } => {
+            Source::Matches { list, next, group } => {
                 while self.buffer.is_empty() && *next < list.len() {
-                    // Sessions of one player each are grouped into matches
-                    // of `players_per_match`, held until the last leaves.
-                    let group = if list[*next].players <= 1 {
-                        self.players_per_match as usize
-                    } else {
-                        1
-                    };
-                    let members = &list[*next..(*next + group).min(list.len())];
+                    // Sessions are grouped into matches of
+                    // `players_per_match`, held until the last one leaves.
+                    let members = &list[*next..(*next + *group).min(list.len())];
                     *next += members.len();
                     let Some(last) = members.last() else {
                         break;

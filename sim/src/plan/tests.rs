@@ -163,10 +163,18 @@ fn trace_matches_are_replayed_as_given() {
         .collect();
     let mut c = config(0.5, 100);
     c.players_per_match = 2;
-    let r = run(&c, &Demand::Matches(matches), |_| {}).unwrap().report;
+    let r = run(&c, &Demand::Sessions(matches.clone()), |_| {})
+        .unwrap()
+        .report;
     assert_eq!(r.matches_requested, 100, "two sessions a match");
     assert_eq!(
         r.matches_started + r.matches_dropped + r.matches_still_waiting,
         100
+    );
+    let r = run(&c, &Demand::Matches(matches), |_| {}).unwrap().report;
+    assert_eq!(r.matches_requested, 200, "each a match");
+    assert_eq!(
+        r.matches_started + r.matches_dropped + r.matches_still_waiting,
+        200
     );
 }
