@@ -42,6 +42,11 @@ pub struct EngineConfig {
     /// Period of the health_controller operation (upstream 1 min). Decisions
     /// are event-driven; this is the periodic safety net.
     pub health_controller_interval: Millis,
+    /// The health controller rebuilds every fleet index from scratch and
+    /// compares (a broken index is a bug: it panics) on every this-many-th
+    /// run (1: every run). The audit decides nothing; a long simulation
+    /// spaces it out, as it costs a pass over every room.
+    pub fleet_audit_every: u32,
     /// Mean period of storage_clean_up (upstream ~3 h, memoryless).
     pub storage_clean_up_interval: Millis,
     /// Finished health_controller, add_rooms, remove_rooms and storage_clean_up
@@ -142,6 +147,7 @@ impl Default for EngineConfig {
             room_validation_accept_occupied: false,
             operation_lease_ttl: Millis::from_secs(5),
             health_controller_interval: Millis::from_secs(60),
+            fleet_audit_every: 1,
             storage_clean_up_interval: Millis::from_secs(3 * 3600),
             operations_ttl: Millis::from_secs(24 * 3600),
             add_rooms_limit: 1000,

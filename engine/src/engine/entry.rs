@@ -36,6 +36,8 @@ pub(crate) struct SchedulerEntry {
     /// Finished operations by finish time, for expiry and trimming.
     pub final_ops: BTreeSet<(Time, OperationId)>,
     pub next_health_check: Time,
+    /// Health controller runs so far (for `EngineConfig::fleet_audit_every`).
+    pub health_runs: u64,
     pub next_clean_up: Time,
     pub next_disruption_check: Time,
     /// The disruption budget last set (or being set); `None` until the
@@ -87,6 +89,7 @@ impl SchedulerEntry {
             operations: BTreeMap::new(),
             final_ops: BTreeSet::new(),
             next_health_check: now + config.health_controller_interval,
+            health_runs: 0,
             next_clean_up: now + clean_up_delay(config.storage_clean_up_interval, io),
             next_disruption_check: now,
             disruption_budget: None,

@@ -161,15 +161,17 @@ impl Fleet {
 
     /// Applies `change` to a room, keeping every index in step.
     pub fn update<R>(&mut self, id: &str, change: impl FnOnce(&mut Room) -> R) -> Option<R> {
-        let mut room = self.rooms.remove(id)?;
+        // The map's own key goes back with the room: no id is copied for it.
+        let (key, mut room) = self.rooms.remove_entry(id)?;
         self.remove_contribution(&room);
-        let before_id = room.id.clone();
         let result = change(&mut room);
-        assert_eq!(room.id, before_id, "a room's id never changes");
+        assert_eq!(room.id, key, "a room's id never changes");
         self.replace.entry(room.version).or_insert(false);
         self.add_contribution(&room);
-        self.changed.insert(room.id.clone());
-        self.rooms.insert(room.id.clone(), room);
+        if !self.changed.contains(&key) {
+            self.changed.insert(key.clone());
+        }
+        self.rooms.insert(key, room);
         Some(result)
     }
 

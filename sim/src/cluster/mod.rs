@@ -279,7 +279,8 @@ pub struct Cluster {
     seq: u64,
     next_pod: PodId,
     pods: BTreeMap<PodId, Pod>,
-    by_name: BTreeMap<(String, String), PodId>,
+    /// Pods by scheduler, then room: looked up by borrowed names.
+    by_name: BTreeMap<String, BTreeMap<String, PodId>>,
     /// Pods waiting for a node, in creation order.
     pending: BTreeSet<PodId>,
     nodes: Option<Nodes>,
@@ -378,8 +379,7 @@ impl Cluster {
     pub fn create_pod(&mut self, now: Time, spec: PodSpec) -> Result<(), RuntimeError> {
         self.advance(now);
         self.api_error("create", &spec.room)?;
-        let key = (spec.scheduler.clone(), spec.room.clone());
-        if self.by_name.contains_key(&key) {
+        if self.pod_id(&spec.scheduler, &spec.room).is_some() {
             return Err(RuntimeError::new(
                 RuntimeErrorKind::AlreadyExists,
                 format!("pod {} exists", spec.room),
@@ -404,7 +404,10 @@ impl Cluster {
         }
         let id = self.next_pod;
         self.next_pod += 1;
-        self.by_name.insert(key, id);
+        self.by_name
+            .entry(spec.scheduler.clone())
+            .or_default()
+            .insert(spec.room.clone(), id);
         self.outputs.push_back(Output::Instance(instance(
             &spec,
             InstanceEventKind::Upsert,
@@ -459,10 +462,9 @@ impl Cluster {
         self.advance(now);
         let ids: Vec<PodId> = self
             .by_name
-            .range((scheduler.to_string(), String::new())..)
-            .take_while(|((s, _), _)| s == scheduler)
-            .map(|(_, id)| *id)
-            .collect();
+            .get(scheduler)
+            .map(|rooms| rooms.values().copied().collect())
+            .unwrap_or_default();
         for id in ids {
             self.start_deletion(id);
         }
@@ -531,9 +533,10 @@ impl Cluster {
     /// relist sees them: `(room, status, address)`.
     pub fn list(&self, scheduler: &str) -> Vec<InstanceEvent> {
         self.by_name
-            .range((scheduler.to_string(), String::new())..)
-            .take_while(|((s, _), _)| s == scheduler)
-            .filter_map(|(_, id)| self.pods.get(id))
+            .get(scheduler)
+            .into_iter()
+            .flat_map(|rooms| rooms.values())
+            .filter_map(|id| self.pods.get(id))
             .filter(|pod| pod.phase != Phase::Deleting)
             .map(|pod| {
                 let (status, address) = match pod.phase {
@@ -554,10 +557,7 @@ impl Cluster {
 
     /// Pods of a scheduler, deleting ones included.
     pub fn pod_count(&self, scheduler: &str) -> usize {
-        self.by_name
-            .range((scheduler.to_string(), String::new())..)
-            .take_while(|((s, _), _)| s == scheduler)
-            .count()
+        self.by_name.get(scheduler).map_or(0, BTreeMap::len)
     }
 
     /// Whether the room's game server is hosting a match.
@@ -591,14 +591,17 @@ impl Cluster {
 
     /// Audits every index from scratch.
     pub fn check_consistency(&self) -> Result<(), String> {
-        if self.by_name.len() != self.pods.len() {
-            return Err(format!(
-                "{} names for {} pods",
-                self.by_name.len(),
-                self.pods.len()
-            ));
+        let names: usize = self.by_name.values().map(BTreeMap::len).sum();
+        if names != self.pods.len() {
+            return Err(format!("{names} names for {} pods", self.pods.len()));
         }
-        for ((scheduler, room), id) in &self.by_name {
+        if self.by_name.values().any(BTreeMap::is_empty) {
+            return Err("a scheduler without pods is still indexed".to_string());
+        }
+        let named = self.by_name.iter().flat_map(|(scheduler, rooms)| {
+            rooms.iter().map(move |(room, id)| (scheduler, room, id))
+        });
+        for (scheduler, room, id) in named {
             let pod = self.pods.get(id).ok_or(format!("name {room} has no pod"))?;
             if pod.spec.scheduler != *scheduler || pod.spec.room != *room {
                 return Err(format!("pod {id} is indexed under {scheduler}/{room}"));
@@ -640,11 +643,7 @@ impl Cluster {
     }
 
     fn pod_id(&self, scheduler: &str, room: &str) -> Option<PodId> {
-        // Lookups by borrowed pair would need a custom key; the allocation
-        // rate makes two short clones affordable.
-        self.by_name
-            .get(&(scheduler.to_string(), room.to_string()))
-            .copied()
+        self.by_name.get(scheduler)?.get(room).copied()
     }
 
     fn api_error(&mut self, call: &str, room: &str) -> Result<(), RuntimeError> {
@@ -1098,8 +1097,12 @@ impl Cluster {
         let Some(pod) = self.pods.remove(&id) else {
             return;
         };
-        self.by_name
-            .remove(&(pod.spec.scheduler.clone(), pod.spec.room.clone()));
+        if let Some(rooms) = self.by_name.get_mut(&pod.spec.scheduler) {
+            rooms.remove(&pod.spec.room);
+            if rooms.is_empty() {
+                self.by_name.remove(&pod.spec.scheduler);
+            }
+        }
         self.pending.remove(&id);
         if pod.placed {
             self.placed -= 1;
