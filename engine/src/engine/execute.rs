@@ -206,7 +206,9 @@ impl SchedulerEntry {
             Definition::HealthController { .. } => {
                 // The periodic full audit: recompute every index from scratch.
                 self.health_runs += 1;
-                if self.health_runs % u64::from(config.fleet_audit_every.max(1)) == 0
+                if self
+                    .health_runs
+                    .is_multiple_of(u64::from(config.fleet_audit_every.max(1)))
                     && let Err(broken) = self.fleet.check_consistency()
                 {
                     panic!("scheduler {} fleet is inconsistent: {broken}", self.name);
