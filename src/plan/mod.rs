@@ -334,8 +334,15 @@ pub fn write_outcome(dir: &Path, outcome: &Outcome) -> Result<()> {
 /// How the summary shows one figure of a report.
 type Cell = fn(&plan::Report) -> String;
 
-/// The summary table: one column per run.
+/// The summary table: one column per run, headed by the scheduler's name.
 pub fn summary(reports: &[&plan::Report]) -> String {
+    let labels: Vec<String> = reports.iter().map(|r| r.scheduler.clone()).collect();
+    summary_labelled(&labels, reports)
+}
+
+/// The summary table, each column headed by its label (a file's name
+/// when several files describe schedulers of one name).
+pub fn summary_labelled(labels: &[String], reports: &[&plan::Report]) -> String {
     let rows: [(&str, Cell); 15] = [
         ("scheduler", |r| r.scheduler.clone()),
         ("room-hours", |r| format!("{:.1}", r.room_hours)),
@@ -362,10 +369,15 @@ pub fn summary(reports: &[&plan::Report]) -> String {
         ("decision trace", |r| r.decision_trace_hash.clone()),
     ];
     let label_width = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
-    let cells: Vec<Vec<String>> = rows
+    let mut cells: Vec<Vec<String>> = rows
         .iter()
         .map(|(_, f)| reports.iter().map(|r| f(r)).collect())
         .collect();
+    if let Some(first) = cells.first_mut() {
+        for (cell, label) in first.iter_mut().zip(labels) {
+            cell.clone_from(label);
+        }
+    }
     let widths: Vec<usize> = (0..reports.len())
         .map(|i| cells.iter().map(|row| row[i].len()).max().unwrap_or(0))
         .collect();
@@ -413,7 +425,17 @@ pub fn compare(args: CompareArgs) -> Result<()> {
         outcomes.push((path.clone(), run_plan(&config, &demand, &label)?));
     }
     let reports: Vec<&plan::Report> = outcomes.iter().map(|(_, o)| &o.report).collect();
-    print!("{}", summary(&reports));
+    let labels: Vec<String> = args
+        .schedulers
+        .iter()
+        .map(|p| {
+            p.file_name().map_or_else(
+                || p.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    print!("{}", summary_labelled(&labels, &reports));
     if let Some(out) = &args.out {
         for (i, (path, outcome)) in outcomes.iter().enumerate() {
             let stem = path
