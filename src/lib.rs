@@ -1,6 +1,7 @@
 //! The `maestro` service as a library: what the binary (`src/main.rs`) runs,
 //! open to the benchmarks and the tests that drive the worker in process.
 
+pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod driver;

@@ -27,8 +27,18 @@ enum Cmd {
     /// simulated cluster, in virtual time.
     #[command(subcommand)]
     Sim(SimCmd),
+    /// Load generators against a running maestro.
+    #[command(subcommand)]
+    Bench(BenchCmd),
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Rooms pinging (and matchmakers allocating) over HTTP keep-alive:
+    /// throughput and latency percentiles, errors, rooms allocated twice.
+    RoomsApi(Box<maestro::bench::RoomsApiArgs>),
 }
 
 #[derive(Subcommand)]
@@ -90,6 +100,13 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Start(args) => start(args),
+        Cmd::Bench(BenchCmd::RoomsApi(args)) => match maestro::bench::rooms_api(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("maestro bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Sim(cmd) => {
             let result = match cmd {
                 SimCmd::Run(args) => maestro::plan::run(*args),
