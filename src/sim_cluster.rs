@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use futures::stream::BoxStream;
 use maestro_api::backend::{Backend, Reply, Request, Unavailable};
+use maestro_engine::Ping;
 use maestro_engine::room::RemovalReason;
 use maestro_engine::scheduler::Scheduler;
-use maestro_engine::{InstanceEventKind, Ping};
 use maestro_runtimes::{InstanceEvent, RoomSpec, Runtime, RuntimeError};
 use maestro_sim::cluster::{Cluster, ClusterConfig, Output, PodSpec};
 use tokio::sync::{Notify, mpsc, watch};
@@ -230,15 +230,7 @@ impl Runtime for SimCluster {
             // the previous process, in this simulated cluster).
             for room in known_rooms {
                 if !state.cluster.has_pod(scheduler, &room) {
-                    let _ = tx.send(InstanceEvent {
-                        scheduler: scheduler.to_string(),
-                        room,
-                        kind: InstanceEventKind::Deleted,
-                        status: maestro_engine::room::InstanceStatus::Terminating,
-                        description: String::new(),
-                        address: None,
-                        version: None,
-                    });
+                    let _ = tx.send(Cluster::gone(scheduler, &room));
                 }
             }
             // A new watch starts with a relist of the pods that exist.

@@ -15,8 +15,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use maestro_engine::room::{PingStatus, RemovalReason};
 use maestro_engine::{
     AllocateError, Allocation, Command, CommandError, CommandReply, Definition, Effect, EffectId,
-    Engine, EngineConfig, InstanceEvent, InstanceEventKind, Millis, OperationStatus, RuntimeError,
-    Time,
+    Engine, EngineConfig, Millis, OperationStatus, RuntimeError, Time,
 };
 use maestro_store::{MemoryStore, Write};
 
@@ -307,15 +306,7 @@ impl Harness {
             let listed = self.cluster.list(&scheduler);
             for room in rooms {
                 if !self.cluster.has_pod(&scheduler, &room) {
-                    let gone = InstanceEvent {
-                        scheduler: scheduler.clone(),
-                        room,
-                        kind: InstanceEventKind::Deleted,
-                        status: maestro_engine::room::InstanceStatus::Terminating,
-                        description: String::new(),
-                        address: None,
-                        version: None,
-                    };
+                    let gone = Cluster::gone(&scheduler, &room);
                     let now = self.now;
                     self.rec(|| Record::Instance(now, gone.clone()));
                     self.engine.handle_instance_event(self.now, &gone);

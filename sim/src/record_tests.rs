@@ -1,19 +1,12 @@
 use super::*;
 use crate::cluster::ClusterConfig;
+use crate::cluster::test_scheduler;
 use crate::harness::Harness;
-use maestro_engine::scheduler::{PortRange, fixtures};
 
 fn recorded() -> Vec<Record> {
     let mut h = Harness::new(EngineConfig::default(), ClusterConfig::default());
-    let mut s = fixtures::scheduler("arena");
-    s.spec.version = String::new();
-    s.spec.containers[0].ports[0].host_port_range = None;
-    s.port_range = Some(PortRange {
-        start: 20000,
-        end: 21000,
-    });
-    s.autoscaling = Some(fixtures::room_occupancy(2, 30, 0.4));
-    h.command(Command::CreateScheduler(s)).unwrap();
+    h.command(Command::CreateScheduler(test_scheduler(2, 30, 0.4)))
+        .unwrap();
     h.run_for(Millis::from_secs(30));
     // The recording starts with a process on what the store holds.
     h.start_recording();

@@ -3,6 +3,7 @@
 
 use anyhow::{Result, anyhow};
 use maestro_sim::plan::{Report, TimelineRow};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 const SIZE: (u32, u32) = (1100, 700);
@@ -57,19 +58,7 @@ pub fn timeline_svg(title: &str, rows: &[TimelineRow]) -> Result<String> {
             .max()
             .unwrap_or(1)
             .max(1) as f64;
-        let mut chart = ChartBuilder::on(&top)
-            .caption(format!("{title}: rooms against demand"), ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..end, 0.0..peak * 1.05)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("hours")
-            .y_desc("rooms / matches")
-            .draw()
-            .map_err(err)?;
+        let mut chart = rooms_chart(&top, &format!("{title}: rooms against demand"), end, peak)?;
         let series: [(&str, RGBColor, Field); 5] = [
             ("occupied", RGBColor(200, 60, 40), |r| r.occupied),
             ("ready", RGBColor(40, 150, 60), |r| r.ready),
@@ -138,19 +127,7 @@ pub fn overlay_svg(runs: &[(String, &[TimelineRow])]) -> Result<String> {
             .max()
             .unwrap_or(1)
             .max(1) as f64;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("rooms of each policy against demand", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..end, 0.0..peak * 1.05)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("hours")
-            .y_desc("rooms / matches")
-            .draw()
-            .map_err(err)?;
+        let mut chart = rooms_chart(&root, "rooms of each policy against demand", end, peak)?;
         if let Some((_, rows)) = runs.first() {
             let color = RGBColor(30, 30, 30);
             chart
@@ -183,6 +160,33 @@ pub fn overlay_svg(runs: &[(String, &[TimelineRow])]) -> Result<String> {
         root.present().map_err(err)?;
     }
     Ok(svg)
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+type RoomsChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Rooms and matches against hours, with its mesh drawn.
+fn rooms_chart<'a, 'b>(
+    area: &'a Area<'b>,
+    caption: &str,
+    end: f64,
+    peak: f64,
+) -> Result<RoomsChart<'a, 'b>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..end, 0.0..peak * 1.05)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("hours")
+        .y_desc("rooms / matches")
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
 }
 
 fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {

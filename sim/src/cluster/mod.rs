@@ -550,6 +550,20 @@ impl Cluster {
             .collect()
     }
 
+    /// What a watch reports, on a relist, for a room the caller knows and
+    /// the cluster has no pod of: it is gone.
+    pub fn gone(scheduler: &str, room: &str) -> InstanceEvent {
+        InstanceEvent {
+            scheduler: scheduler.to_string(),
+            room: room.to_string(),
+            kind: InstanceEventKind::Deleted,
+            status: InstanceStatus::Terminating,
+            description: String::new(),
+            address: None,
+            version: None,
+        }
+    }
+
     /// Whether the pod exists (deleting ones included).
     pub fn has_pod(&self, scheduler: &str, room: &str) -> bool {
         self.pod_id(scheduler, room).is_some()
@@ -1145,6 +1159,22 @@ fn instance(
         address,
         version: None,
     }
+}
+
+/// The scheduler the crate's tests start from: the engine's valid fixture
+/// with a scheduler-wide port range and room-occupancy autoscaling.
+#[cfg(test)]
+pub(crate) fn test_scheduler(min: i64, max: i64, ready_target: f64) -> Scheduler {
+    use maestro_engine::scheduler::{PortRange, fixtures};
+    let mut s = fixtures::scheduler("arena");
+    s.spec.version = String::new();
+    s.spec.containers[0].ports[0].host_port_range = None;
+    s.port_range = Some(PortRange {
+        start: 20000,
+        end: 21000,
+    });
+    s.autoscaling = Some(fixtures::room_occupancy(min, max, ready_target));
+    s
 }
 
 #[cfg(test)]

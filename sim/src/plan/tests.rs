@@ -1,18 +1,10 @@
 use super::*;
+use crate::cluster::test_scheduler;
 use crate::cluster::{NodeAutoscale, NodePool};
 use crate::demand::synthetic::Synthetic;
-use maestro_engine::scheduler::{PortRange, fixtures};
 
 fn scheduler(ready_target: f64, max: i64) -> Scheduler {
-    let mut s = fixtures::scheduler("arena");
-    s.spec.version = String::new();
-    s.spec.containers[0].ports[0].host_port_range = None;
-    s.port_range = Some(PortRange {
-        start: 20000,
-        end: 21000,
-    });
-    s.autoscaling = Some(fixtures::room_occupancy(2, max, ready_target));
-    s
+    test_scheduler(2, max, ready_target)
 }
 
 fn config(ready_target: f64, max: i64) -> PlanConfig {
