@@ -34,6 +34,9 @@ pub struct Stats {
     /// Inputs handed to the engine (pings, instance events, results,
     /// commands, allocations, timeouts).
     pub engine_inputs: u64,
+    /// What reached the engine from the cluster and the matchmaker: pings,
+    /// pod events and allocations.
+    pub room_events: u64,
     /// `add_rooms` operations finished.
     pub scale_ups: u64,
     /// Scale-down `remove_rooms` operations finished.
@@ -148,6 +151,7 @@ impl Harness {
         duration: Option<Millis>,
     ) -> Result<Allocation, AllocateError> {
         self.stats.engine_inputs += 1;
+        self.stats.room_events += 1;
         let now = self.now;
         self.rec(|| Record::Allocate(now, scheduler.to_string(), None));
         let allocation = self.engine.allocate(self.now, scheduler, None);
@@ -228,6 +232,7 @@ impl Harness {
     fn deliver(&mut self) {
         while let Some(output) = self.cluster.poll_output() {
             self.stats.engine_inputs += 1;
+            self.stats.room_events += 1;
             let now = self.now;
             match output {
                 Output::Instance(event) => {

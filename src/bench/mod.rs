@@ -277,7 +277,7 @@ async fn load(
                     Err(_) => {
                         errors += 1;
                         // The connection may be gone: a new one.
-                        match Connection::open(&conn_target(&conn), None).await {
+                        match Connection::open(conn.authority(), None).await {
                             Ok(c) => conn = c,
                             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                         }
@@ -365,10 +365,6 @@ async fn load(
         no_room,
         allocated_twice: twice.load(Ordering::Relaxed),
     })
-}
-
-fn conn_target(conn: &Connection) -> String {
-    conn.authority().to_string()
 }
 
 fn print_figures(f: &Figures, json_line: bool) {

@@ -728,7 +728,7 @@ impl Cluster {
             let (cpu, memory) = (pod.spec.cpu_millis, pod.spec.memory_bytes);
             let node = match &mut self.nodes {
                 None => None,
-                Some(nodes) => match nodes.place(cpu, memory, self.now) {
+                Some(nodes) => match nodes.place(cpu, memory) {
                     Some(node) => Some(node),
                     None => {
                         unplaced = true;

@@ -114,7 +114,7 @@ impl Nodes {
     }
 
     /// First fit: the lowest node id with room, which takes the pod.
-    pub fn place(&mut self, cpu: u64, memory: u64, now: Time) -> Option<NodeId> {
+    pub fn place(&mut self, cpu: u64, memory: u64) -> Option<NodeId> {
         if cpu < self.min_cpu || memory < self.min_memory {
             self.min_cpu = self.min_cpu.min(cpu);
             self.min_memory = self.min_memory.min(memory);
@@ -131,7 +131,6 @@ impl Nodes {
         node.used_memory += memory;
         node.pods += 1;
         node.empty_since = None;
-        let _ = now;
         self.refresh(id);
         Some(id)
     }
@@ -247,15 +246,15 @@ mod tests {
     #[test]
     fn first_fit_takes_the_lowest_node_with_room() {
         let mut nodes = Nodes::new(pool(3, 3), Time(0));
-        assert_eq!(nodes.place(600, 100, Time(0)), Some(0));
-        assert_eq!(nodes.place(600, 100, Time(0)), Some(1));
+        assert_eq!(nodes.place(600, 100), Some(0));
+        assert_eq!(nodes.place(600, 100), Some(1));
         // A smaller pod fits back on node 0.
-        assert_eq!(nodes.place(300, 100, Time(0)), Some(0));
-        assert_eq!(nodes.place(600, 100, Time(0)), Some(2));
-        assert_eq!(nodes.place(600, 100, Time(0)), None);
+        assert_eq!(nodes.place(300, 100), Some(0));
+        assert_eq!(nodes.place(600, 100), Some(2));
+        assert_eq!(nodes.place(600, 100), None);
         nodes.check().unwrap();
         nodes.release(1, 600, 100, Time(5));
-        assert_eq!(nodes.place(600, 100, Time(6)), Some(1));
+        assert_eq!(nodes.place(600, 100), Some(1));
         nodes.check().unwrap();
     }
 
@@ -267,7 +266,7 @@ mod tests {
         assert_eq!(nodes.idle_since(Time(15)), vec![0, 1]);
         assert_eq!(nodes.idle_since(Time(30)), vec![0, 1]);
         assert_eq!(nodes.next_idle(Millis(100)), Some(Time(100)));
-        nodes.place(10, 10, Time(40));
+        nodes.place(10, 10);
         assert_eq!(nodes.idle_since(Time(30)), vec![1, 2]);
     }
 }

@@ -22,7 +22,7 @@ use hdrhistogram::Histogram;
 use maestro_engine::health;
 use maestro_engine::room::RoomStatus;
 use maestro_engine::scheduler::Scheduler;
-use maestro_engine::{AllocateError, Command, CommandReply, EngineConfig, Millis, Time};
+use maestro_engine::{AllocateError, Command, EngineConfig, Millis, Time};
 
 use crate::cluster::{ClusterConfig, ClusterStats, Pings};
 use crate::demand::Demand;
@@ -142,9 +142,8 @@ pub fn run(
     let mut h = Harness::starting_at(engine, cluster, begin);
     h.persist = false;
     let name = config.scheduler.name.clone();
-    match h.command(Command::CreateScheduler(config.scheduler.clone())) {
-        Ok(CommandReply::Created { .. }) | Ok(_) => {}
-        Err(e) => return Err(PlanError::Scheduler(e.to_string())),
+    if let Err(e) = h.command(Command::CreateScheduler(config.scheduler.clone())) {
+        return Err(PlanError::Scheduler(e.to_string()));
     }
     let mut arrivals = Arrivals::new(config, demand, begin, demand_end);
     let mut next_arrival = arrivals.next();
@@ -258,7 +257,6 @@ pub fn run(
             harness_before,
             decisions_before,
             demand_start,
-            demand_end,
             wall: started.elapsed(),
         },
         timeline,

@@ -52,7 +52,7 @@ pub struct Report {
     pub speedup: f64,
     /// Pings, pod events, allocations and results the engine handled.
     pub engine_inputs: u64,
-    /// Room events (pings and pod events) per wall-clock second.
+    /// Room events (pings, pod events, allocations) per wall-clock second.
     #[serde(skip)]
     pub room_events_per_second: f64,
     pub decisions: u64,
@@ -133,7 +133,6 @@ pub(super) struct Inputs<'a> {
     pub harness_before: Stats,
     pub decisions_before: u64,
     pub demand_start: Time,
-    pub demand_end: Time,
     pub wall: Duration,
 }
 
@@ -153,7 +152,7 @@ pub(super) fn build(i: Inputs<'_>, timeline: Vec<TimelineRow>) -> Outcome {
         }
     };
     // Over the whole run, warm-up included, as the wall time is.
-    let room_events = (stats.pings + stats.pods_created * 3 + stats.pods_deleted * 2) as f64;
+    let room_events = i.h.stats.room_events as f64;
     let report = Report {
         scheduler: i.config.scheduler.name.clone(),
         room_hours: (stats.pod_ms - before.pod_ms) as f64 / HOUR_MS,
@@ -192,6 +191,5 @@ pub(super) fn build(i: Inputs<'_>, timeline: Vec<TimelineRow>) -> Outcome {
         decision_trace_hash: i.h.trace.hash(),
         seed: i.config.seed,
     };
-    let _ = i.demand_end;
     Outcome { report, timeline }
 }
