@@ -8,19 +8,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use maestro_api::remote::RemoteBackend;
 use maestro_api::{ApiConfig, Backend};
 use maestro_engine::Engine;
-use maestro_engine::Ping;
 use maestro_runtimes::Runtime;
 use maestro_runtimes::kubernetes::KubernetesRuntime;
 use maestro_store::{Kv, PostgresLease, PostgresStore, SledStore, Store, StoreError};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
-use tower::ServiceExt;
 
 use crate::clock::Clock;
 use crate::config::{Config, RuntimeKind, StoreConfig};
@@ -28,7 +25,7 @@ use crate::driver::{Driver, DriverConfig};
 use crate::forwarding::{Forwarding, Outbox};
 use crate::leader::{self, LeadershipEnded};
 use crate::metrics_reporter;
-use crate::sim_cluster::{RoomsApi, SimCluster, TellingBackend};
+use crate::sim_cluster::{RoomsRouter, SimCluster, TellingBackend};
 
 /// The parts of maestro one process can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
@@ -409,7 +406,7 @@ async fn run_worker<K: Kv + 'static>(
     if let Some(sim) = sim {
         // Simulated game servers ping through the real rooms routes, and
         // hear of their allocations as a matchmaker would tell them.
-        sim.connect(Arc::new(SimRooms {
+        sim.connect(Arc::new(RoomsRouter {
             router: maestro_api::rooms_router(Arc::clone(&backend), api_config),
             secret: config.rooms_secret.clone(),
         }));
@@ -551,45 +548,4 @@ fn internal_router(
                 async move { metrics.render() }
             }),
         )
-}
-
-/// Simulated game servers ping through the real Rooms API routes (in
-/// process, no socket), with their room token when room auth is on.
-struct SimRooms {
-    router: Router,
-    secret: Option<Vec<u8>>,
-}
-
-#[async_trait::async_trait]
-impl RoomsApi for SimRooms {
-    async fn ping(&self, ping: Ping) {
-        let Ping {
-            scheduler,
-            room,
-            status,
-            running_matches,
-            ..
-        } = ping;
-        let body = serde_json::json!({
-            "status": status.as_str(),
-            "runningMatches": running_matches,
-            "timestamp": crate::clock::wall_clock().0 / 1000,
-        });
-        let mut request = Request::put(format!("/scheduler/{scheduler}/rooms/{room}/ping"))
-            .header("content-type", "application/json");
-        if let Some(secret) = &self.secret {
-            let token = maestro_api::room_token(secret, &scheduler, &room);
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let Ok(request) = request.body(Body::from(body.to_string())) else {
-            return;
-        };
-        match self.router.clone().oneshot(request).await {
-            Ok(response) if response.status().is_success() => {}
-            Ok(response) => {
-                tracing::debug!(room, status = %response.status(), "simulated ping refused")
-            }
-            Err(e) => tracing::debug!(room, error = %e, "simulated ping failed"),
-        }
-    }
 }

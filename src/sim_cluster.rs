@@ -12,13 +12,14 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use axum::Router;
 use futures::stream::BoxStream;
 use maestro_api::backend::{Backend, Reply, Request, Unavailable};
 use maestro_engine::Ping;
 use maestro_engine::room::RemovalReason;
 use maestro_engine::scheduler::Scheduler;
 use maestro_runtimes::{InstanceEvent, RoomSpec, Runtime, RuntimeError};
-use maestro_sim::cluster::{Cluster, ClusterConfig, Output, PodSpec};
+use maestro_sim::cluster::{Cluster, ClusterConfig, Output, PodSpec, RoomBehaviour};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::clock::Clock;
@@ -27,6 +28,48 @@ use crate::clock::Clock;
 #[async_trait::async_trait]
 pub trait RoomsApi: Send + Sync + 'static {
     async fn ping(&self, ping: Ping);
+}
+
+/// Simulated game servers ping through the real Rooms API routes (in
+/// process, no socket), with their room token when room auth is on.
+pub struct RoomsRouter {
+    pub router: Router,
+    pub secret: Option<Vec<u8>>,
+}
+
+#[async_trait::async_trait]
+impl RoomsApi for RoomsRouter {
+    async fn ping(&self, ping: Ping) {
+        let Ping {
+            scheduler,
+            room,
+            status,
+            running_matches,
+            ..
+        } = ping;
+        let body = serde_json::json!({
+            "status": status.as_str(),
+            "runningMatches": running_matches,
+            "timestamp": crate::clock::wall_clock().0 / 1000,
+        });
+        let mut request =
+            axum::http::Request::put(format!("/scheduler/{scheduler}/rooms/{room}/ping"))
+                .header("content-type", "application/json");
+        if let Some(secret) = &self.secret {
+            let token = maestro_api::room_token(secret, &scheduler, &room);
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let Ok(request) = request.body(axum::body::Body::from(body.to_string())) else {
+            return;
+        };
+        match tower::ServiceExt::oneshot(self.router.clone(), request).await {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => {
+                tracing::debug!(room, status = %response.status(), "simulated ping refused")
+            }
+            Err(e) => tracing::debug!(room, error = %e, "simulated ping failed"),
+        }
+    }
 }
 
 /// Lanes pings travel to the Rooms API in: one ping in flight per lane, a
@@ -141,6 +184,12 @@ impl SimCluster {
             state.cluster.advance(now);
             self.deliver(&mut state);
         }
+    }
+
+    /// Makes the room's game server ping `behaviour` from now on (`None`
+    /// silences it), as a test standing in for the game server does.
+    pub fn set_behaviour(&self, scheduler: &str, room: &str, behaviour: Option<RoomBehaviour>) {
+        self.with_cluster(|c, now| c.set_behaviour(now, scheduler, room, behaviour));
     }
 
     /// A matchmaker told the room's game server it was allocated.

@@ -127,13 +127,15 @@ impl RunningDriver {
     }
 }
 
+/// Starts the driver on `clock`: the same clock a simulated cluster
+/// beside it must read, so both see one time.
 pub fn start_driver<K: Kv + 'static>(
+    clock: Clock,
     store: Arc<Store<K>>,
     runtime: Arc<dyn Runtime>,
     engine: EngineConfig,
     config: DriverConfig,
 ) -> RunningDriver {
-    let clock = Clock::start();
     let (stop, stop_rx) = watch::channel(false);
     let outbox: Arc<dyn Outbox> = Arc::clone(&store) as _;
     let forwarding =

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use common::SimBackend;
+use common::Worker;
 use maestro_api::proto::api::v1;
 use maestro_api::{ApiConfig, grpc, room_token};
 use maestro_engine::Millis;
@@ -29,33 +29,33 @@ use v1::schedulers_service_client::SchedulersServiceClient;
 struct Server {
     addr: SocketAddr,
     channel: Channel,
-    backend: Arc<SimBackend>,
+    backend: Arc<Worker>,
 }
 
 impl Server {
     /// Both APIs, HTTP and gRPC, on one port (`maestro_api::router` plus
     /// `grpc::routes`), as a single-port deployment serves them.
-    async fn both(backend: Arc<SimBackend>, config: &ApiConfig) -> Server {
+    async fn both(backend: Arc<Worker>, config: &ApiConfig) -> Server {
         let router = maestro_api::router(backend.clone(), config)
             .merge(grpc::routes(backend.clone(), config).await);
         Server::start(router, backend).await
     }
 
     /// The management port as `maestro start` serves it.
-    async fn management(backend: Arc<SimBackend>, config: &ApiConfig) -> Server {
+    async fn management(backend: Arc<Worker>, config: &ApiConfig) -> Server {
         let router = maestro_api::management_router(backend.clone(), config)
             .merge(grpc::management_routes(backend.clone(), config).await);
         Server::start(router, backend).await
     }
 
     /// The rooms port as `maestro start` serves it.
-    async fn rooms(backend: Arc<SimBackend>, config: &ApiConfig) -> Server {
+    async fn rooms(backend: Arc<Worker>, config: &ApiConfig) -> Server {
         let router = maestro_api::rooms_router(backend.clone(), config)
             .merge(grpc::rooms_routes(backend.clone(), config).await);
         Server::start(router, backend).await
     }
 
-    async fn start(router: axum::Router, backend: Arc<SimBackend>) -> Server {
+    async fn start(router: axum::Router, backend: Arc<Worker>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -111,17 +111,18 @@ impl Server {
         (status, serde_json::from_str(body).unwrap())
     }
 
-    fn room_ids(&self, scheduler: &str) -> Vec<String> {
-        self.backend.room_ids(scheduler)
+    async fn room_ids(&self, scheduler: &str) -> Vec<String> {
+        self.backend.room_ids(scheduler).await
     }
 
-    fn room_status(&self, scheduler: &str, room: &str) -> Option<RoomStatus> {
-        self.backend.room_status(scheduler, room)
+    async fn room_status(&self, scheduler: &str, room: &str) -> Option<RoomStatus> {
+        self.backend.room_status(scheduler, room).await
     }
 
-    fn host_port(&self, scheduler: &str, room: &str) -> u16 {
+    async fn host_port(&self, scheduler: &str, room: &str) -> u16 {
         self.backend
             .host_port(scheduler, room)
+            .await
             .expect("the room has a host port")
     }
 }
@@ -357,9 +358,9 @@ fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Cod
 
 // ----- schedulers ----------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_scheduler_lifecycle_over_grpc() {
-    let server = Server::both(SimBackend::new(), &ApiConfig::default()).await;
+    let server = Server::both(Worker::new(), &ApiConfig::default()).await;
     let mut schedulers = server.schedulers();
 
     let created = create(&server, "arena", 2).await;
@@ -467,7 +468,7 @@ async fn a_scheduler_lifecycle_over_grpc() {
         .unwrap()
         .into_inner();
     assert!(!op.operation_id.is_empty());
-    server.backend.advance(Millis::from_secs(10));
+    server.backend.advance(Millis::from_secs(10)).await;
 
     let patch = v1::PatchSchedulerRequest {
         name: "arena".into(),
@@ -488,7 +489,7 @@ async fn a_scheduler_lifecycle_over_grpc() {
         .unwrap()
         .into_inner();
     assert!(!op.operation_id.is_empty());
-    server.backend.advance(Millis::from_secs(10));
+    server.backend.advance(Millis::from_secs(10)).await;
     let patched = schedulers
         .get_scheduler(v1::GetSchedulerRequest {
             scheduler_name: "arena".into(),
@@ -546,7 +547,7 @@ async fn a_scheduler_lifecycle_over_grpc() {
         .unwrap()
         .into_inner();
     assert!(!op.operation_id.is_empty());
-    server.backend.advance(Millis::from_secs(10));
+    server.backend.advance(Millis::from_secs(10)).await;
     let active = schedulers
         .get_scheduler(v1::GetSchedulerRequest {
             scheduler_name: "arena".into(),
@@ -567,7 +568,7 @@ async fn a_scheduler_lifecycle_over_grpc() {
         .unwrap()
         .into_inner();
     assert!(!op.operation_id.is_empty());
-    server.backend.advance(Millis::from_secs(200));
+    server.backend.advance(Millis::from_secs(200)).await;
     let gone = schedulers
         .get_scheduler(v1::GetSchedulerRequest {
             scheduler_name: "arena".into(),
@@ -582,11 +583,11 @@ async fn a_scheduler_lifecycle_over_grpc() {
 
 // ----- operations ------------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn operations_list_get_and_cancel() {
     // Time stands still: create_scheduler stays in progress, so what is
     // enqueued after it stays pending.
-    let server = Server::both(SimBackend::with_step(Millis(0)), &ApiConfig::default()).await;
+    let server = Server::both(Worker::frozen(), &ApiConfig::default()).await;
     let mut operations = server.operations();
     create(&server, "arena", 0).await;
     let pending_id = server
@@ -709,9 +710,9 @@ async fn operations_list_get_and_cancel() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn final_operations_paginate_and_sort() {
-    let server = Server::both(SimBackend::new(), &ApiConfig::default()).await;
+    let server = Server::both(Worker::new(), &ApiConfig::default()).await;
     let mut operations = server.operations();
     create(&server, "arena", 0).await;
     for replicas in 1..=3 {
@@ -724,7 +725,7 @@ async fn final_operations_paginate_and_sort() {
             })
             .await
             .unwrap();
-        server.backend.advance(Millis::from_secs(5));
+        server.backend.advance(Millis::from_secs(5)).await;
     }
     let page = |page, per_page, order: &str| v1::ListOperationsRequest {
         scheduler_name: "arena".into(),
@@ -789,12 +790,12 @@ async fn final_operations_paginate_and_sort() {
 
 // ----- rooms --------------------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn rooms_ping_events_address_and_listing() {
-    let server = Server::both(SimBackend::new(), &ApiConfig::default()).await;
+    let server = Server::both(Worker::new(), &ApiConfig::default()).await;
     let mut rooms = server.rooms_client();
     create(&server, "arena", 3).await;
-    let ids = server.room_ids("arena");
+    let ids = server.room_ids("arena").await;
     assert_eq!(ids.len(), 3);
 
     let listing = rooms
@@ -824,7 +825,7 @@ async fn rooms_ping_events_address_and_listing() {
     let port = v1::Port {
         name: "game".into(),
         protocol: "udp".into(),
-        port: i32::from(server.host_port("arena", &room.id)),
+        port: i32::from(server.host_port("arena", &room.id).await),
     };
     assert_eq!(
         room.address,
@@ -862,7 +863,7 @@ async fn rooms_ping_events_address_and_listing() {
     let answer = rooms.update_room_with_ping(ping.clone()).await.unwrap();
     assert!(answer.into_inner().success);
     assert_eq!(
-        server.room_status("arena", &ids[1]),
+        server.room_status("arena", &ids[1]).await,
         Some(RoomStatus::Occupied)
     );
     let occupied = rooms
@@ -969,7 +970,7 @@ async fn rooms_ping_events_address_and_listing() {
         .unwrap();
     assert!(status.into_inner().success);
     assert_eq!(
-        server.room_status("arena", &ids[0]),
+        server.room_status("arena", &ids[0]).await,
         Some(RoomStatus::Ready)
     );
 
@@ -1001,9 +1002,9 @@ async fn rooms_ping_events_address_and_listing() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn allocate_is_idempotent_by_metadata_or_field() {
-    let server = Server::both(SimBackend::new(), &ApiConfig::default()).await;
+    let server = Server::both(Worker::new(), &ApiConfig::default()).await;
     let mut rooms = server.rooms_client();
     create(&server, "arena", 2).await;
     let allocate = |key: Option<&str>, field: &str| {
@@ -1027,11 +1028,11 @@ async fn allocate_is_idempotent_by_metadata_or_field() {
     assert_eq!(first.host, "node-1.sim");
     assert_eq!(
         first.ports[0].port,
-        i32::from(server.host_port("arena", &first.room_id))
+        i32::from(server.host_port("arena", &first.room_id).await)
     );
     assert_eq!(first.ports.len(), 1);
     assert_eq!(
-        server.room_status("arena", &first.room_id),
+        server.room_status("arena", &first.room_id).await,
         Some(RoomStatus::Allocated)
     );
     let again = rooms
@@ -1079,9 +1080,9 @@ async fn allocate_is_idempotent_by_metadata_or_field() {
 
 // ----- errors and auth ------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn errors_carry_the_http_apis_codes_and_messages() {
-    let server = Server::both(SimBackend::new(), &ApiConfig::default()).await;
+    let server = Server::both(Worker::new(), &ApiConfig::default()).await;
     let mut schedulers = server.schedulers();
     let missing = schedulers
         .get_scheduler(v1::GetSchedulerRequest {
@@ -1172,7 +1173,7 @@ async fn errors_carry_the_http_apis_codes_and_messages() {
     assert!(message.starts_with("invalid status filter"), "{message}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn tokens_apply_over_grpc_as_over_http() {
     let secret = b"rooms-secret".to_vec();
     let config = ApiConfig {
@@ -1180,7 +1181,7 @@ async fn tokens_apply_over_grpc_as_over_http() {
         rooms_secret: Some(secret.clone()),
         ..ApiConfig::default()
     };
-    let server = Server::both(SimBackend::new(), &config).await;
+    let server = Server::both(Worker::new(), &config).await;
     let mut schedulers = server.schedulers();
     let anonymous = schedulers
         .list_schedulers(v1::ListSchedulersRequest::default())
@@ -1210,7 +1211,7 @@ async fn tokens_apply_over_grpc_as_over_http() {
         .into_inner();
     assert_eq!(listed.schedulers.len(), 1);
 
-    let ids = server.room_ids("arena");
+    let ids = server.room_ids("arena").await;
     let (a, b) = (&ids[0], &ids[1]);
     let token_a = room_token(&secret, "arena", a);
     let mut rooms = server.rooms_client();
@@ -1236,7 +1237,10 @@ async fn tokens_apply_over_grpc_as_over_http() {
         assert_status(as_other, Code::Unauthenticated),
         format!("invalid room token for arena/{b}")
     );
-    assert_eq!(server.room_status("arena", b), Some(RoomStatus::Ready));
+    assert_eq!(
+        server.room_status("arena", b).await,
+        Some(RoomStatus::Ready)
+    );
     // Allocation is a matchmaker's call: management tokens, not room tokens.
     let allocate = || v1::AllocateRoomRequest {
         scheduler_name: "arena".into(),
@@ -1261,9 +1265,9 @@ async fn tokens_apply_over_grpc_as_over_http() {
 
 // ----- one port, health, reflection ----------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_grpc_port_answers_http_json_too() {
-    let server = Server::both(SimBackend::new(), &ApiConfig::default()).await;
+    let server = Server::both(Worker::new(), &ApiConfig::default()).await;
     let body = json!({
         "name": "arena", "game": "game", "roomsReplicas": "1", "maxSurge": "1",
         "spec": {"terminationGracePeriod": "30s", "containers": [{
@@ -1303,14 +1307,14 @@ async fn the_grpc_port_answers_http_json_too() {
     assert_eq!((status, answer["total"].clone()), (200, json!(1)));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn each_port_serves_its_own_services() {
-    let backend = SimBackend::new();
+    let backend = Worker::new();
     let config = ApiConfig::default();
     let management = Server::management(backend.clone(), &config).await;
     let rooms = Server::rooms(backend.clone(), &config).await;
     create(&management, "arena", 1).await;
-    let ids = management.room_ids("arena");
+    let ids = management.room_ids("arena").await;
 
     let ping = v1::UpdateRoomWithPingRequest {
         scheduler_name: "arena".into(),
@@ -1386,12 +1390,12 @@ async fn each_port_serves_its_own_services() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn health_reports_every_service_serving() {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
-    let server = Server::both(SimBackend::new(), &ApiConfig::default()).await;
+    let server = Server::both(Worker::new(), &ApiConfig::default()).await;
     let mut health = HealthClient::new(server.channel.clone());
     for service in [
         "",
@@ -1410,14 +1414,14 @@ async fn health_reports_every_service_serving() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn reflection_lists_and_describes_the_services() {
     use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-    let server = Server::both(SimBackend::new(), &ApiConfig::default()).await;
+    let server = Server::both(Worker::new(), &ApiConfig::default()).await;
     let mut client = ServerReflectionClient::new(server.channel.clone());
     let ask = |request: MessageRequest| {
         futures::stream::iter(vec![ServerReflectionRequest {

@@ -3,7 +3,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{Api, SimBackend, error_message, scheduler_json, send};
+use common::{Api, Worker, error_message, scheduler_json, send};
 use maestro_api::ApiConfig;
 use maestro_engine::Millis;
 use serde_json::{Value, json};
@@ -23,7 +23,7 @@ fn operation_id(status: StatusCode, body: &Value) -> String {
 
 // ----- create --------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn create_answers_the_stored_scheduler_with_zero_values() {
     let api = Api::new();
     let body = api.create("arena", 2).await;
@@ -51,7 +51,7 @@ async fn create_answers_the_stored_scheduler_with_zero_values() {
     assert!(!port.contains_key("hostPortRange"), "{s}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn create_twice_is_a_conflict() {
     let api = Api::new();
     api.create("arena", 1).await;
@@ -60,7 +60,7 @@ async fn create_twice_is_a_conflict() {
     assert_eq!(message, "scheduler arena already exists");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn invalid_scheduler_names_every_field() {
     let api = Api::new();
     let mut s = scheduler_json("Bad_Name", -1);
@@ -85,7 +85,7 @@ async fn invalid_scheduler_names_every_field() {
     assert!(message.contains("game: is required"), "{message}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn snake_case_and_camel_case_input_are_both_accepted() {
     let api = Api::new();
     let snake = json!({
@@ -146,7 +146,7 @@ async fn snake_case_and_camel_case_input_are_both_accepted() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn malformed_bodies_are_400s_naming_the_field() {
     let api = Api::new();
     let cases: &[(&str, &str)] = &[
@@ -213,13 +213,13 @@ async fn malformed_bodies_are_400s_naming_the_field() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn oversized_bodies_are_refused() {
     let config = ApiConfig {
         body_limit_bytes: 512,
         ..ApiConfig::default()
     };
-    let api = Api::with(SimBackend::new(), &config);
+    let api = Api::with(Worker::new(), &config);
     let mut s = scheduler_json("arena", 1);
     s["annotations"] = json!({ "note": "x".repeat(600) });
     let (status, body) = api.post("/schedulers", &s).await;
@@ -235,7 +235,7 @@ async fn oversized_bodies_are_refused() {
 
 // ----- get, list, info -------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn get_a_scheduler_or_one_of_its_versions() {
     let api = Api::new();
     api.create("arena", 1).await;
@@ -255,7 +255,7 @@ async fn get_a_scheduler_or_one_of_its_versions() {
     assert_eq!(message, "scheduler nope not found");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn list_filters_by_name_game_and_version() {
     let api = Api::new();
     api.create("arena", 0).await;
@@ -293,7 +293,7 @@ async fn list_filters_by_name_game_and_version() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn info_counts_rooms_and_wins_over_a_scheduler_named_info() {
     let api = Api::new();
     api.create("arena", 2).await;
@@ -322,7 +322,7 @@ async fn info_counts_rooms_and_wins_over_a_scheduler_named_info() {
 
 // ----- versions ------------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn new_version_then_switch_back() {
     let api = Api::new();
     api.create("arena", 1).await;
@@ -330,7 +330,7 @@ async fn new_version_then_switch_back() {
     v2["spec"]["containers"][0]["image"] = json!("registry.example/game:2");
     let (status, body) = api.post("/schedulers/arena", &v2).await;
     operation_id(status, &body);
-    api.backend.advance(Millis::from_secs(10));
+    api.backend.advance(Millis::from_secs(10)).await;
 
     let (status, body) = api.get("/schedulers/arena/versions").await;
     assert_eq!(status, OK, "{body}");
@@ -351,7 +351,7 @@ async fn new_version_then_switch_back() {
         .put("/schedulers/arena", &json!({"version": "v1.0.0"}))
         .await;
     operation_id(status, &body);
-    api.backend.advance(Millis::from_secs(10));
+    api.backend.advance(Millis::from_secs(10)).await;
     let (_, body) = api.get("/schedulers/arena").await;
     assert_eq!(body["scheduler"]["spec"]["version"], "v1.0.0");
 
@@ -373,9 +373,9 @@ async fn new_version_then_switch_back() {
     error_message(status, &body, NOT_FOUND, 5);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_second_version_operation_is_a_failed_precondition() {
-    let api = Api::with(SimBackend::with_step(Millis(0)), &ApiConfig::default());
+    let api = Api::with(Worker::frozen(), &ApiConfig::default());
     api.create("arena", 0).await;
     let (status, body) = api
         .patch("/schedulers/arena", &json!({"roomsReplicas": 1}))
@@ -388,7 +388,7 @@ async fn a_second_version_operation_is_a_failed_precondition() {
     assert!(message.contains("version operation"), "{message}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn patch_merges_into_the_active_version() {
     let api = Api::new();
     api.create("arena", 1).await;
@@ -408,7 +408,7 @@ async fn patch_merges_into_the_active_version() {
         )
         .await;
     operation_id(status, &body);
-    api.backend.advance(Millis::from_secs(10));
+    api.backend.advance(Millis::from_secs(10)).await;
     let (_, body) = api.get("/schedulers/arena").await;
     let s = &body["scheduler"];
     assert_eq!(s["roomsReplicas"], 3);
@@ -431,13 +431,13 @@ async fn patch_merges_into_the_active_version() {
     error_message(status, &body, NOT_FOUND, 5);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn delete_enqueues_the_deletion() {
     let api = Api::new();
     api.create("arena", 1).await;
     let (status, body) = api.send("DELETE", "/schedulers/arena", None, &[]).await;
     operation_id(status, &body);
-    api.backend.advance(Millis::from_secs(200));
+    api.backend.advance(Millis::from_secs(200)).await;
     let (status, body) = api.get("/schedulers/arena").await;
     error_message(status, &body, NOT_FOUND, 5);
     let (status, body) = api.send("DELETE", "/schedulers/arena", None, &[]).await;
@@ -446,9 +446,9 @@ async fn delete_enqueues_the_deletion() {
 
 // ----- operations ----------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn operations_by_stage_with_upstream_errors() {
-    let api = Api::with(SimBackend::with_step(Millis(0)), &ApiConfig::default());
+    let api = Api::with(Worker::frozen(), &ApiConfig::default());
     api.create("arena", 1).await;
     let (status, body) = api
         .patch("/schedulers/arena", &json!({"roomsReplicas": 2}))
@@ -524,7 +524,7 @@ async fn operations_by_stage_with_upstream_errors() {
     error_message(status, &body, NOT_FOUND, 5);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn final_operations_are_sorted_and_paginated() {
     let api = Api::new();
     api.create("arena", 1).await;
@@ -533,7 +533,7 @@ async fn final_operations_are_sorted_and_paginated() {
             .patch("/schedulers/arena", &json!({"roomsReplicas": replicas}))
             .await;
         operation_id(status, &body);
-        api.backend.advance(Millis::from_secs(5));
+        api.backend.advance(Millis::from_secs(5)).await;
     }
     let (status, body) = api
         .get("/schedulers/arena/operations?stage=final&per_page=100")
@@ -581,7 +581,7 @@ async fn final_operations_are_sorted_and_paginated() {
     assert_eq!(paged, all);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn get_an_operation_with_its_go_style_input() {
     let api = Api::new();
     api.create("arena", 1).await;
@@ -626,10 +626,10 @@ async fn get_an_operation_with_its_go_style_input() {
     assert_eq!(message, "operation no-such-id not found");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn cancel_ends_pending_and_in_progress_operations_canceled() {
     // Time moves only when the test says: runtime calls wait until then.
-    let api = Api::with(SimBackend::with_step(Millis(0)), &ApiConfig::default());
+    let api = Api::with(Worker::frozen(), &ApiConfig::default());
     api.create("arena", 0).await;
     let active_operation = async |api: &Api| {
         let (status, body) = api.get("/schedulers/arena/operations?stage=active").await;
@@ -648,7 +648,7 @@ async fn cancel_ends_pending_and_in_progress_operations_canceled() {
     let (status, body) = api.send("POST", &uri, None, &[]).await;
     let message = error_message(status, &body, BAD_REQUEST, 9);
     assert_eq!(message, "create_scheduler cannot be canceled once started");
-    api.backend.advance(Millis::from_secs(5));
+    api.backend.advance(Millis::from_secs(5)).await;
 
     // Two rooms wanted: add_rooms runs, waiting for its pods; the next
     // change waits behind it.
@@ -703,7 +703,7 @@ async fn cancel_ends_pending_and_in_progress_operations_canceled() {
     error_message(status, &body, NOT_FOUND, 5);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn cancel_a_finished_operation_is_a_conflict() {
     let api = Api::new();
     api.create("arena", 0).await;
@@ -711,7 +711,7 @@ async fn cancel_a_finished_operation_is_a_conflict() {
         .patch("/schedulers/arena", &json!({"roomsReplicas": 1}))
         .await;
     let id = operation_id(status, &body);
-    api.backend.advance(Millis::from_secs(5));
+    api.backend.advance(Millis::from_secs(5)).await;
     let (status, body) = api
         .send(
             "POST",
@@ -726,7 +726,7 @@ async fn cancel_a_finished_operation_is_a_conflict() {
 
 // ----- rooms listing ---------------------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn rooms_listing_filters_and_pages() {
     let api = Api::new();
     api.create("arena", 3).await;
@@ -742,7 +742,7 @@ async fn rooms_listing_filters_and_pages() {
     assert_eq!(room["version"], "v1.0.0");
     assert_eq!(room["runningMatches"], 0);
     assert!(room["lastPingAt"].as_str().unwrap().ends_with('Z'));
-    let port = api.host_port("arena", room["id"].as_str().unwrap());
+    let port = api.host_port("arena", room["id"].as_str().unwrap()).await;
     assert_eq!(
         room["address"],
         json!({"host": "node-1.sim", "ports": [{"name": "game", "protocol": "udp", "port": port}]})
@@ -787,13 +787,13 @@ async fn rooms_listing_filters_and_pages() {
 
 // ----- auth, fallbacks, OpenAPI ----------------------------------------------
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn management_tokens_when_configured() {
     let config = ApiConfig {
         management_tokens: vec!["first-token".into(), "second-token".into()],
         ..ApiConfig::default()
     };
-    let backend = SimBackend::new();
+    let backend = Worker::new();
     let router = maestro_api::management_router(backend, &config);
     let (status, body) = send(&router, "GET", "/schedulers", None, &[]).await;
     let message = error_message(status, &body, StatusCode::UNAUTHORIZED, 16);
@@ -815,12 +815,12 @@ async fn management_tokens_when_configured() {
     assert_eq!(status, OK);
 
     // Without tokens, no authentication.
-    let open = maestro_api::management_router(SimBackend::new(), &ApiConfig::default());
+    let open = maestro_api::management_router(Worker::new(), &ApiConfig::default());
     let (status, _) = send(&open, "GET", "/schedulers", None, &[]).await;
     assert_eq!(status, OK);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unknown_routes_and_methods_answer_in_the_error_format() {
     let api = Api::new();
     let (status, body) = api.get("/nowhere").await;
@@ -830,7 +830,7 @@ async fn unknown_routes_and_methods_answer_in_the_error_format() {
     let message = error_message(status, &body, StatusCode::METHOD_NOT_ALLOWED, 12);
     assert_eq!(message, "Method Not Allowed");
     // The two routers also stand alone.
-    let rooms = maestro_api::rooms_router(SimBackend::new(), &ApiConfig::default());
+    let rooms = maestro_api::rooms_router(Worker::new(), &ApiConfig::default());
     let (status, body) = send(&rooms, "GET", "/schedulers", None, &[]).await;
     error_message(status, &body, NOT_FOUND, 5);
 }

@@ -7,7 +7,7 @@ mod common;
 
 use axum::Router;
 use axum::http::StatusCode;
-use common::{Api, SimBackend, scheduler_json, send};
+use common::{Api, Worker, scheduler_json, send};
 use maestro_api::ApiConfig;
 use maestro_engine::Millis;
 use serde_json::{Map, Value, json};
@@ -129,11 +129,11 @@ fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
     out
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn every_served_route_is_documented_with_its_method() {
     let config = ApiConfig::default();
-    let management = maestro_api::management_router(SimBackend::new(), &config);
-    let rooms = maestro_api::rooms_router(SimBackend::new(), &config);
+    let management = maestro_api::management_router(Worker::new(), &config);
+    let rooms = maestro_api::rooms_router(Worker::new(), &config);
     let doc = document(&management).await;
     assert_eq!(doc["openapi"], "3.1.0");
     let documented = operations(&doc);
@@ -208,7 +208,7 @@ fn collect_refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn every_reference_resolves_and_every_schema_is_used() {
     let doc = document(&Api::new().router).await;
     let mut refs = Vec::new();
@@ -235,7 +235,7 @@ async fn every_reference_resolves_and_every_schema_is_used() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn security_follows_the_configuration() {
     // No tokens: nothing requires one, and no route answers 401.
     let open = document(&Api::new().router).await;
@@ -270,7 +270,7 @@ async fn security_follows_the_configuration() {
         ("rooms secret", &rooms_only),
         ("both", &both),
     ] {
-        let api = Api::with(SimBackend::new(), config);
+        let api = Api::with(Worker::new(), config);
         let doc = document(&api.router).await;
         let mut secured = 0;
         for (method, path, operation) in operations(&doc) {
@@ -312,7 +312,7 @@ fn parameter<'a>(doc: &'a Value, path: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{path} has no parameter {name}"))
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn paging_is_documented_as_it_is_checked() {
     let api = Api::new();
     api.create("arena", 1).await;
@@ -505,7 +505,7 @@ fn the_checker_catches_mismatches() {
 /// Real answers of every route, successes and errors, fit the schemas the
 /// document gives them: a field whose JSON type differs from its proto's
 /// (say a port written as a string, or an int64 as a number) fails here.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn answers_match_their_documented_schemas() {
     let api = Api::new();
     let doc = document(&api.router).await;
@@ -523,8 +523,8 @@ async fn answers_match_their_documented_schemas() {
     assert_eq!(status, StatusCode::OK);
     let (status, _) = conforms(&api, &doc, create, "/schedulers", Some(scheduler.clone())).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    api.backend.advance(Millis::from_secs(30));
-    let rooms = api.room_ids("arena");
+    api.backend.advance(Millis::from_secs(30)).await;
+    let rooms = api.room_ids("arena").await;
     assert_eq!(rooms.len(), 2);
     let room = &rooms[0];
 

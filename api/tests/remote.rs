@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Api, SimBackend};
+use common::{Api, Worker};
 use maestro_api::backend::Request;
 use maestro_api::remote::{RemoteBackend, worker_service};
 use maestro_api::{ApiConfig, Backend, RoomReport};
@@ -17,7 +17,7 @@ use maestro_engine::{Command, ForwardKind, Millis, Ping};
 use tokio::net::TcpListener;
 
 /// Serves `backend` as the worker and returns its address.
-async fn serve(backend: Arc<SimBackend>, config: &ApiConfig) -> String {
+async fn serve(backend: Arc<Worker>, config: &ApiConfig) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = tonic::service::Routes::new(worker_service(backend, config)).into_axum_router();
@@ -25,18 +25,18 @@ async fn serve(backend: Arc<SimBackend>, config: &ApiConfig) -> String {
     format!("http://{addr}")
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn every_call_crosses_the_worker_unchanged() {
-    let backend = SimBackend::new();
+    let backend = Worker::new();
     let api = Api::with(backend.clone(), &ApiConfig::default());
     api.create("arena", 3).await;
-    backend.advance(Millis::from_secs(10));
-    let rooms = api.room_ids("arena");
+    backend.advance(Millis::from_secs(10)).await;
+    let rooms = api.room_ids("arena").await;
     assert_eq!(rooms.len(), 3);
     let remote = RemoteBackend::connect(&serve(backend.clone(), &ApiConfig::default()).await, None)
         .expect("a valid url");
 
-    let scheduler = backend.harness().engine.scheduler("arena").unwrap().clone();
+    let scheduler = backend.scheduler("arena").await.unwrap();
     let queries = [
         Query::Schedulers,
         Query::Scheduler {
@@ -77,13 +77,8 @@ async fn every_call_crosses_the_worker_unchanged() {
     }
     // Every query kind that names an operation, by a real id.
     let operation = backend
-        .harness()
-        .engine
-        .operations("arena")
-        .next()
-        .unwrap()
-        .id
-        .clone();
+        .read(|e| e.operations("arena").next().unwrap().id.clone())
+        .await;
     let request = Request::Query(Query::Operation {
         scheduler: "arena".into(),
         id: operation,
@@ -104,7 +99,7 @@ async fn every_call_crosses_the_worker_unchanged() {
     };
     assert_eq!(remote.ping(ping).await, Ok(RoomStatus::Occupied));
     assert_eq!(
-        backend.room_status("arena", &rooms[0]),
+        backend.room_status("arena", &rooms[0]).await,
         Some(RoomStatus::Occupied)
     );
     let allocation = remote
@@ -112,7 +107,7 @@ async fn every_call_crosses_the_worker_unchanged() {
         .await
         .expect("a ready room");
     assert_eq!(
-        backend.room_status("arena", &allocation.room),
+        backend.room_status("arena", &allocation.room).await,
         Some(RoomStatus::Allocated)
     );
     let again = remote
@@ -145,13 +140,13 @@ async fn every_call_crosses_the_worker_unchanged() {
     assert_eq!(refused.to_string(), "scheduler arena already exists");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_worker_asks_for_a_management_token_when_there_are_some() {
     let config = ApiConfig {
         management_tokens: vec!["secret".into()],
         ..ApiConfig::default()
     };
-    let url = serve(SimBackend::new(), &config).await;
+    let url = serve(Worker::new(), &config).await;
     let without = RemoteBackend::connect(&url, None).unwrap();
     let error = without.schedulers().await.expect_err("no token");
     assert!(error.0.contains("management tokens"), "{error}");

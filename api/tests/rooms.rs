@@ -3,7 +3,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{Api, SimBackend, error_message, send};
+use common::{Api, Worker, error_message, send};
 use maestro_api::{ApiConfig, room_token};
 use maestro_engine::room::RoomStatus;
 use maestro_engine::{ForwardKind, Millis, PlayerEventKind};
@@ -18,12 +18,12 @@ const UNAUTHORIZED: StatusCode = StatusCode::UNAUTHORIZED;
 async fn arena(rooms: i64) -> (Api, Vec<String>) {
     let api = Api::new();
     api.create("arena", rooms).await;
-    let ids = api.room_ids("arena");
+    let ids = api.room_ids("arena").await;
     assert_eq!(ids.len(), rooms as usize);
     (api, ids)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ping_changes_the_room_status() {
     let (api, ids) = arena(1).await;
     let uri = format!("/scheduler/arena/rooms/{}/ping", ids[0]);
@@ -33,7 +33,7 @@ async fn ping_changes_the_room_status() {
     let (status, answer) = api.put(&uri, &body).await;
     assert_eq!((status, answer), (OK, json!({"success": true})));
     assert_eq!(
-        api.room_status("arena", &ids[0]),
+        api.room_status("arena", &ids[0]).await,
         Some(RoomStatus::Occupied)
     );
 
@@ -41,10 +41,13 @@ async fn ping_changes_the_room_status() {
     let body = json!({"status": "ready", "running_matches": 0, "timestamp": 5});
     let (status, answer) = api.post(&uri, &body).await;
     assert_eq!((status, answer), (OK, json!({"success": true})));
-    assert_eq!(api.room_status("arena", &ids[0]), Some(RoomStatus::Ready));
+    assert_eq!(
+        api.room_status("arena", &ids[0]).await,
+        Some(RoomStatus::Ready)
+    );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn pings_the_engine_refuses_are_unsuccessful_not_errors() {
     let (api, ids) = arena(1).await;
     for uri in [
@@ -62,7 +65,7 @@ async fn pings_the_engine_refuses_are_unsuccessful_not_errors() {
     assert_eq!((status, answer), (OK, json!({"success": false})));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn bad_pings_are_400s() {
     let (api, ids) = arena(1).await;
     let uri = format!("/scheduler/arena/rooms/{}/ping", ids[0]);
@@ -101,7 +104,7 @@ async fn bad_pings_are_400s() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn room_and_player_events_are_handed_to_the_backend() {
     let (api, ids) = arena(1).await;
     for kind in ["roomevent", "playerevent"] {
@@ -146,7 +149,7 @@ async fn room_and_player_events_are_handed_to_the_backend() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_player_event_needs_a_known_event_and_a_player_id() {
     let (api, ids) = arena(1).await;
     let uri = format!("/scheduler/arena/rooms/{}/playerevent", ids[0]);
@@ -189,7 +192,7 @@ async fn a_player_event_needs_a_known_event_and_a_player_id() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_deprecated_status_route_is_accepted_and_ignored() {
     let (api, ids) = arena(1).await;
     let uri = format!("/scheduler/arena/rooms/{}/status", ids[0]);
@@ -197,10 +200,13 @@ async fn the_deprecated_status_route_is_accepted_and_ignored() {
         .put(&uri, &json!({"status": "occupied", "timestamp": 1}))
         .await;
     assert_eq!((status, answer), (OK, json!({"success": true})));
-    assert_eq!(api.room_status("arena", &ids[0]), Some(RoomStatus::Ready));
+    assert_eq!(
+        api.room_status("arena", &ids[0]).await,
+        Some(RoomStatus::Ready)
+    );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn address_of_a_room() {
     let (api, ids) = arena(1).await;
     let (status, answer) = api
@@ -210,7 +216,7 @@ async fn address_of_a_room() {
     assert_eq!(
         answer,
         json!({
-            "ports": [{"name": "game", "protocol": "udp", "port": api.host_port("arena", &ids[0])}],
+            "ports": [{"name": "game", "protocol": "udp", "port": api.host_port("arena", &ids[0]).await}],
             "host": "node-1.sim",
             "ipv6Label": ""
         })
@@ -219,13 +225,16 @@ async fn address_of_a_room() {
     error_message(status, &answer, NOT_FOUND, 5);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn address_of_a_room_without_a_node_is_a_clear_error() {
     // 300 ms after creation the pods exist but do not run yet.
-    let api = Api::with(SimBackend::with_step(Millis(300)), &ApiConfig::default());
+    let api = Api::with(Worker::with_step(Millis(300)), &ApiConfig::default());
     api.create("arena", 1).await;
-    let ids = api.room_ids("arena");
-    assert_eq!(api.room_status("arena", &ids[0]), Some(RoomStatus::Pending));
+    let ids = api.room_ids("arena").await;
+    assert_eq!(
+        api.room_status("arena", &ids[0]).await,
+        Some(RoomStatus::Pending)
+    );
     let (status, answer) = api
         .get(&format!("/scheduler/arena/rooms/{}/address", ids[0]))
         .await;
@@ -233,7 +242,7 @@ async fn address_of_a_room_without_a_node_is_a_clear_error() {
     assert!(message.contains("has no address yet"), "{message}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn allocate_hands_out_ready_rooms_then_says_none_is_left() {
     let (api, ids) = arena(2).await;
     let (status, answer) = api
@@ -246,11 +255,11 @@ async fn allocate_hands_out_ready_rooms_then_says_none_is_left() {
     let first = answer["roomId"].as_str().unwrap().to_string();
     assert_eq!(
         answer["ports"],
-        json!([{"name": "game", "protocol": "udp", "port": api.host_port("arena", &first)}])
+        json!([{"name": "game", "protocol": "udp", "port": api.host_port("arena", &first).await}])
     );
     assert!(ids.contains(&first));
     assert_eq!(
-        api.room_status("arena", &first),
+        api.room_status("arena", &first).await,
         Some(RoomStatus::Allocated)
     );
 
@@ -283,7 +292,7 @@ async fn allocate_hands_out_ready_rooms_then_says_none_is_left() {
     error_message(status, &answer, BAD_REQUEST, 3);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn allocate_with_an_idempotency_key_returns_the_same_room() {
     let (api, _) = arena(3).await;
     let uri = "/scheduler/arena/rooms/allocate";
@@ -299,7 +308,7 @@ async fn allocate_with_an_idempotency_key_returns_the_same_room() {
     assert_ne!(first["roomId"], other["roomId"]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn room_tokens_let_a_room_act_only_for_itself() {
     let secret = b"rooms-secret".to_vec();
     let config = ApiConfig {
@@ -307,10 +316,10 @@ async fn room_tokens_let_a_room_act_only_for_itself() {
         management_tokens: vec!["matchmaker".into()],
         ..ApiConfig::default()
     };
-    let backend = SimBackend::new();
+    let backend = Worker::new();
     let setup = Api::with(backend.clone(), &ApiConfig::default());
     setup.create("arena", 2).await;
-    let ids = setup.room_ids("arena");
+    let ids = setup.room_ids("arena").await;
     let (a, b) = (&ids[0], &ids[1]);
     let router = maestro_api::rooms_router(backend, &config);
     let ping = json!({"status": "occupied"}).to_string();
@@ -326,7 +335,7 @@ async fn room_tokens_let_a_room_act_only_for_itself() {
     let (status, answer) = send(&router, "PUT", &uri_b, Some(&ping), &as_a).await;
     let message = error_message(status, &answer, UNAUTHORIZED, 16);
     assert_eq!(message, format!("invalid room token for arena/{b}"));
-    assert_eq!(setup.room_status("arena", b), Some(RoomStatus::Ready));
+    assert_eq!(setup.room_status("arena", b).await, Some(RoomStatus::Ready));
     // A token of the same room under another scheduler name does not pass either.
     let (status, answer) = send(
         &router,
@@ -340,7 +349,10 @@ async fn room_tokens_let_a_room_act_only_for_itself() {
 
     let (status, answer) = send(&router, "PUT", &uri_a, Some(&ping), &as_a).await;
     assert_eq!((status, answer), (OK, json!({"success": true})));
-    assert_eq!(setup.room_status("arena", a), Some(RoomStatus::Occupied));
+    assert_eq!(
+        setup.room_status("arena", a).await,
+        Some(RoomStatus::Occupied)
+    );
     for route in ["address"] {
         let uri = format!("/scheduler/arena/rooms/{a}/{route}");
         let (status, _) = send(&router, "GET", &uri, None, &as_a).await;
@@ -383,7 +395,7 @@ impl maestro_api::Backend for Down {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_worker_that_cannot_be_reached_is_a_503_or_success_false_for_a_room() {
     let router = maestro_api::router(std::sync::Arc::new(Down), &ApiConfig::default());
     let ping = json!({"status": "ready", "timestamp": 1}).to_string();

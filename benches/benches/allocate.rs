@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
+use maestro::clock::Clock;
 use maestro::driver::DriverConfig;
 use maestro::testing::{InstantCluster, ready_fleet, start_driver};
 use maestro_api::Backend;
@@ -48,6 +49,7 @@ async fn run<K: Kv + 'static>(store: Arc<Store<K>>, rooms: usize, matchmakers: u
         ..EngineConfig::default()
     };
     let driver = start_driver(
+        Clock::start(),
         store,
         Arc::clone(&cluster) as _,
         config,

@@ -27,7 +27,13 @@ fn start(disk: &SimulatedDisk, cluster: &Arc<Cluster>, seed: u64) -> Running {
         soft_flush_interval: Duration::from_secs(3600),
         ..DriverConfig::default()
     };
-    crate::testing::start_driver(store, Arc::clone(cluster) as _, engine, config)
+    crate::testing::start_driver(
+        crate::clock::Clock::start(),
+        store,
+        Arc::clone(cluster) as _,
+        engine,
+        config,
+    )
 }
 
 /// A driver on a fresh disk with `arena` of `n` ready rooms.
