@@ -3,109 +3,59 @@
 //! answer is fine except a panic or a 5xx: bad input must get a clear 4xx
 //! naming what is wrong, and nothing a client sends may break the service.
 //!
-//! The backend answers every `backend::Request` with the engine (commands,
-//! pings, allocations, queries), as the service's driver does, minus the
-//! store and the runtime: what is fuzzed is the API's parsing, validation
-//! and conversion, and the engine's handling of what gets through.
+//! The backend is the service's own worker: the real driver over an
+//! in-memory store, with a cluster whose pods are ready at once
+//! (`maestro::testing`), checked after every request for the engine's
+//! invariants.
 //!
 //! Run: `cargo fuzz run -s none api_bodies -- -max_total_time=60`
 //! (`-s none` works on a stable toolchain); `cargo test` in `fuzz/`
 //! replays the committed seeds (`fuzz/seeds/api_bodies/`).
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use arbitrary::{Result, Unstructured};
 use axum::body::Body;
 use axum::http::Request;
-use maestro_api::backend::Request as Call;
-use maestro_api::{ApiConfig, Backend, Reply, ReportError, Unavailable};
-use maestro_engine::room::{InstanceStatus, PingStatus};
+use maestro::clock::Clock;
+use maestro::driver::DriverConfig;
+use maestro::testing::{InstantCluster, RunningDriver, ready_fleet, start_driver};
+use maestro_api::{ApiConfig, Backend};
+use maestro_engine::room::{PingStatus, RoomId};
 use maestro_engine::scheduler::fixtures;
-use maestro_engine::{
-    Command, Engine, EngineConfig, InstanceEvent, InstanceEventKind, Millis, Ping, Time,
-};
+use maestro_engine::{EngineConfig, Ping};
+use maestro_store::Store;
 use tower::ServiceExt;
 
 const NAME: &str = "arena";
 
-/// The engine, with a scheduler `arena` of two rooms, one ready and one
-/// occupied; time moves a second per call.
-struct EngineBackend {
-    engine: Mutex<(Engine, Time)>,
-}
-
-impl EngineBackend {
-    fn new() -> EngineBackend {
-        let mut engine = Engine::new(EngineConfig::default());
-        let now = Time(1_700_000_000_000);
-        let mut scheduler = fixtures::scheduler(NAME);
-        scheduler.rooms_replicas = 0;
-        engine
-            .handle_command(now, Command::CreateScheduler(scheduler))
-            .expect("the fixture is valid");
-        // Pods the runtime reports are adopted as rooms; pings make them
-        // ready and occupied.
-        for (room, status) in [("r1", PingStatus::Ready), ("r2", PingStatus::Occupied)] {
-            let event = InstanceEvent {
-                scheduler: NAME.to_string(),
-                room: room.to_string(),
-                kind: InstanceEventKind::Upsert,
-                status: InstanceStatus::Ready,
-                description: String::new(),
-                address: None,
-                version: Some(maestro_engine::version::Version::FIRST),
-            };
-            engine.handle_instance_event(now, &event);
-            let ping = Ping {
-                scheduler: NAME.to_string(),
-                room: room.to_string(),
-                status,
-                running_matches: u64::from(status == PingStatus::Occupied),
-                metadata_json: "{}".to_string(),
-            };
-            let _ = engine.handle_ping(now, &ping);
-        }
-        while engine.poll_effect().is_some() {}
-        EngineBackend {
-            engine: Mutex::new((engine, now)),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl Backend for EngineBackend {
-    async fn call(&self, request: Call) -> std::result::Result<Reply, Unavailable> {
-        let mut guard = self.engine.lock().unwrap_or_else(|p| p.into_inner());
-        let (engine, now) = &mut *guard;
-        *now = *now + Millis::from_secs(1);
-        let reply = match request {
-            Call::Command(command) => Reply::Command(engine.handle_command(*now, *command)),
-            Call::Ping(ping) => Reply::Ping(engine.handle_ping(*now, &ping)),
-            Call::Allocate { scheduler, key } => {
-                Reply::Allocate(engine.allocate(*now, &scheduler, key.as_deref()))
-            }
-            Call::Report(report) => {
-                let exists = engine
-                    .fleet(&report.scheduler)
-                    .is_some_and(|f| f.get(&report.room).is_some());
-                Reply::Report(if exists {
-                    Ok(())
-                } else {
-                    Err(ReportError::RoomNotFound {
-                        scheduler: report.scheduler,
-                        room: report.room,
-                    })
-                })
-            }
-            Call::Query(query) => Reply::Query(engine.query(*now, query)),
-        };
-        // Effects would go to the store and the runtime: drop them.
-        while engine.poll_effect().is_some() {}
-        engine
-            .check_invariants()
-            .unwrap_or_else(|e| panic!("engine invariant broken: {e}"));
-        Ok(reply)
-    }
+/// A worker with `arena` of two rooms, the first ready and the second
+/// occupied. Returns their ids.
+async fn worker() -> (RunningDriver, Vec<RoomId>) {
+    let cluster = Arc::new(InstantCluster::default());
+    let driver = start_driver(
+        Clock::start(),
+        Arc::new(Store::in_memory()),
+        Arc::clone(&cluster) as _,
+        EngineConfig::default(),
+        DriverConfig::default(),
+    );
+    let mut scheduler = fixtures::scheduler(NAME);
+    scheduler.rooms_replicas = 2;
+    let rooms = ready_fleet(&driver.handle, &cluster, scheduler).await;
+    let occupied = Ping {
+        scheduler: NAME.to_string(),
+        room: rooms[1].clone(),
+        status: PingStatus::Occupied,
+        running_matches: 1,
+        metadata_json: "{}".to_string(),
+    };
+    driver
+        .handle
+        .ping(occupied)
+        .await
+        .expect("the room exists and the driver runs");
+    (driver, rooms)
 }
 
 /// Every route, as `(method, path)` with `{s}` for a scheduler and `{r}`
@@ -163,11 +113,11 @@ fn segment(u: &mut Unstructured, known: &[&str]) -> Result<String> {
     }
 }
 
-fn request(u: &mut Unstructured) -> Result<Request<Body>> {
+fn request(u: &mut Unstructured, rooms: &[&str]) -> Result<Request<Body>> {
     let (method, template) = *u.choose(ROUTES)?;
     let path = template
         .replace("{s}", &segment(u, &[NAME, "info", "nope"])?)
-        .replace("{r}", &segment(u, &["r1", "r2", "r3"])?);
+        .replace("{r}", &segment(u, rooms)?);
     let query = match u.int_in_range(0u8..=3)? {
         0 => String::new(),
         1 => "?stage=final&page=1&per_page=5".to_string(),
@@ -200,30 +150,50 @@ fn request(u: &mut Unstructured) -> Result<Request<Body>> {
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
+        // Paused: the worker's timers and the set-up's polling wait no
+        // real time, so an input costs its requests only.
         tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
             .build()
             .expect("a runtime")
     })
 }
 
-/// One input: a few requests in a row.
+/// One input: a few requests in a row, against a fresh worker.
 pub fn run(data: &[u8]) {
+    runtime().block_on(requests(data));
+}
+
+async fn requests(data: &[u8]) {
     let mut u = Unstructured::new(data);
-    let router = maestro_api::router(Arc::new(EngineBackend::new()), &ApiConfig::default());
+    let (driver, rooms) = worker().await;
+    let mut known: Vec<&str> = rooms.iter().map(String::as_str).collect();
+    known.push("r3");
+    let router = maestro_api::router(Arc::new(driver.handle.clone()), &ApiConfig::default());
     // A few requests in a row, so later ones see what earlier ones changed.
     for _ in 0..4 {
-        let Ok(request) = request(&mut u) else {
-            return;
+        let Ok(request) = request(&mut u, &known) else {
+            break;
         };
         let uri = request.uri().clone();
         let method = request.method().clone();
-        let response = runtime()
-            .block_on(router.clone().oneshot(request))
+        let response = router
+            .clone()
+            .oneshot(request)
+            .await
             .expect("the router's error type is Infallible");
         assert!(
             !response.status().is_server_error(),
             "{method} {uri} answered {}",
             response.status()
         );
+        driver
+            .handle
+            .read(|engine| engine.check_invariants())
+            .await
+            .expect("the driver runs")
+            .unwrap_or_else(|e| panic!("engine invariant broken after {method} {uri}: {e}"));
     }
+    driver.stop().await.expect("the in-memory store never fails");
 }

@@ -67,21 +67,10 @@ pub fn timeline_svg(title: &str, rows: &[TimelineRow]) -> Result<String> {
             ("demand (matches)", RGBColor(30, 80, 200), |r| r.demand),
         ];
         for (name, color, value) in series {
-            chart
-                .draw_series(LineSeries::new(
-                    rows.iter().map(|r| (hours(r), value(r) as f64)),
-                    color.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            let points = rows.iter().map(|r| (hours(r), value(r) as f64));
+            line(&mut chart, points, color.stroke_width(2), name)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart)?;
         let waiting_peak = rows.iter().map(|r| r.waiting).max().unwrap_or(0).max(1) as f64;
         let mut waits = ChartBuilder::on(&bottom)
             .caption("matches waiting for a room", ("sans-serif", 16))
@@ -129,34 +118,17 @@ pub fn overlay_svg(runs: &[(String, &[TimelineRow])]) -> Result<String> {
             .max(1) as f64;
         let mut chart = rooms_chart(&root, "rooms of each policy against demand", end, peak)?;
         if let Some((_, rows)) = runs.first() {
-            let color = RGBColor(30, 30, 30);
-            chart
-                .draw_series(LineSeries::new(
-                    rows.iter().map(|r| (hours(r), r.demand as f64)),
-                    color.stroke_width(1),
-                ))
-                .map_err(err)?
-                .label("demand (matches)")
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            let points = rows.iter().map(|r| (hours(r), r.demand as f64));
+            let style = RGBColor(30, 30, 30).stroke_width(1);
+            line(&mut chart, points, style, "demand (matches)")?;
         }
         for (i, (name, rows)) in runs.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            chart
-                .draw_series(LineSeries::new(
-                    rows.iter()
-                        .map(|r| (hours(r), (r.ready + r.occupied + r.pending) as f64)),
-                    color.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            let points = rows
+                .iter()
+                .map(|r| (hours(r), (r.ready + r.occupied + r.pending) as f64));
+            line(&mut chart, points, Palette99::pick(i).stroke_width(2), name)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
@@ -187,6 +159,31 @@ fn rooms_chart<'a, 'b>(
         .draw()
         .map_err(err)?;
     Ok(chart)
+}
+
+/// One labelled line, with its legend entry.
+fn line<'a, 'b>(
+    chart: &mut RoomsChart<'a, 'b>,
+    points: impl IntoIterator<Item = (f64, f64)>,
+    style: ShapeStyle,
+    label: &str,
+) -> Result<()> {
+    chart
+        .draw_series(LineSeries::new(points, style))
+        .map_err(err)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    Ok(())
+}
+
+/// The legend of a chart's labelled lines, in a box.
+fn legend<'a, 'b: 'a>(chart: &mut RoomsChart<'a, 'b>) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
 }
 
 fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {

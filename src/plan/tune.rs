@@ -251,15 +251,18 @@ pub fn tune(args: TuneArgs) -> Result<()> {
             })
             .collect();
     }
-    let mut tried = evaluate(
-        &base,
-        &demand,
-        &args.demand,
-        &parameters,
-        &conditions,
-        nodes,
-        grid,
-    )?;
+    let run = |grid| {
+        evaluate(
+            &base,
+            &demand,
+            &args.demand,
+            &parameters,
+            &conditions,
+            nodes,
+            grid,
+        )
+    };
+    let mut tried = run(grid)?;
     // One parameter: bisect between the cheapest success and the cheaper
     // failure next to it.
     if parameters.len() == 1 {
@@ -283,15 +286,7 @@ pub fn tune(args: TuneArgs) -> Result<()> {
             if mid == a || mid == b {
                 break;
             }
-            let more = evaluate(
-                &base,
-                &demand,
-                &args.demand,
-                &parameters,
-                &conditions,
-                nodes,
-                vec![vec![mid]],
-            )?;
+            let more = run(vec![vec![mid]])?;
             tried.extend(more);
         }
     }
