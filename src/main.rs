@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use maestro::bench::Protocol;
 use maestro::config::{Config, FlagValues, LogFormat};
 use maestro::service::{self, Module};
 
@@ -39,6 +40,9 @@ enum BenchCmd {
     /// Rooms pinging (and matchmakers allocating) over HTTP keep-alive:
     /// throughput and latency percentiles, errors, rooms allocated twice.
     RoomsApi(Box<maestro::bench::RoomsApiArgs>),
+    /// The same over gRPC (`api.v1.RoomsService`): `--target` is the
+    /// rooms port, which serves gRPC next to HTTP.
+    Grpc(Box<maestro::bench::RoomsApiArgs>),
 }
 
 #[derive(Subcommand)]
@@ -100,7 +104,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Start(args) => start(args),
-        Cmd::Bench(BenchCmd::RoomsApi(args)) => match maestro::bench::rooms_api(*args) {
+        Cmd::Bench(cmd) => match match cmd {
+            BenchCmd::RoomsApi(args) => maestro::bench::rooms_api(*args, Protocol::Http),
+            BenchCmd::Grpc(args) => maestro::bench::rooms_api(*args, Protocol::Grpc),
+        } {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("maestro bench: {e:#}");

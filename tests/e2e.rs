@@ -793,51 +793,57 @@ fn a_recording_replays_to_the_same_decisions_even_after_a_sigkill() {
 fn the_load_generator_pings_allocates_and_reports_one_json_line() {
     let dir = tempfile::tempdir().unwrap();
     let m = Maestro::start(dir.path());
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_maestro"))
-        .args(["bench", "rooms-api", "--target"])
-        .arg(format!("http://127.0.0.1:{}", m.rooms))
-        .arg("--management")
-        .arg(format!("http://127.0.0.1:{}", m.management))
-        .args(["--rooms", "20", "--concurrency", "4", "--duration", "2s"])
-        .args([
-            "--allocate-rate",
-            "max",
-            "--matchmakers",
-            "4",
-            "--hold",
-            "3s",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    for key in [
-        "throughput_rps",
-        "p50_ms",
-        "p99_ms",
-        "p999_ms",
-        "errors",
-        "allocate_throughput_rps",
-        "allocate_p50_ms",
-        "allocate_p99_ms",
-        "allocate_p999_ms",
-        "allocated_twice",
-    ] {
-        assert!(last.get(key).is_some(), "{key} missing: {last}");
+    // Over HTTP, then the same over gRPC on the same rooms port.
+    for protocol in ["rooms-api", "grpc"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_maestro"))
+            .args(["bench", protocol, "--target"])
+            .arg(format!("http://127.0.0.1:{}", m.rooms))
+            .arg("--management")
+            .arg(format!("http://127.0.0.1:{}", m.management))
+            .args(["--rooms", "20", "--concurrency", "4", "--duration", "2s"])
+            .args([
+                "--allocate-rate",
+                "max",
+                "--matchmakers",
+                "4",
+                "--hold",
+                "3s",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{protocol}: {stdout}\n{stderr}");
+        let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        for key in [
+            "throughput_rps",
+            "p50_ms",
+            "p99_ms",
+            "p999_ms",
+            "errors",
+            "allocate_throughput_rps",
+            "allocate_p50_ms",
+            "allocate_p99_ms",
+            "allocate_p999_ms",
+            "allocated_twice",
+        ] {
+            assert!(last.get(key).is_some(), "{protocol}: {key} missing: {last}");
+        }
+        assert!(
+            last["throughput_rps"].as_f64().unwrap() > 0.0,
+            "{protocol}: {last}"
+        );
+        assert!(
+            last["allocate_throughput_rps"].as_f64().unwrap() > 0.0,
+            "{protocol}: {last}"
+        );
+        assert_eq!(last["errors"], 0, "{protocol}: {last}");
+        assert_eq!(last["allocate_errors"], 0, "{protocol}: {last}");
+        // Matches last 4 s here, longer than --hold: no room may come back
+        // within it.
+        assert_eq!(last["allocated_twice"], 0, "{protocol}: {last}");
     }
-    assert!(last["throughput_rps"].as_f64().unwrap() > 0.0, "{last}");
-    assert!(
-        last["allocate_throughput_rps"].as_f64().unwrap() > 0.0,
-        "{last}"
-    );
-    assert_eq!(last["errors"], 0, "{last}");
-    assert_eq!(last["allocate_errors"], 0, "{last}");
-    // Matches last 4 s here, longer than --hold: no room may come back
-    // within it.
-    assert_eq!(last["allocated_twice"], 0, "{last}");
     // It cleans up after itself.
     wait_for(
         "the bench's schedulers gone",

@@ -12,51 +12,15 @@
 //! (`-s none` works on a stable toolchain); `cargo test` in `fuzz/`
 //! replays the committed seeds (`fuzz/seeds/api_bodies/`).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use arbitrary::{Result, Unstructured};
 use axum::body::Body;
 use axum::http::Request;
-use maestro::clock::Clock;
-use maestro::driver::DriverConfig;
-use maestro::testing::{InstantCluster, RunningDriver, ready_fleet, start_driver};
-use maestro_api::{ApiConfig, Backend};
-use maestro_engine::room::{PingStatus, RoomId};
-use maestro_engine::scheduler::fixtures;
-use maestro_engine::{EngineConfig, Ping};
-use maestro_store::Store;
+use maestro_api::ApiConfig;
 use tower::ServiceExt;
 
-const NAME: &str = "arena";
-
-/// A worker with `arena` of two rooms, the first ready and the second
-/// occupied. Returns their ids.
-async fn worker() -> (RunningDriver, Vec<RoomId>) {
-    let cluster = Arc::new(InstantCluster::default());
-    let driver = start_driver(
-        Clock::start(),
-        Arc::new(Store::in_memory()),
-        Arc::clone(&cluster) as _,
-        EngineConfig::default(),
-        DriverConfig::default(),
-    );
-    let mut scheduler = fixtures::scheduler(NAME);
-    scheduler.rooms_replicas = 2;
-    let rooms = ready_fleet(&driver.handle, &cluster, scheduler).await;
-    let occupied = Ping {
-        scheduler: NAME.to_string(),
-        room: rooms[1].clone(),
-        status: PingStatus::Occupied,
-        running_matches: 1,
-        metadata_json: "{}".to_string(),
-    };
-    driver
-        .handle
-        .ping(occupied)
-        .await
-        .expect("the room exists and the driver runs");
-    (driver, rooms)
-}
+use crate::worker::{NAME, runtime, worker};
 
 /// Every route, as `(method, path)` with `{s}` for a scheduler and `{r}`
 /// for a room; the fuzzer picks the names too (known or not).
@@ -145,19 +109,6 @@ fn request(u: &mut Unstructured, rooms: &[&str]) -> Result<Request<Body>> {
         .header("content-type", "application/json")
         .body(Body::from(body))
         .map_err(|_| arbitrary::Error::IncorrectFormat)
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        // Paused: the worker's timers and the set-up's polling wait no
-        // real time, so an input costs its requests only.
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("a runtime")
-    })
 }
 
 /// One input: a few requests in a row, against a fresh worker.

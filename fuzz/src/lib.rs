@@ -4,5 +4,9 @@
 //! `cargo test` keeps every seed and past finding passing.
 
 pub mod api_bodies;
+pub mod demand_traces;
 pub mod engine_inputs;
+pub mod grpc_messages;
+pub mod scheduler_documents;
 pub mod store_records;
+mod worker;

@@ -41,3 +41,18 @@ fn engine_inputs_seeds_pass() {
 fn store_records_seeds_pass() {
     replay("store_records", maestro_fuzz::store_records::run);
 }
+
+#[test]
+fn scheduler_documents_seeds_pass() {
+    replay("scheduler_documents", maestro_fuzz::scheduler_documents::run);
+}
+
+#[test]
+fn demand_traces_seeds_pass() {
+    replay("demand_traces", maestro_fuzz::demand_traces::run);
+}
+
+#[test]
+fn grpc_messages_seeds_pass() {
+    replay("grpc_messages", maestro_fuzz::grpc_messages::run);
+}

@@ -34,7 +34,7 @@ pub struct Connection {
 
 /// Every request's deadline: a stalled server fails the request instead
 /// of holding the run.
-const TIMEOUT: Duration = Duration::from_secs(10);
+pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Connection {
     pub async fn open(authority: &str, token: Option<String>) -> Result<Connection> {

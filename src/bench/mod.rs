@@ -5,13 +5,13 @@
 //! talks to the addresses it is given.
 
 mod client;
+mod rooms;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
 use clap::Args;
 use hdrhistogram::Histogram;
 use hyper::Method;
@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use client::{Connection, authority};
+pub use rooms::Protocol;
+use rooms::{Answer, RoomsClient};
 
 #[derive(Args, Debug)]
 pub struct RoomsApiArgs {
@@ -71,7 +73,9 @@ fn duration(flag: &str, text: &str) -> Result<Duration> {
     humantime::parse_duration(text).with_context(|| format!("--{flag}: `{text}` is not a duration"))
 }
 
-pub fn rooms_api(args: RoomsApiArgs) -> Result<()> {
+/// Runs the bench against the Rooms API over `protocol`: `maestro bench
+/// rooms-api` (HTTP) or `maestro bench grpc`.
+pub fn rooms_api(args: RoomsApiArgs, protocol: Protocol) -> Result<()> {
     let run = duration("duration", &args.duration)?;
     if run > MAX_DURATION {
         bail!(
@@ -131,7 +135,18 @@ pub fn rooms_api(args: RoomsApiArgs) -> Result<()> {
                 rooms.len(),
                 humantime::format_duration(run)
             );
-            load(&target, &name, &matchmaking, rooms, &args, rate, run, ttl).await
+            load(
+                protocol,
+                &target,
+                &name,
+                &matchmaking,
+                rooms,
+                &args,
+                rate,
+                run,
+                ttl,
+            )
+            .await
         }
         .await;
         if !args.keep {
@@ -242,6 +257,7 @@ fn histogram() -> Histogram<u64> {
 
 #[allow(clippy::too_many_arguments)]
 async fn load(
+    protocol: Protocol,
     target: &str,
     scheduler: &str,
     matchmaking: &str,
@@ -256,7 +272,7 @@ async fn load(
     let started = Instant::now();
     let mut pingers = Vec::new();
     for worker in 0..args.concurrency {
-        let mut conn = Connection::open(target, None).await?;
+        let mut conn = RoomsClient::open(protocol, target).await?;
         let (rooms, scheduler) = (Arc::clone(&rooms), scheduler.to_string());
         let workers = args.concurrency;
         pingers.push(tokio::spawn(async move {
@@ -265,22 +281,14 @@ async fn load(
             let mut i = worker;
             while Instant::now() < deadline {
                 i = (i + workers) % rooms.len();
-                let path = format!("/scheduler/{scheduler}/rooms/{}/ping", rooms[i]);
-                let body =
-                    Bytes::from_static(br#"{"status":"ready","runningMatches":0,"timestamp":1}"#);
                 let sent = Instant::now();
-                match conn.send(Method::PUT, &path, body).await {
-                    Ok((200, _)) => {
+                match conn.ping(&scheduler, &rooms[i]).await {
+                    Answer::Ok(_) => {
                         let _ = latency.record(sent.elapsed().as_micros().max(1) as u64);
                     }
-                    Ok(_) => errors += 1,
-                    Err(_) => {
+                    Answer::NoRoom | Answer::Error => {
                         errors += 1;
-                        // The connection may be gone: a new one.
-                        match Connection::open(conn.authority(), None).await {
-                            Ok(c) => conn = c,
-                            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                        }
+                        conn.recover().await;
                     }
                 }
             }
@@ -293,9 +301,9 @@ async fn load(
     if let Some(rate) = rate {
         let count = args.matchmakers.clamp(1, MAX_CONCURRENCY);
         for _ in 0..count {
-            let mut conn = Connection::open(target, None).await?;
+            let mut conn = RoomsClient::open(protocol, target).await?;
             let (allocated, twice) = (Arc::clone(&allocated), Arc::clone(&twice));
-            let path = format!("/scheduler/{matchmaking}/rooms/allocate");
+            let matchmaking = matchmaking.to_string();
             // Each matchmaker's share of the rate.
             let pause = rate.map(|r| Duration::from_secs_f64(count as f64 / r));
             matchmakers.push(tokio::spawn(async move {
@@ -311,28 +319,26 @@ async fn load(
                         }
                     }
                     let sent = Instant::now();
-                    match conn.json(Method::POST, &path, &json!({})).await {
-                        Ok((200, body)) => {
-                            match body["roomId"].as_str().filter(|r| !r.is_empty()) {
-                                // Only allocations that handed out a room
-                                // count (a refusal is not held for a flush).
-                                Some(room) => {
-                                    let _ =
-                                        latency.record(sent.elapsed().as_micros().max(1) as u64);
-                                    let now = Instant::now();
-                                    let mut held = allocated.lock().await;
-                                    if held
-                                        .get(room)
-                                        .is_some_and(|at| now.duration_since(*at) < ttl)
-                                    {
-                                        twice.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    held.insert(room.to_string(), now);
-                                }
-                                None => no_room += 1,
+                    match conn.allocate(&matchmaking).await {
+                        // Only allocations that handed out a room count (a
+                        // refusal is not held for a flush).
+                        Answer::Ok(Some(room)) => {
+                            let _ = latency.record(sent.elapsed().as_micros().max(1) as u64);
+                            let now = Instant::now();
+                            let mut held = allocated.lock().await;
+                            if held
+                                .get(&room)
+                                .is_some_and(|at| now.duration_since(*at) < ttl)
+                            {
+                                twice.fetch_add(1, Ordering::Relaxed);
                             }
+                            held.insert(room, now);
                         }
-                        Ok(_) | Err(_) => errors += 1,
+                        Answer::Ok(None) | Answer::NoRoom => no_room += 1,
+                        Answer::Error => {
+                            errors += 1;
+                            conn.recover().await;
+                        }
                     }
                 }
                 (latency, errors, no_room)

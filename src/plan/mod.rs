@@ -123,11 +123,17 @@ impl SchedulerFile {
     pub fn read(path: &Path) -> Result<SchedulerFile> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the scheduler file {}", path.display()))?;
+        SchedulerFile::parse(path, &text)
+    }
+
+    /// A scheduler file's text, JSON when it opens with `{`, YAML
+    /// otherwise; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<SchedulerFile> {
         let document: serde_json::Value = if text.trim_start().starts_with('{') {
-            serde_json::from_str(&text)
+            serde_json::from_str(text)
                 .with_context(|| format!("{}: not valid JSON", path.display()))?
         } else {
-            serde_saphyr::from_str(&text)
+            serde_saphyr::from_str(text)
                 .map_err(|e| anyhow::anyhow!("{}: not valid YAML: {e}", path.display()))?
         };
         let scheduler = scheduler_of(&document)

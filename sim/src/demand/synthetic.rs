@@ -54,6 +54,10 @@ pub struct SyntheticError {
     pub problem: String,
 }
 
+/// The longest synthetic demand: ten years, about a million samples at
+/// the default step (the curve is held in memory).
+pub const MAX_DAYS: f64 = 3650.0;
+
 impl Synthetic {
     /// Parses the part after `synthetic:` (empty: the defaults).
     pub fn parse(spec: &str) -> Result<Synthetic, SyntheticError> {
@@ -99,10 +103,10 @@ impl Synthetic {
                 problem: format!("{} is above the peak {}", s.trough, s.peak),
             });
         }
-        if s.days <= 0.0 {
+        if s.days <= 0.0 || s.days > MAX_DAYS {
             return Err(SyntheticError {
                 key: "days".to_string(),
-                problem: "must be more than 0".to_string(),
+                problem: format!("must be more than 0 and at most {MAX_DAYS}"),
             });
         }
         Ok(s)

@@ -1,0 +1,99 @@
+//! Arbitrary messages to every RPC of the gRPC services, through the real
+//! tonic routes on the real driver (see `crate::worker`). Every call must
+//! get a gRPC answer (HTTP 200 with a `grpc-status`), never a panic, an
+//! `UNKNOWN`, or an `INTERNAL` other than the one gRPC gives a body that is
+//! not a message of the RPC's type; and the engine keeps its invariants.
+//!
+//! The first byte picks the RPC, the second whether the rest is framed as
+//! one gRPC message (the usual case) or sent as the raw body.
+//!
+//! Run: `cargo fuzz run -s none grpc_messages -- -max_total_time=60`;
+//! `cargo test` in `fuzz/` replays `fuzz/seeds/grpc_messages/`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use maestro_api::ApiConfig;
+use tower::ServiceExt;
+
+use crate::worker::{runtime, worker};
+
+/// `grpc-status` codes.
+const UNKNOWN: &str = "2";
+const INTERNAL: &str = "13";
+
+pub fn run(data: &[u8]) {
+    let [rpc, framing, message @ ..] = data else {
+        return;
+    };
+    let paths: Vec<String> = maestro_api::grpc::route_table()
+        .map(|r| format!("/{}/{}", r.service, r.method))
+        .collect();
+    let path = &paths[usize::from(*rpc) % paths.len()];
+    let body = if framing % 8 == 0 {
+        message.to_vec()
+    } else {
+        let length = u32::try_from(message.len()).unwrap_or(u32::MAX);
+        let mut framed = vec![0u8];
+        framed.extend_from_slice(&length.to_be_bytes());
+        framed.extend_from_slice(message);
+        framed
+    };
+    runtime().block_on(call(path, body));
+}
+
+async fn call(path: &str, body: Vec<u8>) {
+    let (driver, _) = worker().await;
+    let router = maestro_api::grpc::routes(Arc::new(driver.handle.clone()), &ApiConfig::default())
+        .await;
+    let request = Request::post(path)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Body::from(body))
+        .expect("a valid request");
+    let response = router
+        .oneshot(request)
+        .await
+        .expect("the router's error type is Infallible");
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    let headers = response.headers().clone();
+    let collected = response
+        .into_body()
+        .collect()
+        .await
+        .expect("an in-process body");
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let status = field(&headers, &trailers, "grpc-status")
+        .unwrap_or_else(|| panic!("{path}: an answer without grpc-status"));
+    let message = field(&headers, &trailers, "grpc-message").unwrap_or_default();
+    let message = percent_encoding::percent_decode_str(&message).decode_utf8_lossy();
+    assert_ne!(status, UNKNOWN, "{path}: UNKNOWN: {message}");
+    if status == INTERNAL {
+        // tonic's words for a body that is not one framed message of the
+        // RPC's type ("failed to decode Protobuf message", "Unexpected EOF
+        // decoding stream"); maestro's own internal errors say otherwise.
+        assert!(
+            message.contains("decod"),
+            "{path}: INTERNAL for a decodable message: {message}"
+        );
+    }
+    driver
+        .handle
+        .read(|engine| engine.check_invariants())
+        .await
+        .expect("the driver runs")
+        .unwrap_or_else(|e| panic!("engine invariant broken after {path}: {e}"));
+    driver.stop().await.expect("the in-memory store never fails");
+}
+
+/// A field of the answer: in its headers (a trailers-only answer) or its
+/// trailers.
+fn field(headers: &HeaderMap, trailers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .or_else(|| trailers.get(name))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
