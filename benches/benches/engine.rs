@@ -1,4 +1,5 @@
-//! Engine hot paths at 1k, 10k and 100k ready rooms in one scheduler.
+//! Engine hot paths at 1k, 10k and 100k ready rooms in one scheduler, and
+//! at 10k rooms spread over 1,000 schedulers.
 //!
 //! - `ping/steady/N`: a ready room pings ready again (no status change).
 //! - `ping/flip/N`: a ping that changes the status (ready → occupied, later
@@ -193,6 +194,12 @@ fn shuffle<T>(items: &mut [T], mut seed: u64) {
 }
 
 fn build(n: usize) -> Fleet {
+    build_schedulers(&[SCHEDULER.to_string()], n)
+}
+
+/// `names.len()` schedulers of `each` ready rooms.
+fn build_schedulers(names: &[String], each: usize) -> Fleet {
+    let n = names.len() * each;
     let started = Instant::now();
     LIVE_BYTES.store(0, Ordering::Relaxed);
     TRACKING.store(true, Ordering::Relaxed);
@@ -211,16 +218,23 @@ fn build(n: usize) -> Fleet {
         ..ClusterConfig::default()
     };
     let mut h = Harness::new(config, sim);
-    let replicas = i64::try_from(n).expect("fits");
-    match h.command(Command::CreateScheduler(scheduler(SCHEDULER, replicas))) {
-        Ok(CommandReply::Created { .. }) => {}
-        other => panic!("creating the scheduler: {other:?}"),
+    let replicas = i64::try_from(each).expect("fits");
+    for name in names {
+        match h.command(Command::CreateScheduler(scheduler(name, replicas))) {
+            Ok(CommandReply::Created { .. }) => {}
+            other => panic!("creating the scheduler {name}: {other:?}"),
+        }
     }
     let target = n as u64;
-    let ready = |h: &Harness| {
-        h.engine
-            .fleet(SCHEDULER)
-            .map_or(0, |f| f.counts().get(RoomStatus::Ready))
+    let ready = |h: &Harness| -> u64 {
+        names
+            .iter()
+            .map(|name| {
+                h.engine
+                    .fleet(name)
+                    .map_or(0, |f| f.counts().get(RoomStatus::Ready))
+            })
+            .sum()
     };
     // Rooms ping once at boot and then hourly, so the fleet must be complete
     // well within the 240 s ping timeout.
@@ -232,16 +246,19 @@ fn build(n: usize) -> Fleet {
     }
     assert_eq!(ready(&h), target, "the fleet did not reach {n} ready rooms");
     // Let the last operations finish so that the reconcile is not skipped.
+    let idle = |h: &Harness| {
+        names.iter().all(|name| {
+            h.engine.in_progress_operation(name).is_none()
+                && h.engine.pending_operations(name).is_empty()
+        })
+    };
     for _ in 0..1_000 {
-        if h.engine.in_progress_operation(SCHEDULER).is_none()
-            && h.engine.pending_operations(SCHEDULER).is_empty()
-        {
+        if idle(&h) {
             break;
         }
         h.run_for(Millis(10));
     }
-    assert!(h.engine.in_progress_operation(SCHEDULER).is_none());
-    assert!(h.engine.pending_operations(SCHEDULER).is_empty());
+    assert!(idle(&h), "operations left to run");
     h.engine.check_invariants().expect("a consistent engine");
     let sim_secs = h.now().as_millis() as f64 / 1000.0 - 1000.0;
 
@@ -250,23 +267,24 @@ fn build(n: usize) -> Fleet {
     TRACKING.store(false, Ordering::Relaxed);
     let engine_bytes = LIVE_BYTES.load(Ordering::Relaxed);
 
-    let fleet = engine.fleet(SCHEDULER).expect("the scheduler exists");
-    assert_eq!(fleet.len(), n);
-    let mut pings: Vec<Ping> = fleet
-        .rooms()
-        .map(|r| Ping {
-            scheduler: SCHEDULER.to_string(),
+    let mut pings: Vec<Ping> = Vec::with_capacity(n);
+    for name in names {
+        let fleet = engine.fleet(name).expect("the scheduler exists");
+        assert_eq!(fleet.len(), each);
+        pings.extend(fleet.rooms().map(|r| Ping {
+            scheduler: name.clone(),
             room: r.id.clone(),
             status: PingStatus::Ready,
             running_matches: 0,
             metadata_json: String::new(),
-        })
-        .collect();
+        }));
+    }
     shuffle(&mut pings, 0x9E37_79B9_7F4A_7C15 ^ n as u64);
 
     eprintln!(
-        "setup {n} rooms: {:.2} s wall, {sim_secs:.1} s simulated; engine heap ~{:.1} MiB \
+        "setup {n} rooms in {} schedulers: {:.2} s wall, {sim_secs:.1} s simulated; engine heap ~{:.1} MiB \
          ({} B per room, requested bytes, allocator overhead excluded)",
+        names.len(),
         started.elapsed().as_secs_f64(),
         engine_bytes as f64 / (1024.0 * 1024.0),
         engine_bytes / signed(n),
@@ -281,7 +299,8 @@ fn build(n: usize) -> Fleet {
 
 /// Drains the effects of one health check, asserting they are the writes
 /// of its operation record (and the deletion of the oldest final
-/// operations beyond the cap): no runtime call, no other operation.
+/// operations beyond the cap, and a disruption budget brought up to date):
+/// no room created or deleted, no other operation.
 /// Returns the operation as last written.
 fn only_the_health_check(engine: &mut Engine) -> maestro_engine::Operation {
     let mut last = None;
@@ -293,6 +312,10 @@ fn only_the_health_check(engine: &mut Engine) -> maestro_engine::Operation {
                 last = Some(*op);
             }
             Effect::DeleteOperations { .. } => {}
+            // Run with a filter that skips `ping/flip`, the priming leaves
+            // half the fleet occupied without the flips' reconciles: the
+            // first health check then sets the budget for it.
+            Effect::SetDisruptionBudget { .. } => {}
             other => panic!("a health check emitted {other:?}"),
         }
     }
@@ -458,16 +481,59 @@ fn bench_size(c: &mut Criterion, n: usize) {
             })
             .count();
         assert_eq!(actions, 0, "a health check took an action");
-        assert_eq!(fleet.ready(), n as u64, "a room expired");
+        // Half the fleet may be occupied (the flip benchmark's priming).
+        let counts = fleet.engine.fleet(SCHEDULER).expect("exists").counts();
+        assert_eq!(
+            counts.get(RoomStatus::Ready) + counts.get(RoomStatus::Occupied),
+            n as u64,
+            "a room expired"
+        );
         eprintln!("reconcile/full/{n}: {drained} effects drained over {calls} calls");
         group.finish();
     }
+}
+
+/// `ping/steady-schedulers/N`: the steady ping with the N rooms spread
+/// over `SCHEDULERS` schedulers of N / `SCHEDULERS` rooms each. Compared
+/// with `ping/steady/N`, it shows whether a ping's cost grows with the
+/// number of schedulers (it must not: per-input work is per scheduler).
+fn bench_schedulers(c: &mut Criterion) {
+    const SCHEDULERS: usize = 1_000;
+    const ROOMS: usize = 10_000;
+    let names: Vec<String> = (0..SCHEDULERS).map(|i| format!("bench-{i:04}")).collect();
+    let mut fleet = build_schedulers(&names, ROOMS / SCHEDULERS);
+    let mut group = c.benchmark_group("ping");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(50);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    let (mut calls, mut drained) = (0u64, 0u64);
+    group.bench_with_input(
+        BenchmarkId::new(format!("steady-{SCHEDULERS}-schedulers"), ROOMS),
+        &ROOMS,
+        |b, &n| {
+            b.iter(|| {
+                let now = fleet.tick();
+                let ping = &fleet.pings[calls as usize % n];
+                let status = fleet.engine.handle_ping(now, black_box(ping));
+                drained += drain(&mut fleet.engine);
+                calls += 1;
+                status
+            })
+        },
+    );
+    group.finish();
+    assert_eq!(drained, calls, "one record write per ping");
+    eprintln!(
+        "ping/steady-{SCHEDULERS}-schedulers/{ROOMS}: {drained} effects drained over {calls} calls"
+    );
 }
 
 fn engine(c: &mut Criterion) {
     for n in SIZES {
         bench_size(c, n);
     }
+    bench_schedulers(c);
 }
 
 criterion_group!(benches, engine);

@@ -497,18 +497,20 @@ impl SchedulerEntry {
     }
 
     pub fn next_wakeup(&self) -> Option<Time> {
-        let mut times = vec![self.next_health_check, self.next_clean_up];
-        if !self.deleting && self.resources_ready {
-            times.push(self.next_disruption_check);
-        }
-        if !self.deleting && self.resources_ready {
-            times.extend(self.fleet.next_deadline());
-        }
-        times.extend(self.reconcile_at);
-        times.extend(self.allocations.next_expiry());
-        times.extend(self.running.as_ref().and_then(|r| r.deadline()));
-        times.extend(self.lease_renewal);
-        times.into_iter().min()
+        let serving = !self.deleting && self.resources_ready;
+        [
+            Some(self.next_health_check),
+            Some(self.next_clean_up),
+            serving.then_some(self.next_disruption_check),
+            serving.then(|| self.fleet.next_deadline()).flatten(),
+            self.reconcile_at,
+            self.allocations.next_expiry(),
+            self.running.as_ref().and_then(|r| r.deadline()),
+            self.lease_renewal,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Removes expired finished operations and trims the history to its

@@ -34,6 +34,9 @@ pub(crate) struct Io {
     pub rng: EngineRng,
     /// Schedulers whose fleet changed since the last reconcile.
     pub dirty: BTreeSet<String>,
+    /// Schedulers this input reached (looked up to change): only their
+    /// room records and wakeups are brought up to date when it settles.
+    pub touched: BTreeSet<String>,
 }
 
 impl Io {
@@ -44,6 +47,7 @@ impl Io {
             next_effect: 1,
             rng: EngineRng::new(seed),
             dirty: BTreeSet::new(),
+            touched: BTreeSet::new(),
         }
     }
 
@@ -69,6 +73,13 @@ impl Io {
         self.in_flight.insert(id, in_flight);
         self.effects.push_back(effect);
         id
+    }
+
+    /// Notes that this input may change `scheduler`.
+    pub fn touch(&mut self, scheduler: &str) {
+        if !self.touched.contains(scheduler) {
+            self.touched.insert(scheduler.to_string());
+        }
     }
 
     pub fn mark_dirty(&mut self, scheduler: &str) {

@@ -13,7 +13,7 @@ pub mod query;
 mod restore;
 mod rooms;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use entry::{EntryFate, SchedulerEntry};
@@ -37,6 +37,13 @@ pub struct Engine {
     now: Time,
     schedulers: BTreeMap<String, SchedulerEntry>,
     io: Io,
+    /// Every scheduler's next wakeup ([`SchedulerEntry::next_wakeup`]),
+    /// by time, kept up to date for the schedulers each input touches, so
+    /// that neither an input nor `poll_timeout` visits every scheduler.
+    /// `check_invariants` recomputes it from scratch.
+    wakeups: BTreeSet<(Time, String)>,
+    /// The time each scheduler is filed under in `wakeups`.
+    wakeup_of: BTreeMap<String, Time>,
 }
 
 /// One stored version of a scheduler.
@@ -56,6 +63,8 @@ impl Engine {
             now: Time::ZERO,
             schedulers: BTreeMap::new(),
             io,
+            wakeups: BTreeSet::new(),
+            wakeup_of: BTreeMap::new(),
         }
     }
 
@@ -146,6 +155,7 @@ impl Engine {
                     config,
                     ..
                 } = self;
+                io.touch(&scheduler);
                 let entry = schedulers
                     .get_mut(&scheduler)
                     .ok_or_else(|| CommandError::NotFound(format!("scheduler {scheduler}")))?;
@@ -192,6 +202,7 @@ impl Engine {
         let name = scheduler.name.clone();
         let entry = SchedulerEntry::new(scheduler, now, &self.config, &mut self.io);
         entry.persist_active(&mut self.io);
+        self.io.touch(&name);
         self.schedulers.insert(name.clone(), entry);
         let created = Arc::clone(self.entry(&name)?.active());
         let definition = Definition::CreateScheduler {
@@ -251,6 +262,7 @@ impl Engine {
         definition: Definition,
     ) -> Result<CommandReply, CommandError> {
         let limit = self.config.max_pending_operations;
+        self.io.touch(name);
         let entry = self
             .schedulers
             .get_mut(name)
@@ -275,6 +287,7 @@ impl Engine {
             config,
             ..
         } = self;
+        io.touch(&ping.scheduler);
         let entry = schedulers
             .get_mut(&ping.scheduler)
             .ok_or_else(|| PingError::SchedulerNotFound(ping.scheduler.clone()))?;
@@ -305,6 +318,7 @@ impl Engine {
             config,
             ..
         } = self;
+        io.touch(scheduler);
         let entry = schedulers
             .get_mut(scheduler)
             .ok_or_else(|| AllocateError::SchedulerNotFound(scheduler.to_string()))?;
@@ -321,6 +335,7 @@ impl Engine {
             config,
             ..
         } = self;
+        io.touch(&event.scheduler);
         if let Some(entry) = schedulers.get_mut(&event.scheduler) {
             let fate = entry.instance_event(io, config, now, event);
             self.apply_fate(&event.scheduler, fate);
@@ -346,6 +361,7 @@ impl Engine {
             config,
             ..
         } = self;
+        io.touch(&in_flight.scheduler);
         if let Some(entry) = schedulers.get_mut(&in_flight.scheduler) {
             let mut fate = entry.on_room_effect(io, config, now, &in_flight, &result);
             if fate == EntryFate::Keep {
@@ -361,10 +377,10 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: Time) {
         let now = self.advance(now);
         let due: Vec<String> = self
-            .schedulers
+            .wakeups
             .iter()
-            .filter(|(_, e)| e.next_wakeup().is_some_and(|t| t <= now))
-            .map(|(name, _)| name.clone())
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, name)| name.clone())
             .collect();
         for name in due {
             let Engine {
@@ -373,6 +389,7 @@ impl Engine {
                 config,
                 ..
             } = self;
+            io.touch(&name);
             if let Some(entry) = schedulers.get_mut(&name) {
                 let fate = entry.on_timeout(io, config, now);
                 self.apply_fate(&name, fate);
@@ -400,6 +417,7 @@ impl Engine {
                     config,
                     ..
                 } = self;
+                io.touch(&name);
                 let Some(entry) = schedulers.get_mut(&name) else {
                     continue;
                 };
@@ -408,23 +426,80 @@ impl Engine {
                 self.apply_fate(&name, fate);
             }
         }
-        self.emit_room_changes();
+        self.refresh_touched();
+        debug_assert_eq!(self.check_wakeups(), Ok(()));
     }
 
-    /// Room records to write or forget since the last input.
-    fn emit_room_changes(&mut self) {
-        let Engine { schedulers, io, .. } = self;
-        for (name, entry) in schedulers.iter_mut() {
-            for id in entry.fleet.take_changed() {
-                match entry.fleet.get(&id) {
-                    Some(room) => io.emit(Effect::SaveRoom(Box::new(room.clone()))),
-                    None => io.emit(Effect::ForgetRoom {
-                        scheduler: name.clone(),
-                        room: id,
-                    }),
+    /// For each scheduler this input touched (and no other): the room
+    /// records to write or forget, and its place in `wakeups`.
+    fn refresh_touched(&mut self) {
+        let Engine {
+            schedulers,
+            io,
+            wakeups,
+            wakeup_of,
+            ..
+        } = self;
+        for name in std::mem::take(&mut io.touched) {
+            let wakeup = match schedulers.get_mut(&name) {
+                Some(entry) => {
+                    for id in entry.fleet.take_changed() {
+                        match entry.fleet.get(&id) {
+                            Some(room) => io.emit(Effect::SaveRoom(Box::new(room.clone()))),
+                            None => io.emit(Effect::ForgetRoom {
+                                scheduler: name.clone(),
+                                room: id,
+                            }),
+                        }
+                    }
+                    entry.next_wakeup()
+                }
+                None => None,
+            };
+            let filed = wakeup_of.get(&name).copied();
+            if filed == wakeup {
+                // Most inputs (a ping) leave it where it was.
+                continue;
+            }
+            if let Some(at) = filed {
+                wakeups.remove(&(at, name.clone()));
+            }
+            match wakeup {
+                Some(at) => {
+                    wakeups.insert((at, name.clone()));
+                    wakeup_of.insert(name, at);
+                }
+                None => {
+                    wakeup_of.remove(&name);
                 }
             }
         }
+    }
+
+    /// `wakeups` against every scheduler's wakeup computed afresh, and no
+    /// room change left unwritten: a scheduler changed without being
+    /// touched would show here.
+    fn check_wakeups(&self) -> Result<(), String> {
+        let mut expected = BTreeSet::new();
+        for (name, entry) in &self.schedulers {
+            if entry.fleet.has_changes() {
+                return Err(format!("scheduler {name}: room changes not written"));
+            }
+            if let Some(at) = entry.next_wakeup() {
+                expected.insert((at, name.clone()));
+            }
+            if self.wakeup_of.get(name).copied() != entry.next_wakeup() {
+                return Err(format!(
+                    "scheduler {name}: filed to wake at {:?}, due at {:?}",
+                    self.wakeup_of.get(name),
+                    entry.next_wakeup()
+                ));
+            }
+        }
+        if expected != self.wakeups || self.wakeup_of.len() != self.wakeups.len() {
+            return Err("the wakeup index differs from the schedulers' wakeups".to_string());
+        }
+        Ok(())
     }
 
     fn apply_fate(&mut self, name: &str, fate: EntryFate) {
@@ -446,9 +521,10 @@ impl Engine {
     /// When `handle_timeout` must be called next, if ever.
     pub fn poll_timeout(&self) -> Option<Time> {
         let pending_reconcile = (!self.io.dirty.is_empty()).then_some(self.now);
-        self.schedulers
-            .values()
-            .filter_map(SchedulerEntry::next_wakeup)
+        self.wakeups
+            .first()
+            .map(|(at, _)| *at)
+            .into_iter()
             .chain(pending_reconcile)
             .min()
     }
@@ -538,6 +614,7 @@ impl Engine {
 
     /// Checks every scheduler's structural invariants (tests, health checks).
     pub fn check_invariants(&self) -> Result<(), String> {
+        self.check_wakeups()?;
         for (name, entry) in &self.schedulers {
             entry
                 .check_invariants(&self.config)

@@ -128,6 +128,7 @@ impl Engine {
             entry.emit_delete_room(&mut self.io, &id, RemovalReason::NewVersionRollback, None);
         }
 
+        self.io.touch(&name);
         self.schedulers.insert(name.clone(), entry);
         self.io.mark_dirty(&name);
         self.settle(now);

@@ -116,6 +116,11 @@ impl Fleet {
         std::mem::take(&mut self.changed)
     }
 
+    /// Whether rooms changed since the last [`Fleet::take_changed`].
+    pub fn has_changes(&self) -> bool {
+        !self.changed.is_empty()
+    }
+
     pub fn len(&self) -> usize {
         self.rooms.len()
     }
