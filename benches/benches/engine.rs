@@ -342,6 +342,21 @@ fn flip_ping(pings: &mut [Ping], i: usize) -> &Ping {
     ping
 }
 
+/// The next room in the shuffled order pings `ready` again; its effects
+/// are drained.
+fn steady_ping(
+    fleet: &mut Fleet,
+    calls: &mut u64,
+    drained: &mut u64,
+) -> Result<RoomStatus, maestro_engine::PingError> {
+    let now = fleet.tick();
+    let ping = &fleet.pings[*calls as usize % fleet.pings.len()];
+    let status = fleet.engine.handle_ping(now, black_box(ping));
+    *drained += drain(&mut fleet.engine);
+    *calls += 1;
+    status
+}
+
 fn bench_size(c: &mut Criterion, n: usize) {
     let mut fleet = build(n);
     let large = n >= 100_000;
@@ -368,15 +383,8 @@ fn bench_size(c: &mut Criterion, n: usize) {
         only_saves_of(&mut fleet.engine, &fleet.pings[0].room);
 
         let (mut calls, mut drained) = (0u64, 0u64);
-        group.bench_with_input(BenchmarkId::new("steady", n), &n, |b, &n| {
-            b.iter(|| {
-                let now = fleet.tick();
-                let ping = &fleet.pings[calls as usize % n];
-                let status = fleet.engine.handle_ping(now, black_box(ping));
-                drained += drain(&mut fleet.engine);
-                calls += 1;
-                status
-            })
+        group.bench_with_input(BenchmarkId::new("steady", n), &n, |b, _| {
+            b.iter(|| steady_ping(&mut fleet, &mut calls, &mut drained))
         });
         eprintln!("ping/steady/{n}: {drained} effects drained over {calls} calls");
         assert_eq!(fleet.ready(), n as u64);
@@ -511,16 +519,7 @@ fn bench_schedulers(c: &mut Criterion) {
     group.bench_with_input(
         BenchmarkId::new(format!("steady-{SCHEDULERS}-schedulers"), ROOMS),
         &ROOMS,
-        |b, &n| {
-            b.iter(|| {
-                let now = fleet.tick();
-                let ping = &fleet.pings[calls as usize % n];
-                let status = fleet.engine.handle_ping(now, black_box(ping));
-                drained += drain(&mut fleet.engine);
-                calls += 1;
-                status
-            })
-        },
+        |b, _| b.iter(|| steady_ping(&mut fleet, &mut calls, &mut drained)),
     );
     group.finish();
     assert_eq!(drained, calls, "one record write per ping");
