@@ -108,6 +108,7 @@ const KEYS: &[(&str, &str)] = &[
     ("sim.pingInterval", "5s"),
     ("sim.matchDuration", "60s"),
     ("sim.pingRefresh", "auto"),
+    ("sim.terminateAfterMatches", "0"),
     ("adapters.runtime.kubernetes.inCluster", "false"),
     ("adapters.runtime.kubernetes.masterUrl", ""),
     ("adapters.runtime.kubernetes.kubeconfig", ""),
@@ -478,6 +479,13 @@ fn sim_cluster(
         Some(d) => Ok(Distribution::Fixed(ms(d))),
         None => Distribution::parse(value).map_err(|e| e.to_string()),
     })?;
+    // A game server that exits after its match (the common pattern on
+    // Agones); 0: it plays on.
+    let terminate_after = r.parse("sim.terminateAfterMatches", |value| {
+        value
+            .parse::<u32>()
+            .map_err(|_| "is a number of matches (0: never)".to_string())
+    })?;
     Ok(maestro_sim::ClusterConfig {
         // A fresh draw per run, as the engine's.
         seed: engine.seed.rotate_left(17) ^ 0x5eed,
@@ -489,6 +497,7 @@ fn sim_cluster(
             Pings::Elided { refresh }
         },
         match_duration,
+        terminate_after_matches: (terminate_after > 0).then_some(terminate_after),
         ..maestro_sim::ClusterConfig::default()
     })
 }
@@ -773,6 +782,20 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("sim.matchDuration"), "{err}");
+        assert_eq!(c.sim.terminate_after_matches, None, "servers play on");
+        let c = load(
+            FlagValues::default(),
+            &[("MAESTRO_SIM_TERMINATEAFTERMATCHES", "1")],
+        )
+        .unwrap();
+        assert_eq!(c.sim.terminate_after_matches, Some(1));
+        let err = load(
+            FlagValues::default(),
+            &[("MAESTRO_SIM_TERMINATEAFTERMATCHES", "-1")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sim.terminateAfterMatches"), "{err}");
     }
 
     #[test]
