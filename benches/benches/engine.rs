@@ -194,11 +194,12 @@ fn shuffle<T>(items: &mut [T], mut seed: u64) {
 }
 
 fn build(n: usize) -> Fleet {
-    build_schedulers(&[SCHEDULER.to_string()], n)
+    build_schedulers(&[SCHEDULER.to_string()], n, 1)
 }
 
-/// `names.len()` schedulers of `each` ready rooms.
-fn build_schedulers(names: &[String], each: usize) -> Fleet {
+/// `names.len()` schedulers of `each` ready rooms; the health check audits
+/// the fleet's indexes on every `audit_every`-th run.
+fn build_schedulers(names: &[String], each: usize, audit_every: u32) -> Fleet {
     let n = names.len() * each;
     let started = Instant::now();
     LIVE_BYTES.store(0, Ordering::Relaxed);
@@ -210,6 +211,7 @@ fn build_schedulers(names: &[String], each: usize) -> Fleet {
         max_rooms_per_scheduler: 200_000,
         room_ping_timeout: NEVER,
         storage_clean_up_interval: NEVER,
+        fleet_audit_every: audit_every,
         ..EngineConfig::default()
     };
     let health_check_every = config.health_controller_interval;
@@ -436,69 +438,7 @@ fn bench_size(c: &mut Criterion, n: usize) {
         );
     }
 
-    // reconcile/full
-    {
-        let mut group = c.benchmark_group("reconcile");
-        group.throughput(Throughput::Elements(1));
-        if large {
-            group.sample_size(10);
-            group.sampling_mode(SamplingMode::Flat);
-            group.warm_up_time(Duration::from_secs(1));
-            group.measurement_time(Duration::from_secs(5));
-        } else {
-            group.sample_size(30);
-            group.warm_up_time(Duration::from_secs(1));
-            group.measurement_time(Duration::from_secs(3));
-        }
-        // Sanity: the timeout runs the health check to its end, and with
-        // the fleet at its size it decides nothing.
-        fleet.health_check();
-        let op = only_the_health_check(&mut fleet.engine);
-        assert_eq!(op.status, OperationStatus::Finished);
-        assert_eq!(
-            op.definition,
-            Definition::HealthController {
-                took_action: Some(false)
-            }
-        );
-
-        let (mut calls, mut drained) = (0u64, 0u64);
-        group.bench_with_input(BenchmarkId::new("full", n), &n, |b, _| {
-            b.iter(|| {
-                fleet.health_check();
-                drained += drain(&mut fleet.engine);
-                calls += 1;
-            })
-        });
-        // Every health check finished, and none took an action.
-        assert!(
-            fleet.engine.in_progress_operation(SCHEDULER).is_none()
-                && fleet.engine.pending_operations(SCHEDULER).is_empty(),
-            "a health check left an operation to run"
-        );
-        let actions = fleet
-            .engine
-            .operations(SCHEDULER)
-            .filter(|o| {
-                matches!(
-                    o.definition,
-                    Definition::HealthController {
-                        took_action: Some(true)
-                    }
-                )
-            })
-            .count();
-        assert_eq!(actions, 0, "a health check took an action");
-        // Half the fleet may be occupied (the flip benchmark's priming).
-        let counts = fleet.engine.fleet(SCHEDULER).expect("exists").counts();
-        assert_eq!(
-            counts.get(RoomStatus::Ready) + counts.get(RoomStatus::Occupied),
-            n as u64,
-            "a room expired"
-        );
-        eprintln!("reconcile/full/{n}: {drained} effects drained over {calls} calls");
-        group.finish();
-    }
+    reconcile(c, &mut fleet, n, "full");
 }
 
 /// `ping/steady-schedulers/N`: the steady ping with the N rooms spread
@@ -509,7 +449,7 @@ fn bench_schedulers(c: &mut Criterion) {
     const SCHEDULERS: usize = 1_000;
     const ROOMS: usize = 10_000;
     let names: Vec<String> = (0..SCHEDULERS).map(|i| format!("bench-{i:04}")).collect();
-    let mut fleet = build_schedulers(&names, ROOMS / SCHEDULERS);
+    let mut fleet = build_schedulers(&names, ROOMS / SCHEDULERS, 1);
     let mut group = c.benchmark_group("ping");
     group.throughput(Throughput::Elements(1));
     group.sample_size(50);
@@ -528,11 +468,87 @@ fn bench_schedulers(c: &mut Criterion) {
     );
 }
 
+/// `reconcile/{id}/N`: the periodic health check, as the shell runs it.
+fn reconcile(c: &mut Criterion, fleet: &mut Fleet, n: usize, id: &str) {
+    let large = n >= 100_000;
+    let mut group = c.benchmark_group("reconcile");
+    group.throughput(Throughput::Elements(1));
+    if large {
+        group.sample_size(10);
+        group.sampling_mode(SamplingMode::Flat);
+        group.warm_up_time(Duration::from_secs(1));
+        group.measurement_time(Duration::from_secs(5));
+    } else {
+        group.sample_size(30);
+        group.warm_up_time(Duration::from_secs(1));
+        group.measurement_time(Duration::from_secs(3));
+    }
+    // Sanity: the timeout runs the health check to its end, and with
+    // the fleet at its size it decides nothing.
+    fleet.health_check();
+    let op = only_the_health_check(&mut fleet.engine);
+    assert_eq!(op.status, OperationStatus::Finished);
+    assert_eq!(
+        op.definition,
+        Definition::HealthController {
+            took_action: Some(false)
+        }
+    );
+
+    let (mut calls, mut drained) = (0u64, 0u64);
+    group.bench_with_input(BenchmarkId::new(id, n), &n, |b, _| {
+        b.iter(|| {
+            fleet.health_check();
+            drained += drain(&mut fleet.engine);
+            calls += 1;
+        })
+    });
+    // Every health check finished, and none took an action.
+    assert!(
+        fleet.engine.in_progress_operation(SCHEDULER).is_none()
+            && fleet.engine.pending_operations(SCHEDULER).is_empty(),
+        "a health check left an operation to run"
+    );
+    let actions = fleet
+        .engine
+        .operations(SCHEDULER)
+        .filter(|o| {
+            matches!(
+                o.definition,
+                Definition::HealthController {
+                    took_action: Some(true)
+                }
+            )
+        })
+        .count();
+    assert_eq!(actions, 0, "a health check took an action");
+    // Half the fleet may be occupied (the flip benchmark's priming).
+    let counts = fleet.engine.fleet(SCHEDULER).expect("exists").counts();
+    assert_eq!(
+        counts.get(RoomStatus::Ready) + counts.get(RoomStatus::Occupied),
+        n as u64,
+        "a room expired"
+    );
+    eprintln!("reconcile/{id}/{n}: {drained} effects drained over {calls} calls");
+    group.finish();
+}
+
+/// `reconcile/decide/N`: the health check with the fleet audit off (the
+/// engine's `fleet_audit_every`): what deciding costs, apart from the
+/// from-scratch check of the indexes.
+fn bench_decide(c: &mut Criterion) {
+    for n in SIZES {
+        let mut fleet = build_schedulers(&[SCHEDULER.to_string()], n, u32::MAX);
+        reconcile(c, &mut fleet, n, "decide");
+    }
+}
+
 fn engine(c: &mut Criterion) {
     for n in SIZES {
         bench_size(c, n);
     }
     bench_schedulers(c);
+    bench_decide(c);
 }
 
 criterion_group!(benches, engine);
