@@ -56,11 +56,9 @@ impl PlanConfig {
     /// A plan of `scheduler` with upstream's engine defaults, unlimited
     /// nodes and elided pings.
     pub fn new(scheduler: Scheduler) -> PlanConfig {
-        let engine = EngineConfig {
-            // The fleet audit hourly (see the timeline's audit below).
-            fleet_audit_every: 60,
-            ..EngineConfig::default()
-        };
+        // The engine's defaults audit the fleet hourly (see the timeline's
+        // audit below).
+        let engine = EngineConfig::default();
         let cluster = planner_cluster(ClusterConfig::default(), &engine);
         PlanConfig {
             scheduler,
