@@ -445,9 +445,16 @@ fn swf(ctx: &mut Ctx, text: &str) -> Result<Vec<MatchSpec>, DemandError> {
             ctx.warn(n, "a job with no run time: skipped");
             continue;
         }
+        let at = (submit as u64)
+            .checked_add(origin)
+            .and_then(|s| s.checked_mul(1000))
+            .ok_or_else(|| ctx.field(n, "submit time", format!("`{}` is out of range", f[1])))?;
+        let duration = (run as u64)
+            .checked_mul(1000)
+            .ok_or_else(|| ctx.field(n, "run time", format!("`{}` is out of range", f[3])))?;
         matches.push(MatchSpec {
-            at: Time((origin + submit as u64) * 1000),
-            duration: Millis(run as u64 * 1000),
+            at: Time(at),
+            duration: Millis(duration),
             players: u32::try_from(procs.max(1)).unwrap_or(u32::MAX),
         });
     }
@@ -587,5 +594,17 @@ mod tests {
         assert_eq!(imported.warnings.len(), 1);
         let err = parse("n.swf", "1 x -1 10 1\n", &Format::Swf, GAP).unwrap_err();
         assert_eq!(err.to_string(), "n.swf:1: submit time: `x` is not a number");
+        // Times past what milliseconds since 1970 hold are refused, not
+        // wrapped (a fuzz finding).
+        let err = parse("n.swf", "1 1e300 -1 10 1\n", &Format::Swf, GAP).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "n.swf:1: submit time: `1e300` is out of range"
+        );
+        let err = parse("n.swf", "1 0 -1 1e300 1\n", &Format::Swf, GAP).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "n.swf:1: run time: `1e300` is out of range"
+        );
     }
 }
