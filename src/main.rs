@@ -104,16 +104,19 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Start(args) => start(args),
-        Cmd::Bench(cmd) => match match cmd {
-            BenchCmd::RoomsApi(args) => maestro::bench::rooms_api(*args, Protocol::Http),
-            BenchCmd::Grpc(args) => maestro::bench::rooms_api(*args, Protocol::Grpc),
-        } {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("maestro bench: {e:#}");
-                ExitCode::FAILURE
+        Cmd::Bench(cmd) => {
+            let (args, protocol) = match cmd {
+                BenchCmd::RoomsApi(args) => (args, Protocol::Http),
+                BenchCmd::Grpc(args) => (args, Protocol::Grpc),
+            };
+            match maestro::bench::rooms_api(*args, protocol) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("maestro bench: {e:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Cmd::Sim(cmd) => {
             let result = match cmd {
                 SimCmd::Run(args) => maestro::plan::run(*args),

@@ -65,7 +65,7 @@ fn main() {
         // Pings and pod events from the cluster, allocations from the
         // matchmaker, counted as the harness hands them to the engine; the
         // rest of the engine's inputs are runtime results and timers.
-        let room_events = r.room_events_per_second * r.wall_seconds;
+        let room_events = r.room_events as f64;
         println!(
             "{:<10} {:>9.0}h {:>7.2}s {:>13.0} {:>15.0} {:>16.0} {:>10}  {}",
             label,

@@ -20,7 +20,7 @@ use axum::http::Request;
 use maestro_api::ApiConfig;
 use tower::ServiceExt;
 
-use crate::worker::{NAME, runtime, worker};
+use crate::worker::{NAME, check_invariants, runtime, worker};
 
 /// Every route, as `(method, path)` with `{s}` for a scheduler and `{r}`
 /// for a room; the fuzzer picks the names too (known or not).
@@ -139,12 +139,7 @@ async fn requests(data: &[u8]) {
             "{method} {uri} answered {}",
             response.status()
         );
-        driver
-            .handle
-            .read(|engine| engine.check_invariants())
-            .await
-            .expect("the driver runs")
-            .unwrap_or_else(|e| panic!("engine invariant broken after {method} {uri}: {e}"));
+        check_invariants(&driver, &format!("{method} {uri}")).await;
     }
     driver.stop().await.expect("the in-memory store never fails");
 }

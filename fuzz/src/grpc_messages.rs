@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 use maestro_api::ApiConfig;
 use tower::ServiceExt;
 
-use crate::worker::{runtime, worker};
+use crate::worker::{check_invariants, runtime, worker};
 
 /// `grpc-status` codes.
 const UNKNOWN: &str = "2";
@@ -90,12 +90,7 @@ async fn call(path: &str, body: Vec<u8>) {
             "{path}: INTERNAL for one well-framed message: {message}"
         );
     }
-    driver
-        .handle
-        .read(|engine| engine.check_invariants())
-        .await
-        .expect("the driver runs")
-        .unwrap_or_else(|e| panic!("engine invariant broken after {path}: {e}"));
+    check_invariants(&driver, path).await;
     driver.stop().await.expect("the in-memory store never fails");
 }
 

@@ -58,3 +58,13 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Panics if the engine broke one of its invariants, naming the request
+/// it came `after`.
+pub async fn check_invariants(driver: &RunningDriver, after: &str) {
+    driver
+        .handle
+        .read(|engine| engine.check_invariants())
+        .await
+        .expect("the driver runs")
+        .unwrap_or_else(|e| panic!("engine invariant broken after {after}: {e}"));
+}

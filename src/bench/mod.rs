@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 
 use client::{Connection, authority};
 pub use rooms::Protocol;
-use rooms::{Answer, RoomsClient};
+use rooms::{Outcome, RoomsClient};
 
 #[derive(Args, Debug)]
 pub struct RoomsApiArgs {
@@ -283,10 +283,11 @@ async fn load(
                 i = (i + workers) % rooms.len();
                 let sent = Instant::now();
                 match conn.ping(&scheduler, &rooms[i]).await {
-                    Answer::Ok(_) => {
+                    Outcome::Answered(()) => {
                         let _ = latency.record(sent.elapsed().as_micros().max(1) as u64);
                     }
-                    Answer::NoRoom | Answer::Error => {
+                    Outcome::Refused => errors += 1,
+                    Outcome::Failed => {
                         errors += 1;
                         conn.recover().await;
                     }
@@ -322,7 +323,7 @@ async fn load(
                     match conn.allocate(&matchmaking).await {
                         // Only allocations that handed out a room count (a
                         // refusal is not held for a flush).
-                        Answer::Ok(Some(room)) => {
+                        Outcome::Answered(Some(room)) => {
                             let _ = latency.record(sent.elapsed().as_micros().max(1) as u64);
                             let now = Instant::now();
                             let mut held = allocated.lock().await;
@@ -334,8 +335,9 @@ async fn load(
                             }
                             held.insert(room, now);
                         }
-                        Answer::Ok(None) | Answer::NoRoom => no_room += 1,
-                        Answer::Error => {
+                        Outcome::Answered(None) => no_room += 1,
+                        Outcome::Refused => errors += 1,
+                        Outcome::Failed => {
                             errors += 1;
                             conn.recover().await;
                         }

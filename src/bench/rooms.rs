@@ -27,14 +27,15 @@ pub enum RoomsClient {
     Grpc(RoomsServiceClient<Channel>),
 }
 
-/// A ping's or an allocation's outcome.
-pub enum Answer {
-    /// Accepted (a ping), or a room handed out (an allocation).
-    Ok(Option<String>),
-    /// An allocation answered with no room ready.
-    NoRoom,
-    /// Refused, or not answered.
-    Error,
+/// What a call came to.
+pub enum Outcome<T> {
+    /// Answered with success: a ping accepted, an allocation's room (or
+    /// `None` when no room was ready).
+    Answered(T),
+    /// Answered with a refusal (a 4xx or 5xx, or a gRPC error status).
+    Refused,
+    /// Not answered: the connection broke or timed out.
+    Failed,
 }
 
 impl RoomsClient {
@@ -57,15 +58,16 @@ impl RoomsClient {
     }
 
     /// A room pings `ready`.
-    pub async fn ping(&mut self, scheduler: &str, room: &str) -> Answer {
+    pub async fn ping(&mut self, scheduler: &str, room: &str) -> Outcome<()> {
         match self {
             RoomsClient::Http(conn) => {
                 let path = format!("/scheduler/{scheduler}/rooms/{room}/ping");
                 let body =
                     Bytes::from_static(br#"{"status":"ready","runningMatches":0,"timestamp":1}"#);
                 match conn.send(Method::PUT, &path, body).await {
-                    Ok((200, _)) => Answer::Ok(None),
-                    _ => Answer::Error,
+                    Ok((200, _)) => Outcome::Answered(()),
+                    Ok(_) => Outcome::Refused,
+                    Err(_) => Outcome::Failed,
                 }
             }
             RoomsClient::Grpc(client) => {
@@ -78,21 +80,23 @@ impl RoomsClient {
                     running_matches: 0,
                 };
                 match client.update_room_with_ping(request).await {
-                    Ok(answer) if answer.get_ref().success => Answer::Ok(None),
-                    _ => Answer::Error,
+                    Ok(answer) if answer.get_ref().success => Outcome::Answered(()),
+                    Ok(_) => Outcome::Refused,
+                    Err(status) => grpc_failure(&status),
                 }
             }
         }
     }
 
-    /// A matchmaker asks for a room.
-    pub async fn allocate(&mut self, scheduler: &str) -> Answer {
+    /// A matchmaker asks for a room: `Answered(None)` when none is ready.
+    pub async fn allocate(&mut self, scheduler: &str) -> Outcome<Option<String>> {
         let room = match self {
             RoomsClient::Http(conn) => {
                 let path = format!("/scheduler/{scheduler}/rooms/allocate");
                 match conn.json(Method::POST, &path, &serde_json::json!({})).await {
-                    Ok((200, body)) => body["roomId"].as_str().map(str::to_string),
-                    _ => return Answer::Error,
+                    Ok((200, body)) => body["roomId"].as_str().unwrap_or_default().to_string(),
+                    Ok(_) => return Outcome::Refused,
+                    Err(_) => return Outcome::Failed,
                 }
             }
             RoomsClient::Grpc(client) => {
@@ -101,18 +105,15 @@ impl RoomsClient {
                     idempotency_key: String::new(),
                 };
                 match client.allocate_room(request).await {
-                    Ok(answer) => Some(answer.into_inner().room_id),
-                    Err(_) => return Answer::Error,
+                    Ok(answer) => answer.into_inner().room_id,
+                    Err(status) => return grpc_failure(&status),
                 }
             }
         };
-        match room.filter(|r| !r.is_empty()) {
-            Some(room) => Answer::Ok(Some(room)),
-            None => Answer::NoRoom,
-        }
+        Outcome::Answered((!room.is_empty()).then_some(room))
     }
 
-    /// After an error: a new HTTP connection (the old one may be gone; a
+    /// After a failure: a new HTTP connection (the old one may be gone; a
     /// gRPC channel reconnects by itself). Waits a little if that fails.
     pub async fn recover(&mut self) {
         if let RoomsClient::Http(conn) = self {
@@ -121,5 +122,14 @@ impl RoomsClient {
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
+    }
+}
+
+/// A gRPC error status: a refusal, or no answer (`UNAVAILABLE`,
+/// `DEADLINE_EXCEEDED`: the transport's failures).
+fn grpc_failure<T>(status: &tonic::Status) -> Outcome<T> {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Outcome::Failed,
+        _ => Outcome::Refused,
     }
 }

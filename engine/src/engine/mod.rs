@@ -485,16 +485,14 @@ impl Engine {
             if entry.fleet.has_changes() {
                 return Err(format!("scheduler {name}: room changes not written"));
             }
-            if let Some(at) = entry.next_wakeup() {
-                expected.insert((at, name.clone()));
-            }
-            if self.wakeup_of.get(name).copied() != entry.next_wakeup() {
+            let due = entry.next_wakeup();
+            let filed = self.wakeup_of.get(name).copied();
+            if filed != due {
                 return Err(format!(
-                    "scheduler {name}: filed to wake at {:?}, due at {:?}",
-                    self.wakeup_of.get(name),
-                    entry.next_wakeup()
+                    "scheduler {name}: filed to wake at {filed:?}, due at {due:?}"
                 ));
             }
+            expected.extend(due.map(|at| (at, name.clone())));
         }
         if expected != self.wakeups || self.wakeup_of.len() != self.wakeups.len() {
             return Err("the wakeup index differs from the schedulers' wakeups".to_string());
