@@ -46,6 +46,26 @@ impl Clock {
         Clock::starting_at(wall_clock())
     }
 
+    /// A clock that starts at the wall clock, or at `mark` (the latest
+    /// time the store was written at) if the wall clock is behind it: a
+    /// restarted process never reads a stored time in its future, so a
+    /// wall clock stepped back (or a standby's clock behind its leader's)
+    /// cannot stretch a cooldown, an allocation or an operation's lease.
+    pub fn resume_after(mark: Time) -> Clock {
+        Clock::resuming(wall_clock(), mark)
+    }
+
+    /// [`Clock::resume_after`] with the wall clock reading `wall`.
+    pub fn resuming(wall: Time, mark: Time) -> Clock {
+        if wall < mark {
+            tracing::warn!(
+                behind_ms = mark.0 - wall.0,
+                "the wall clock is behind the store's latest time: engine time resumes from the store's"
+            );
+        }
+        Clock::starting_at(wall.max(mark))
+    }
+
     /// A clock that reads `origin` now and advances monotonically.
     pub fn starting_at(origin: Time) -> Clock {
         Clock {
@@ -91,5 +111,14 @@ mod tests {
         assert_eq!(clock.now(), Time(3_500));
         assert_eq!(clock.until(Time(4_000)), Duration::from_millis(500));
         assert_eq!(clock.until(Time(10)), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resumes_from_the_stores_mark_when_the_wall_clock_is_behind_it() {
+        assert_eq!(Clock::resuming(Time(5_000), Time(9_000)).now(), Time(9_000));
+        assert_eq!(
+            Clock::resuming(Time(12_000), Time(9_000)).now(),
+            Time(12_000)
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! open to the benchmarks and the tests that drive the worker in process.
 
 pub mod bench;
+pub mod chaos;
 pub mod clock;
 pub mod config;
 pub mod driver;

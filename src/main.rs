@@ -31,6 +31,10 @@ enum Cmd {
     /// Load generators against a running maestro.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Deterministic simulation testing: the whole system under faults,
+    /// seed after seed; non-zero on any violation, with the command that
+    /// replays it.
+    Chaos(maestro::chaos::ChaosArgs),
     /// Print the version.
     Version,
 }
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Start(args) => start(args),
+        Cmd::Chaos(args) => maestro::chaos::command(&args),
         Cmd::Bench(cmd) => {
             let (args, protocol) = match cmd {
                 BenchCmd::RoomsApi(args) => (args, Protocol::Http),

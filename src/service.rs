@@ -359,8 +359,9 @@ async fn run_worker<K: Kv + 'static>(
     store: Arc<Store<K>>,
     leading: Option<Leading>,
 ) -> Result<Worker> {
-    // Engine time: the wall clock once, then monotonic (see `clock`).
-    let clock = Clock::start();
+    // Engine time: the wall clock once (never behind what the store last
+    // wrote), then monotonic (see `clock`).
+    let clock = Clock::resume_after(store.clock_mark());
     let sim = match config.runtime {
         RuntimeKind::Sim => Some(SimCluster::start(
             config.sim.clone(),

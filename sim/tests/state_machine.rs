@@ -1270,3 +1270,37 @@ fn regression_a_relist_does_not_confirm_a_stale_restored_room() {
         Step::Advance { ms: 1_000 },
     ]);
 }
+
+/// Found by the chaos harness (seed 41): a pod created and deleted while
+/// the pod watch was cut off is never reported gone, and a scheduler being
+/// deleted waits for every room to go, with no removal able to run behind
+/// its delete_scheduler. The room held the deletion until its ten-minute
+/// timeout; now the scheduler deletes its expired rooms again itself.
+#[test]
+fn regression_unseen_pods_do_not_hold_a_schedulers_deletion() {
+    let mut driver = EngineTest::init_test(&());
+    // Two rooms, then the namespace goes with its pods, and the watch
+    // reports none of them gone.
+    for step in [
+        create(0, 2),
+        Step::CompleteAll,
+        Step::Delete { s: 0 },
+        Step::CompleteAll,
+    ] {
+        driver = EngineTest::apply(driver, &(), step);
+    }
+    assert!(
+        driver.engine.scheduler(SCHEDULERS[0]).is_some(),
+        "the deletion waits for its rooms"
+    );
+    // Past the rooms' deletion timeout (120 s), well before
+    // delete_scheduler's own (600 s).
+    for step in [Step::Advance { ms: 250_000 }, Step::CompleteAll] {
+        driver = EngineTest::apply(driver, &(), step);
+    }
+    assert!(
+        driver.engine.scheduler(SCHEDULERS[0]).is_none(),
+        "the expired rooms were deleted again and the deletion finished"
+    );
+    EngineTest::teardown(driver, ());
+}

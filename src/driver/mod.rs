@@ -750,13 +750,20 @@ impl<K: Kv + 'static> Driver<K> {
         self.unflushed = false;
         let (tx, done) = oneshot::channel();
         let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || {
+        let flush = move || {
             let started = std::time::Instant::now();
             let result = store.flush();
             metrics::histogram!("maestro_store_flush_seconds")
                 .record(started.elapsed().as_secs_f64());
             let _ = tx.send(result);
-        });
+        };
+        // Off the driver's task either way, so that replies arriving
+        // meanwhile share the next flush.
+        if self.store.flush_blocks() {
+            tokio::task::spawn_blocking(flush);
+        } else {
+            tokio::spawn(async move { flush() });
+        }
         self.flush = Some(Flush {
             done,
             replies: std::mem::take(&mut self.waiting),

@@ -3,7 +3,7 @@
 //! #625/#627), and each call bounded by the forwarder's timeout.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use maestro_api::proto::eventforwarder::grpc_forwarder_client::GrpcForwarderClient;
@@ -28,9 +28,27 @@ pub enum Outcome {
 
 /// The channels, by address. Channels reconnect by themselves, so one per
 /// address lives as long as the process.
-#[derive(Default)]
 pub struct Clients {
     channels: Mutex<HashMap<String, Channel>>,
+    connect: Connect,
+}
+
+/// Turns a forwarder's endpoint into a channel: over TCP
+/// ([`tcp`]), or over the simulated network of the chaos harness.
+pub type Connect = Arc<dyn Fn(Endpoint) -> Channel + Send + Sync>;
+
+/// Channels over TCP, connected on first use.
+pub fn tcp() -> Connect {
+    Arc::new(|endpoint: Endpoint| endpoint.connect_lazy())
+}
+
+impl Clients {
+    pub fn new(connect: Connect) -> Clients {
+        Clients {
+            channels: Mutex::new(HashMap::new()),
+            connect,
+        }
+    }
 }
 
 /// Establishing a connection takes at most this long.
@@ -63,7 +81,7 @@ impl Clients {
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true)
             .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
+        let channel = (self.connect)(endpoint);
         channels.insert(address.to_string(), channel.clone());
         Ok(channel)
     }

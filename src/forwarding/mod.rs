@@ -41,6 +41,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use self::client::{Clients, Outcome};
+pub use self::client::{Connect, tcp};
 use crate::clock::Clock;
 
 #[derive(Clone, Debug)]
@@ -55,6 +56,10 @@ pub struct ForwardingConfig {
     pub max_event_age: Duration,
     /// Durable events waiting per lane beyond which new ones are refused.
     pub max_backlog: u64,
+    /// Seeds the backoff's jitter (each lane mixes in its name), for runs
+    /// that must replay exactly (the chaos harness); `None` draws it from
+    /// the OS.
+    pub jitter_seed: Option<u64>,
 }
 
 impl Default for ForwardingConfig {
@@ -65,6 +70,7 @@ impl Default for ForwardingConfig {
             max_backoff: Duration::from_secs(30),
             max_event_age: Duration::from_secs(24 * 3600),
             max_backlog: 1_000_000,
+            jitter_seed: None,
         }
     }
 }
@@ -224,11 +230,22 @@ impl Forwarding {
         clock: Clock,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Forwarding, StoreError> {
+        Forwarding::start_with(outbox, config, clock, shutdown, client::tcp())
+    }
+
+    /// [`Forwarding::start`], reaching forwarders through `connect`.
+    pub fn start_with(
+        outbox: Arc<dyn Outbox>,
+        config: ForwardingConfig,
+        clock: Clock,
+        shutdown: watch::Receiver<bool>,
+        connect: Connect,
+    ) -> Result<Forwarding, StoreError> {
         let forwarding = Forwarding {
             shared: Arc::new(Shared {
                 outbox,
                 config,
-                clients: Clients::default(),
+                clients: Clients::new(connect),
                 lanes: Mutex::new(BTreeMap::new()),
                 shutdown,
                 clock,
@@ -373,7 +390,7 @@ async fn run_lane(shared: Arc<Shared>, state: Arc<LaneState>) {
     let mut read_all = false;
     let mut in_flight = FuturesUnordered::new();
     let mut busy_rooms: BTreeSet<String> = BTreeSet::new();
-    let backoff = pauses(&config);
+    let backoff = pauses(&config, &lane);
     // The pauses since the last delivery; `None` until a call fails, and
     // again once one succeeds (the backoff starts over).
     let mut delays = None;
@@ -545,13 +562,30 @@ fn too_old(record: &OutboxRecord, max_age: Duration, now: Time) -> bool {
 /// so lanes paused by one outage do not retry in lockstep. backon's jitter
 /// adds up to the delay itself (`d` to `2d`), so the delays it starts from
 /// are halved.
-fn pauses(config: &ForwardingConfig) -> ExponentialBuilder {
-    ExponentialBuilder::new()
+fn pauses(config: &ForwardingConfig, lane: &Lane) -> ExponentialBuilder {
+    let builder = ExponentialBuilder::new()
         .with_min_delay(config.initial_backoff / 2)
         .with_max_delay(config.max_backoff / 2)
         .with_factor(2.0)
         .with_jitter()
-        .without_max_times()
+        .without_max_times();
+    match config.jitter_seed {
+        Some(seed) => {
+            // FNV-1a over the lane's names: lanes paused together still
+            // draw different pauses.
+            let mut hash = seed ^ 0xcbf2_9ce4_8422_2325;
+            for byte in lane
+                .scheduler
+                .bytes()
+                .chain([0])
+                .chain(lane.forwarder.bytes())
+            {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+            builder.with_jitter_seed(hash)
+        }
+        None => builder,
+    }
 }
 
 /// An outbox record for one forwarder, stamped now.

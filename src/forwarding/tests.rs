@@ -421,8 +421,12 @@ fn pauses_double_cap_and_are_jittered_to_half_and_all() {
     let backoffs = [20, 40, 80, 160, 200, 200, 200].map(Duration::from_millis);
     let slack = Duration::from_micros(1);
     let mut firsts = BTreeSet::new();
+    let lane = Lane {
+        scheduler: "arena".to_string(),
+        forwarder: "mm".to_string(),
+    };
     for _ in 0..50 {
-        let mut delays = pauses(&config).build();
+        let mut delays = pauses(&config, &lane).build();
         for (i, backoff) in backoffs.iter().enumerate() {
             let pause = delays.next().expect("the pauses never run out");
             assert!(
@@ -434,5 +438,24 @@ fn pauses_double_cap_and_are_jittered_to_half_and_all() {
             }
         }
     }
+    assert!(firsts.len() > 1, "no jitter: {firsts:?}");
+}
+
+/// With a jitter seed the pauses replay exactly (the chaos harness needs
+/// it), still jittered, and lanes draw different ones.
+#[test]
+fn seeded_pauses_replay_and_differ_between_lanes() {
+    let config = ForwardingConfig {
+        jitter_seed: Some(7),
+        ..fast()
+    };
+    let lane = |scheduler: &str| Lane {
+        scheduler: scheduler.to_string(),
+        forwarder: "mm".to_string(),
+    };
+    let draw = |lane: &Lane| -> Vec<Duration> { pauses(&config, lane).build().take(6).collect() };
+    assert_eq!(draw(&lane("arena")), draw(&lane("arena")));
+    assert_ne!(draw(&lane("arena")), draw(&lane("duel")));
+    let firsts: BTreeSet<Duration> = (0..20).map(|i| draw(&lane(&format!("s{i}")))[0]).collect();
     assert!(firsts.len() > 1, "no jitter: {firsts:?}");
 }

@@ -42,6 +42,8 @@ pub enum Kind {
     Room,
     /// `X seq` → an event waiting to be forwarded.
     Outbox,
+    /// `T` → the latest engine time a batch was written at.
+    Clock,
 }
 
 impl Kind {
@@ -52,6 +54,7 @@ impl Kind {
             Kind::Operation => b'O',
             Kind::Room => b'R',
             Kind::Outbox => b'X',
+            Kind::Clock => b'T',
         }
     }
 
@@ -63,6 +66,7 @@ impl Kind {
             Kind::Operation => "operations",
             Kind::Room => "rooms",
             Kind::Outbox => "outbox",
+            Kind::Clock => "clock",
         }
     }
 

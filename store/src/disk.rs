@@ -135,6 +135,10 @@ impl Kv for SimulatedDisk {
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(size_of(&self.disk().map))
     }
+
+    fn flush_blocks(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,14 @@ pub trait Kv: Send + Sync {
     /// Makes every applied batch durable.
     fn flush(&self) -> Result<(), StoreError>;
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+    /// Whether `flush` blocks its thread on IO (sled's fsync, a
+    /// PostgreSQL COMMIT), so that an async caller runs it on a blocking
+    /// thread. An in-memory store's flush is run on a task instead: in a
+    /// simulation with paused time (the chaos harness), a blocking thread
+    /// would stall the clock.
+    fn flush_blocks(&self) -> bool {
+        true
+    }
 }
 
 /// In memory: for the simulator and tests. `flush` is a no-op.
@@ -83,6 +91,10 @@ impl Kv for MemoryKv {
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(size_of(&self.map()))
+    }
+
+    fn flush_blocks(&self) -> bool {
+        false
     }
 }
 

@@ -109,6 +109,9 @@ pub struct Store<K: Kv> {
     /// Serialises batches: building one reads the records it replaces.
     write_lock: Mutex<()>,
     next_outbox_seq: AtomicU64,
+    /// The latest time a batch was applied at (the `T` record), in Unix
+    /// milliseconds. See [`Store::clock_mark`].
+    clock_mark: AtomicU64,
 }
 
 pub type MemoryStore = Store<MemoryKv>;
@@ -208,11 +211,26 @@ impl<K: Kv> Store<K> {
     pub fn with_kv(kv: K) -> Result<Store<K>, StoreError> {
         purge_legacy_indexes(&kv)?;
         let next_outbox_seq = crate::outbox::last_seq(&kv)? + 1;
+        let clock_key = key(Kind::Clock, &[]);
+        let clock_mark = match kv.get(&clock_key)? {
+            Some(bytes) => decode::<u64>(Kind::Clock, &clock_key, &bytes)?,
+            None => 0,
+        };
         Ok(Store {
             kv,
             write_lock: Mutex::new(()),
             next_outbox_seq: AtomicU64::new(next_outbox_seq),
+            clock_mark: AtomicU64::new(clock_mark),
         })
+    }
+
+    /// The latest engine time anything was written at. Every stored time
+    /// (a room's allocation, a scheduler's last downscale, an operation's
+    /// lease) is at most this, so a process that starts its clock no
+    /// earlier than it reads none of them in its future, whatever the wall
+    /// clock did meanwhile: stepped back, or another node's, behind.
+    pub fn clock_mark(&self) -> Time {
+        Time(self.clock_mark.load(Ordering::Relaxed))
     }
 
     /// Applies the writes atomically, in order. Not yet durable: call
@@ -229,7 +247,15 @@ impl<K: Kv> Store<K> {
         for write in writes {
             self.stage(&mut batch, now, write)?;
         }
-        self.kv.apply(batch.into_entries())
+        let advanced = now.0 > self.clock_mark.load(Ordering::Relaxed);
+        if advanced {
+            batch.put(key(Kind::Clock, &[]), encode("clock", &now.0)?);
+        }
+        self.kv.apply(batch.into_entries())?;
+        if advanced {
+            self.clock_mark.fetch_max(now.0, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     fn stage(&self, batch: &mut Batch<'_, K>, now: Time, write: &Write) -> Result<(), StoreError> {
@@ -300,6 +326,11 @@ impl<K: Kv> Store<K> {
     /// Makes every applied write durable (fsync).
     pub fn flush(&self) -> Result<(), StoreError> {
         self.kv.flush()
+    }
+
+    /// Whether [`Store::flush`] blocks its thread (see [`Kv::flush_blocks`]).
+    pub fn flush_blocks(&self) -> bool {
+        self.kv.flush_blocks()
     }
 
     /// Every scheduler with its versions, operations and rooms, for

@@ -453,6 +453,36 @@ fn a_failing_batch_writes_nothing<K: Kv>(store: &Store<K>) {
     assert!(store.operation("arena", "a").unwrap().is_none());
 }
 
+/// The clock mark is the latest time a batch was written at: it only
+/// grows, an empty batch or an earlier time leaves it, and a failed batch
+/// does not move it.
+fn the_clock_mark_only_grows<K: Kv>(store: &Store<K>) {
+    assert_eq!(store.clock_mark(), Time(0), "nothing written yet");
+    let write = |t: u64, name: &str| {
+        store.apply(
+            Time(t),
+            &[Write::SchedulerVersion {
+                scheduler: scheduler("arena", name),
+                active: true,
+            }],
+        )
+    };
+    write(5_000, "v1.0.0").unwrap();
+    assert_eq!(store.clock_mark(), Time(5_000));
+    write(3_000, "v1.1.0").unwrap();
+    assert_eq!(store.clock_mark(), Time(5_000), "an earlier time leaves it");
+    store.apply(Time(9_000), &[]).unwrap();
+    assert_eq!(
+        store.clock_mark(),
+        Time(5_000),
+        "an empty batch writes nothing"
+    );
+    write(8_000, "not-a-version").unwrap_err();
+    assert_eq!(store.clock_mark(), Time(5_000), "a failed batch leaves it");
+    write(7_000, "v1.2.0").unwrap();
+    assert_eq!(store.clock_mark(), Time(7_000));
+}
+
 macro_rules! contract {
     ($($test:ident),* $(,)?) => {
         mod memory {
@@ -487,6 +517,7 @@ contract!(
     rooms_round_trip,
     outbox_lanes_in_order,
     a_failing_batch_writes_nothing,
+    the_clock_mark_only_grows,
 );
 
 /// A record that does not decode is an error naming its tree and key,
@@ -587,6 +618,7 @@ fn keeps_everything_across_a_reopen<K: Kv>(open: impl Fn() -> Store<K>) {
         store.flush().unwrap();
     }
     let store = open();
+    assert_eq!(store.clock_mark(), Time(1), "the clock mark is kept");
     let loaded = store.load().unwrap();
     assert_eq!(loaded[0].operations.len(), 1);
     let mm = lane("arena", "mm");
@@ -627,11 +659,13 @@ fn postgres_keeps_everything_across_a_reconnect() {
     keeps_everything_across_a_reopen(|| PostgresStore::connect(&db.url).unwrap());
 }
 
-/// Every key the disk holds, with its value.
+/// Every key the disk holds, with its value, but for the clock mark (one
+/// store-wide record every batch may move).
 fn raw(disk: &SimulatedDisk) -> BTreeMap<Vec<u8>, Vec<u8>> {
     disk.scan_prefix(b"", usize::MAX)
         .unwrap()
         .into_iter()
+        .filter(|(key, _)| key.as_slice() != b"T")
         .collect()
 }
 

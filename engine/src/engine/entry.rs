@@ -377,6 +377,18 @@ impl SchedulerEntry {
                 }
                 self.remove_expired(io, config, now, expired);
             }
+        } else if self.deleting {
+            // The scheduler's delete_scheduler waits for every room to be
+            // gone, and no removal operation can run behind it. A room whose
+            // pod went unseen (created and deleted while the pod watch was
+            // cut off, so no event will ever say so) would hold it until its
+            // timeout: delete each expired room again, directly. A pod
+            // already gone answers NotFound, and the room leaves the fleet.
+            let limit = config.expired_rooms_per_check.max(1);
+            for id in self.fleet.expired(now, limit) {
+                self.mark_for_deletion(now, &id, RemovalReason::SchedulerDeleted);
+                self.emit_delete_room(io, &id, RemovalReason::SchedulerDeleted, None);
+            }
         }
         // One of each periodic operation open at a time, however long the
         // queue takes to reach it.

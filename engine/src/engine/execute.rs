@@ -717,6 +717,20 @@ impl SchedulerEntry {
                     if self.fleet.is_empty() {
                         Step::Done(OperationStatus::Finished, String::new())
                     } else {
+                        // Every room goes with the namespace: each is
+                        // terminating from now, and one still here a
+                        // deletion timeout later is deleted again (its pod
+                        // may have gone unseen; see `on_timeout`).
+                        let ids: Vec<RoomId> = self
+                            .fleet
+                            .rooms()
+                            .filter(|r| r.deletion.is_none())
+                            .map(|r| r.id.clone())
+                            .collect();
+                        for id in ids {
+                            self.mark_for_deletion(now, &id, RemovalReason::SchedulerDeleted);
+                        }
+                        io.mark_dirty(&self.name);
                         Step::Continue(Exec::DeleteScheduler {
                             deadline: Some(now + config.delete_scheduler_timeout),
                         })

@@ -564,6 +564,17 @@ impl Cluster {
         }
     }
 
+    /// Failures stop: no pod crashes, node losses or API errors from now
+    /// on (crashes already drawn are called off). The chaos harness calls
+    /// it when its fault phase ends, to check that maestro then converges.
+    pub fn calm(&mut self, now: Time) {
+        self.advance(now);
+        self.config.failures = Failures::default();
+        for pod in self.pods.values_mut() {
+            pod.crash_at = None;
+        }
+    }
+
     /// Whether the pod exists (deleting ones included).
     pub fn has_pod(&self, scheduler: &str, room: &str) -> bool {
         self.pod_id(scheduler, room).is_some()
@@ -572,6 +583,14 @@ impl Cluster {
     /// Pods of a scheduler, deleting ones included.
     pub fn pod_count(&self, scheduler: &str) -> usize {
         self.by_name.get(scheduler).map_or(0, BTreeMap::len)
+    }
+
+    /// Whether the room's game server runs: its pod started and has neither
+    /// crashed nor been deleted.
+    pub fn is_running(&self, scheduler: &str, room: &str) -> bool {
+        self.pod_id(scheduler, room)
+            .and_then(|id| self.pods.get(&id))
+            .is_some_and(|pod| pod.phase == Phase::Running)
     }
 
     /// Whether the room's game server is hosting a match.
@@ -849,6 +868,10 @@ impl Cluster {
     }
 
     fn on_node_loss(&mut self, node: NodeId) {
+        if self.config.failures.node_loss_per_hour <= 0.0 {
+            // Called off by `calm`.
+            return;
+        }
         let Some(nodes) = &mut self.nodes else {
             return;
         };

@@ -397,3 +397,47 @@ fn a_server_ending_after_n_matches_takes_no_more_than_n() {
         "its one match is taken"
     );
 }
+
+/// After `calm`, no pod crashes (even one already drawn) and no API call
+/// fails.
+#[test]
+fn calm_stops_every_failure() {
+    let crashing = ClusterConfig {
+        failures: Failures {
+            pod_crash_per_hour: 3_600.0,
+            ..Failures::default()
+        },
+        ..ClusterConfig::default()
+    };
+    let mut c = Cluster::new(crashing.clone(), Time(0));
+    c.create_pod(Time(0), pod("a", 100)).expect("created");
+    // Booted: its crash is drawn (about a second ahead at this rate).
+    c.advance(Time(1_500));
+    assert!(c.is_running("arena", "a"));
+    c.calm(Time(1_500));
+    c.advance(Time(3_600_000));
+    assert_eq!(c.stats().pods_crashed, 0);
+    assert!(c.is_running("arena", "a"));
+    assert!(!c.is_running("arena", "b"));
+    // Without calm, the same cluster crashes it.
+    let mut c = Cluster::new(crashing, Time(0));
+    c.create_pod(Time(0), pod("a", 100)).expect("created");
+    c.advance(Time(3_600_000));
+    assert_eq!(c.stats().pods_crashed, 1);
+
+    let failing = ClusterConfig {
+        failures: Failures {
+            api_error_rate: 1.0,
+            ..Failures::default()
+        },
+        ..ClusterConfig::default()
+    };
+    let mut c = Cluster::new(failing, Time(0));
+    assert!(
+        c.create_pod(Time(0), pod("a", 100)).is_err(),
+        "every call fails"
+    );
+    c.calm(Time(0));
+    c.create_pod(Time(0), pod("a", 100))
+        .expect("calm: no API error");
+}
