@@ -84,6 +84,9 @@ const TICK: Duration = Duration::from_millis(10);
 /// A process that exited (a failed store, a graceful stop) is restarted
 /// after this long, as a supervisor would.
 const RESTART_AFTER_EXIT: Duration = Duration::from_secs(1);
+/// A process whose store refused a write or a flush must have stopped
+/// within this long: it may not run on a state it could not persist.
+const STOP_AFTER_STORE_FAILURE: Duration = Duration::from_secs(2);
 
 /// The engine's settings in the harness: upstream's defaults scaled down so
 /// that a few simulated minutes see rooms expire, allocations lapse and
@@ -202,6 +205,10 @@ pub fn run(options: &Options) -> Outcome {
     let mut restart_at: Option<Duration> = None;
     let mut calm = false;
     let mut next_probe = calm_at;
+    // The disk's refusals seen so far, and when the running process was
+    // first refused.
+    let mut refusals = 0;
+    let mut refused_at: Option<Duration> = None;
     loop {
         let now = sim.elapsed();
         let mut state = world.state();
@@ -211,6 +218,7 @@ pub fn run(options: &Options) -> Outcome {
             match fault {
                 Fault::Crash { restart_after } => {
                     if restart_at.is_none() {
+                        refused_at = None;
                         crash(&mut sim, &windows);
                         ctx.disk.crash();
                         state.stats.crashes += 1;
@@ -260,9 +268,24 @@ pub fn run(options: &Options) -> Outcome {
         }
         // A process that exited is restarted (after losing what it did not
         // flush); a crashed one when its restart is due.
+        let refused = ctx.disk.refusals();
+        if refused > refusals && restart_at.is_none() {
+            refused_at.get_or_insert(now);
+        }
+        refusals = refused;
+        if let Some(at) = refused_at
+            && now >= at + STOP_AFTER_STORE_FAILURE
+        {
+            refused_at = None;
+            let incarnation = state.incarnation;
+            state.violation(format!(
+                "maestro {incarnation} runs on {STOP_AFTER_STORE_FAILURE:?} after its store refused a write"
+            ));
+        }
         if std::mem::take(&mut state.exited)
             || (restart_at.is_none() && !sim.is_host_running("maestro"))
         {
+            refused_at = None;
             crash(&mut sim, &windows);
             ctx.disk.crash();
             state.stats.restarts += 1;

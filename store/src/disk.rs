@@ -33,6 +33,7 @@ struct Disk {
     fail_writes: bool,
     fail_flushes: bool,
     flushes: u64,
+    refusals: u64,
 }
 
 /// What a simulated fault answers.
@@ -62,6 +63,11 @@ impl SimulatedDisk {
     /// Successful flushes so far.
     pub fn flushes(&self) -> u64 {
         self.disk().flushes
+    }
+
+    /// Writes and flushes refused so far (injected faults).
+    pub fn refusals(&self) -> u64 {
+        self.disk().refusals
     }
 
     /// Whether some applied batch is not flushed yet.
@@ -109,6 +115,7 @@ impl Kv for SimulatedDisk {
     fn apply(&self, batch: Vec<BatchEntry>) -> Result<(), StoreError> {
         let mut disk = self.disk();
         if disk.fail_writes {
+            disk.refusals += 1;
             return Err(fault());
         }
         let Disk { map, undo, .. } = &mut *disk;
@@ -125,6 +132,7 @@ impl Kv for SimulatedDisk {
     fn flush(&self) -> Result<(), StoreError> {
         let mut disk = self.disk();
         if disk.fail_flushes {
+            disk.refusals += 1;
             return Err(fault());
         }
         disk.undo.clear();
