@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use maestro_store::{LeaseState, PostgresLease, StoreError};
+use maestro_store::{Lease, LeaseState, StoreError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -52,14 +52,17 @@ pub fn holder_name() -> String {
     format!("{host}/{}/{random:016x}", std::process::id())
 }
 
-/// Runs a lease call on a blocking thread (the client blocks on its
-/// connection's thread).
+/// Runs a lease call, on a blocking thread when it blocks (PostgreSQL's
+/// client waits on its connection's thread).
 async fn blocking<T: Send + 'static>(
-    lease: &Arc<PostgresLease>,
-    call: impl FnOnce(&PostgresLease) -> Result<T, StoreError> + Send + 'static,
+    lease: &Arc<dyn Lease>,
+    call: impl FnOnce(&dyn Lease) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
+    if !lease.blocks() {
+        return call(lease.as_ref());
+    }
     let lease = Arc::clone(lease);
-    match tokio::task::spawn_blocking(move || call(&lease)).await {
+    match tokio::task::spawn_blocking(move || call(lease.as_ref())).await {
         Ok(result) => result,
         Err(e) => Err(StoreError::Postgres {
             operation: "call the lease",
@@ -71,11 +74,11 @@ async fn blocking<T: Send + 'static>(
 /// Waits until this process holds the lease, and returns its epoch. Errors
 /// reaching the database are logged and retried: a standby outlives an
 /// outage of the database. (The caller races it against a stop signal.)
-pub async fn acquire(lease: &Arc<PostgresLease>) -> i64 {
+pub async fn acquire(lease: &Arc<dyn Lease>) -> i64 {
     let poll = lease.duration() / 3;
     let mut last_seen: Option<(String, i64)> = None;
     loop {
-        let wait = match blocking(lease, PostgresLease::try_acquire).await {
+        let wait = match blocking(lease, |l| l.try_acquire()).await {
             Ok(LeaseState::Leader { epoch }) => {
                 tracing::info!(epoch, "took the leader lease: this worker leads");
                 return epoch;
@@ -115,7 +118,7 @@ pub async fn acquire(lease: &Arc<PostgresLease>) -> i64 {
 /// the clocks' drift and its own stop, and each call is cut off after a
 /// third (the statement's own limit) so a silent connection cannot hold it.
 pub async fn keep(
-    lease: Arc<PostgresLease>,
+    lease: Arc<dyn Lease>,
     epoch: i64,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), LeadershipEnded> {
@@ -154,7 +157,7 @@ pub async fn keep(
 
 /// Lets the lease lapse now, after a graceful stop, so a standby takes
 /// over at once.
-pub async fn release(lease: &Arc<PostgresLease>, epoch: i64) {
+pub async fn release(lease: &Arc<dyn Lease>, epoch: i64) {
     match blocking(lease, move |l| l.release(epoch)).await {
         Ok(()) => tracing::info!(epoch, "released the leader lease"),
         Err(e) => {

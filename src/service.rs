@@ -16,7 +16,7 @@ use maestro_api::{ApiConfig, Backend};
 use maestro_engine::Engine;
 use maestro_runtimes::Runtime;
 use maestro_runtimes::kubernetes::KubernetesRuntime;
-use maestro_store::{Kv, PostgresLease, PostgresStore, SledStore, Store, StoreError};
+use maestro_store::{Kv, Lease, PostgresLease, PostgresStore, SledStore, Store, StoreError};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 
@@ -248,7 +248,7 @@ struct Worker {
 type StoreCheck = Arc<dyn Fn() -> bool + Send + Sync>;
 
 struct Leading {
-    lease: Arc<PostgresLease>,
+    lease: Arc<dyn Lease>,
     epoch: i64,
     kept: tokio::task::JoinHandle<Result<(), LeadershipEnded>>,
     /// Stops the renewals: sent after the worker's last flush.
@@ -303,7 +303,7 @@ async fn start_worker(
             .await
             .context("connecting to PostgreSQL")?
             .context("connecting to PostgreSQL for the leader lease")?;
-            let lease = Arc::new(lease);
+            let lease: Arc<dyn Lease> = Arc::new(lease);
             tracing::info!(%holder, lease = ?duration, "waiting for the leader lease");
             // A standby answers health checks, and `/readyz` says it does
             // not serve, so that a Service routes only to the leader.

@@ -36,6 +36,10 @@ pub enum Fault {
 /// Everything a seed decides.
 #[derive(Clone, Debug)]
 pub struct Plan {
+    /// Two workers on a shared database, one leading by the lease (the
+    /// highly available layout), instead of one on a local disk. Drawn
+    /// apart from the rest, so a seed's faults are the same either way.
+    pub standby: bool,
     /// The most a message waits on a link.
     pub max_latency: Duration,
     pub pod_crash_per_hour: f64,
@@ -91,7 +95,9 @@ impl Plan {
             faults.push((t, Fault::ClockJump { by_ms }));
         }
         faults.sort_by_key(|(t, _)| *t);
+        let mut layout = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_1a70);
         Plan {
+            standby: layout.random_bool(0.5),
             max_latency: ms(&mut rng, 1, 150),
             pod_crash_per_hour: [0.0, 2.0, 20.0][rng.random_range(0..3)],
             node_loss_per_hour: [0.0, 0.5, 4.0][rng.random_range(0..3)],
@@ -105,7 +111,12 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "network latency up to {:?}; pod crashes {}/h, node losses {}/h, runtime API errors {}%",
+            "{}; network latency up to {:?}; pod crashes {}/h, node losses {}/h, runtime API errors {}%",
+            if self.standby {
+                "two workers on a database (a leader and a standby)"
+            } else {
+                "one worker on a local disk"
+            },
             self.max_latency,
             self.pod_crash_per_hour,
             self.node_loss_per_hour,

@@ -15,7 +15,7 @@ use maestro_api::proto::eventforwarder::{
 use maestro_api::{ApiConfig, Backend};
 use maestro_engine::room::PingStatus;
 use maestro_engine::{Engine, EngineConfig, Ping, health};
-use maestro_store::{SimulatedDisk, Store};
+use maestro_store::{Kv, Lease, SimulatedDatabase, SimulatedDisk, Store};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -26,6 +26,7 @@ use super::world::{AckedOperation, World, WorldRuntime};
 use crate::clock::Clock;
 use crate::driver::{Driver, DriverConfig, DriverHandle, StartupError};
 use crate::forwarding::{Forwarding, ForwardingConfig, Outbox};
+use crate::leader::{self, LeadershipEnded};
 
 pub const MANAGEMENT_PORT: u16 = 8080;
 pub const ROOMS_PORT: u16 = 8070;
@@ -36,11 +37,27 @@ pub const FORWARDER_PORT: u16 = 9000;
 /// created again).
 pub const SCHEDULERS: [&str; 2] = ["arena", "duel"];
 
-/// What the hosts share: the world, the disk that outlives maestro, and
+/// Where maestro's state outlives it.
+pub enum Storage {
+    /// One worker on a local disk (the embedded layout, sled's semantics).
+    Disk(SimulatedDisk),
+    /// Workers sharing a database, one leading by the lease (the highly
+    /// available layout, PostgreSQL's semantics).
+    Database(SimulatedDatabase),
+}
+
+/// The hosts maestro runs on in each layout.
+pub const SINGLE: [&str; 1] = ["maestro"];
+pub const PAIR: [&str; 2] = ["maestro-a", "maestro-b"];
+
+/// How long the leader lease lasts without a renewal.
+pub const LEASE: Duration = Duration::from_secs(6);
+
+/// What the hosts share: the world, the storage that outlives maestro, and
 /// the run's settings.
 pub struct Ctx {
     pub world: Arc<World>,
-    pub disk: SimulatedDisk,
+    pub storage: Storage,
     pub engine: EngineConfig,
     pub seed: u64,
 }
@@ -53,28 +70,76 @@ pub fn mix(seed: u64, n: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// One maestro process, from its start to its exit (a store failure, a
-/// graceful stop) or its crash (the host is dropped from outside).
-pub async fn maestro(ctx: Arc<Ctx>) -> turmoil::Result {
-    let (incarnation, origin) = {
+/// One maestro process on `host`, from its start to its exit (a store
+/// failure, a lost lease, a graceful stop) or its crash (the host is
+/// dropped from outside). On a database it first waits as a standby for
+/// the leader lease, with the service's own leader logic.
+pub async fn maestro(ctx: Arc<Ctx>, host: &'static str) -> turmoil::Result {
+    let incarnation = {
         let mut state = ctx.world.state();
         state.incarnation += 1;
         let incarnation = state.incarnation;
-        state.trace(format!("maestro {incarnation} starts"));
-        (incarnation, state.wall_clock())
+        state.trace(format!("maestro {incarnation} starts on {host}"));
+        incarnation
     };
-    let exit = |why: String| {
-        let mut state = ctx.world.state();
-        state.trace(format!("maestro {incarnation} exits: {why}"));
-    };
-    let store = match Store::with_kv(ctx.disk.clone()) {
-        Ok(store) => Arc::new(store),
-        Err(e) => {
-            ctx.world.state().stats.store_failures += 1;
-            exit(format!("cannot open the store: {e}"));
-            return exited(&ctx.world).await;
+    match &ctx.storage {
+        Storage::Disk(disk) => match Store::with_kv(disk.clone()) {
+            Ok(store) => run(&ctx, host, incarnation, Arc::new(store), None).await,
+            Err(e) => {
+                ctx.world.state().stats.store_failures += 1;
+                exited(
+                    &ctx.world,
+                    host,
+                    incarnation,
+                    format!("cannot open the store: {e}"),
+                )
+                .await
+            }
+        },
+        Storage::Database(db) => {
+            let holder = format!("{host}/{incarnation}");
+            let lease: Arc<dyn Lease> = Arc::new(db.lease(&holder, host, LEASE));
+            let epoch = leader::acquire(&lease).await;
+            ctx.world
+                .state()
+                .trace(format!("maestro {incarnation} leads at epoch {epoch}"));
+            match Store::with_kv(db.connect_fenced(epoch, host)) {
+                Ok(store) => {
+                    run(
+                        &ctx,
+                        host,
+                        incarnation,
+                        Arc::new(store),
+                        Some((lease, epoch)),
+                    )
+                    .await
+                }
+                Err(e) => {
+                    ctx.world.state().stats.store_failures += 1;
+                    exited(
+                        &ctx.world,
+                        host,
+                        incarnation,
+                        format!("cannot open the store: {e}"),
+                    )
+                    .await
+                }
+            }
         }
-    };
+    }
+}
+
+/// The worker itself, once it may write: the service's parts on `store`,
+/// serving until it exits.
+async fn run<K: Kv + 'static>(
+    ctx: &Arc<Ctx>,
+    host: &'static str,
+    incarnation: u64,
+    store: Arc<Store<K>>,
+    leading: Option<(Arc<dyn Lease>, i64)>,
+) -> turmoil::Result {
+    let world = &ctx.world;
+    let origin = world.state().wall_clock();
     // The wall clock once, then monotonic time, as `maestro start` does.
     let clock = Clock::resuming(origin, store.clock_mark());
     let (stop, stopped) = watch::channel(false);
@@ -93,16 +158,21 @@ pub async fn maestro(ctx: Arc<Ctx>) -> turmoil::Result {
     let forwarding = match forwarding {
         Ok(forwarding) => forwarding,
         Err(e) => {
-            ctx.world.state().stats.store_failures += 1;
-            exit(format!("cannot read the outbox: {e}"));
-            return exited(&ctx.world).await;
+            world.state().stats.store_failures += 1;
+            return exited(
+                world,
+                host,
+                incarnation,
+                format!("cannot read the outbox: {e}"),
+            )
+            .await;
         }
     };
     let engine = Engine::new(EngineConfig {
         seed: mix(ctx.seed, incarnation),
         ..ctx.engine.clone()
     });
-    let runtime = Arc::new(WorldRuntime(Arc::clone(&ctx.world)));
+    let runtime = Arc::new(WorldRuntime(Arc::clone(world)));
     let started = Driver::new(
         engine,
         clock,
@@ -114,74 +184,115 @@ pub async fn maestro(ctx: Arc<Ctx>) -> turmoil::Result {
     let (driver, handle) = match started {
         Ok(started) => started,
         Err(StartupError::Load(e)) => {
-            ctx.world.state().stats.store_failures += 1;
-            exit(format!("cannot load the store: {e}"));
-            return exited(&ctx.world).await;
+            world.state().stats.store_failures += 1;
+            return exited(
+                world,
+                host,
+                incarnation,
+                format!("cannot load the store: {e}"),
+            )
+            .await;
         }
         Err(e) => {
             // What maestro stored, it must be able to restore.
-            ctx.world
+            world
                 .state()
                 .violation(format!("maestro {incarnation} cannot start: {e}"));
-            return exited(&ctx.world).await;
+            return exited(world, host, incarnation, "cannot start".to_string()).await;
         }
     };
     let mut driver = tokio::spawn(driver.run(stopped));
+    let (keep_stop, keep_stopped) = watch::channel(false);
+    let mut kept = leading
+        .as_ref()
+        .map(|(lease, epoch)| tokio::spawn(leader::keep(Arc::clone(lease), *epoch, keep_stopped)));
     let backend: Arc<dyn Backend> = Arc::new(handle.clone());
     let api = ApiConfig::default();
     let management = maestro_api::management_router(Arc::clone(&backend), &api);
     let rooms = maestro_api::rooms_router(backend, &api);
     tokio::spawn(net::serve(MANAGEMENT_PORT, management));
     tokio::spawn(net::serve(ROOMS_PORT, rooms));
+    world.state().serve(host, incarnation);
 
     // Nothing acknowledged before the restart is missing after it.
-    check_acknowledged(&ctx.world, &handle, incarnation).await;
+    check_acknowledged(world, &handle, incarnation).await;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let ended = tokio::select! {
             biased;
             ended = &mut driver => Some(ended),
+            lost = lease_lost(&mut kept) => {
+                // As the service does: a leader that lost its lease stops
+                // at once; its successor owns the state.
+                return exited(world, host, incarnation, format!("leadership ended: {lost}")).await;
+            }
             _ = tick.tick() => None,
         };
         match ended {
             Some(Ok(Ok(()))) => {
-                exit("stopped".to_string());
-                return exited(&ctx.world).await;
+                let _ = keep_stop.send(true);
+                if let Some((lease, epoch)) = &leading {
+                    leader::release(lease, *epoch).await;
+                }
+                return exited(world, host, incarnation, "stopped".to_string()).await;
             }
             Some(Ok(Err(e))) => {
                 // The store failed: the worker stops rather than run on a
                 // state it could not persist.
-                ctx.world.state().stats.store_failures += 1;
-                exit(format!("the store failed: {e}"));
-                return exited(&ctx.world).await;
+                world.state().stats.store_failures += 1;
+                return exited(world, host, incarnation, format!("the store failed: {e}")).await;
             }
             Some(Err(e)) => {
                 let what = match e.try_into_panic() {
                     Ok(panic) => panic_message(panic),
                     Err(e) => e.to_string(),
                 };
-                ctx.world
+                world
                     .state()
                     .violation(format!("maestro {incarnation}'s driver failed: {what}"));
-                return exited(&ctx.world).await;
+                return exited(world, host, incarnation, "the driver failed".to_string()).await;
             }
             None => {}
         }
         let (stop_requested, probe) = {
-            let mut state = ctx.world.state();
-            (
-                std::mem::take(&mut state.stop_requested),
-                std::mem::take(&mut state.probe_requested),
-            )
+            let mut state = world.state();
+            let serving = state.serving_host() == Some(host);
+            let stop = serving && state.stop_requested;
+            if stop {
+                state.stop_requested = false;
+            }
+            (stop, serving && std::mem::take(&mut state.probe_requested))
         };
         if stop_requested {
-            ctx.world.state().trace("SIGTERM");
+            world
+                .state()
+                .trace(format!("SIGTERM to maestro {incarnation}"));
             let _ = stop.send(true);
             continue;
         }
-        check_invariants(&ctx.world, &handle).await;
+        check_invariants(world, &handle).await;
         if probe {
-            probe_convergence(&ctx.world, &handle).await;
+            check_acknowledged(world, &handle, incarnation).await;
+            probe_convergence(world, &handle).await;
+        }
+    }
+}
+
+/// Resolves when the leader lease is lost (never without one).
+async fn lease_lost(
+    kept: &mut Option<tokio::task::JoinHandle<Result<(), LeadershipEnded>>>,
+) -> String {
+    let Some(task) = kept.as_mut() else {
+        return std::future::pending().await;
+    };
+    match task.await {
+        Ok(Err(ended)) => {
+            *kept = None;
+            ended.to_string()
+        }
+        Ok(Ok(())) | Err(_) => {
+            *kept = None;
+            std::future::pending().await
         }
     }
 }
@@ -190,8 +301,17 @@ pub async fn maestro(ctx: Arc<Ctx>) -> turmoil::Result {
 /// an exited process ends (every task of it gone at once, what it did not
 /// flush lost) and restarts it. Returning instead would leave its spawned
 /// tasks (servers, lanes) behind in the host until the restart.
-async fn exited(world: &World) -> turmoil::Result {
-    world.state().exited = true;
+async fn exited(
+    world: &World,
+    host: &'static str,
+    incarnation: u64,
+    why: String,
+) -> turmoil::Result {
+    {
+        let mut state = world.state();
+        state.trace(format!("maestro {incarnation} exits: {why}"));
+        state.exit(host);
+    }
     std::future::pending().await
 }
 
@@ -372,7 +492,7 @@ pub async fn game_servers(ctx: Arc<Ctx>) -> turmoil::Result {
 }
 
 async fn ping_lane(world: Arc<World>, mut pings: mpsc::UnboundedReceiver<Ping>, lane: u64) {
-    let mut client = Client::new("maestro", ROOMS_PORT, None);
+    let mut client = Client::new(Arc::clone(&world), ROOMS_PORT);
     let mut last: std::collections::BTreeMap<(String, String), PingStatus> = Default::default();
     // Event numbers: unique across lanes, increasing within one.
     let mut next_event = lane << 40;
@@ -458,7 +578,7 @@ async fn report(
 /// time; each room it gets is told (its game server starts a match).
 pub async fn matchmaker(ctx: Arc<Ctx>) -> turmoil::Result {
     let mut rng = ChaCha8Rng::seed_from_u64(mix(ctx.seed, 2));
-    let mut client = Client::new("maestro", ROOMS_PORT, None);
+    let mut client = Client::new(Arc::clone(&ctx.world), ROOMS_PORT);
     loop {
         tokio::time::sleep(Duration::from_millis(rng.random_range(200..2_000))).await;
         if ctx.world.state().quiet {
@@ -521,7 +641,7 @@ fn scheduler_body(name: &str, image: u64, replicas: u64) -> Value {
 /// records every one maestro acknowledged.
 pub async fn operator(ctx: Arc<Ctx>) -> turmoil::Result {
     let mut rng = ChaCha8Rng::seed_from_u64(mix(ctx.seed, 3));
-    let mut client = Client::new("maestro", MANAGEMENT_PORT, None);
+    let mut client = Client::new(Arc::clone(&ctx.world), MANAGEMENT_PORT);
     let mut image = 1u64;
     tokio::time::sleep(Duration::from_secs(1)).await;
     loop {

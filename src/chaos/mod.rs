@@ -43,10 +43,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use maestro_engine::{EngineConfig, Millis, Time};
 use maestro_sim::cluster::{ClusterConfig, Failures, NodeAutoscale, NodePool, Pings};
 use maestro_sim::dist::Distribution;
-use maestro_store::SimulatedDisk;
+use maestro_store::{DbClock, SimulatedDatabase, SimulatedDisk};
 
 pub use faults::{Fault, Plan};
-use hosts::Ctx;
+use hosts::{Ctx, Storage};
 pub use world::Stats;
 use world::World;
 
@@ -136,27 +136,31 @@ fn cluster_config(seed: u64, plan: &Plan) -> ClusterConfig {
 /// The faults in force now, besides instantaneous ones.
 #[derive(Default)]
 struct Windows {
-    partitions: BTreeMap<&'static str, Duration>,
+    /// Cut links: (maestro's host, peer) until when.
+    partitions: BTreeMap<(&'static str, &'static str), Duration>,
     disk_writes: Option<Duration>,
     disk_flushes: Option<Duration>,
+    /// A worker cut off the database until when.
+    database: Option<(&'static str, Duration)>,
     watches: Option<Duration>,
 }
 
-/// Ends the maestro host's software at once (every task dropped, as a
-/// killed process's). The links to its peers are cut while it happens:
-/// tokio drops a runtime's tasks in an order that depends on their ids,
-/// which a process numbers globally, so the connections' closing messages
-/// would reach the peers in an order that differs between two runs in one
-/// process. The peers see their connections go silent instead (a machine
-/// lost rather than a process killed) and new ones refused.
-fn crash(sim: &mut turmoil::Sim<'_>, windows: &Windows) {
+/// Ends a maestro host's software at once (every task dropped, as a
+/// killed process's). The host's links to its peers are cut while it
+/// happens: tokio drops a runtime's tasks in an order that depends on
+/// their ids, which a process numbers globally, so the connections'
+/// closing messages would reach the peers in an order that differs between
+/// two runs in one process. The peers see their connections go silent
+/// instead (a machine lost rather than a process killed) and new ones
+/// refused.
+fn crash(sim: &mut turmoil::Sim<'_>, host: &'static str, windows: &Windows) {
     for peer in faults::PEERS {
-        sim.partition("maestro", peer);
+        sim.partition(host, peer);
     }
-    sim.crash("maestro");
+    sim.crash(host);
     for peer in faults::PEERS {
-        if !windows.partitions.contains_key(peer) {
-            sim.repair("maestro", peer);
+        if !windows.partitions.contains_key(&(host, peer)) {
+            sim.repair(host, peer);
         }
     }
 }
@@ -172,9 +176,22 @@ pub fn run(options: &Options) -> Outcome {
         engine.room_allocation_ttl,
         options.verbose,
     );
+    let (storage, workers): (Storage, &[&'static str]) = if plan.standby {
+        // The database's clock is the world's.
+        let clock: DbClock = Arc::new(|| {
+            let elapsed = turmoil::sim_elapsed().unwrap_or_default();
+            Time(EPOCH_MS + u64::try_from(elapsed.as_millis()).unwrap_or(0))
+        });
+        (
+            Storage::Database(SimulatedDatabase::new(clock)),
+            &hosts::PAIR,
+        )
+    } else {
+        (Storage::Disk(SimulatedDisk::new()), &hosts::SINGLE)
+    };
     let ctx = Arc::new(Ctx {
         world: Arc::clone(&world),
-        disk: SimulatedDisk::new(),
+        storage,
         engine,
         seed,
     });
@@ -187,8 +204,11 @@ pub fn run(options: &Options) -> Outcome {
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(plan.max_latency)
         .build();
-    let c = Arc::clone(&ctx);
-    sim.host("maestro", move || hosts::maestro(Arc::clone(&c)));
+    for host in workers {
+        let c = Arc::clone(&ctx);
+        let host: &'static str = host;
+        sim.host(host, move || hosts::maestro(Arc::clone(&c), host));
+    }
     let c = Arc::clone(&ctx);
     sim.host("forwarder", move || hosts::forwarder(Arc::clone(&c)));
     let c = Arc::clone(&ctx);
@@ -202,7 +222,7 @@ pub fn run(options: &Options) -> Outcome {
     let deadline = options.duration + options.settle;
     let mut due = plan.faults.iter().peekable();
     let mut windows = Windows::default();
-    let mut restart_at: Option<Duration> = None;
+    let mut restart_at: BTreeMap<&'static str, Duration> = BTreeMap::new();
     let mut calm = false;
     let mut next_probe = calm_at;
     // The disk's refusals seen so far, and when the running process was
@@ -213,23 +233,34 @@ pub fn run(options: &Options) -> Outcome {
         let now = sim.elapsed();
         let mut state = world.state();
         state.advance_to(now);
+        // Faults aim at the worker that serves (the leader), or the first.
+        let target = state.serving_host().unwrap_or(workers[0]);
         while let Some((_, fault)) = due.next_if(|(t, _)| *t <= now) {
-            state.trace(format!("fault {fault:?}"));
+            state.trace(format!("fault {fault:?} on {target}"));
             match fault {
                 Fault::Crash { restart_after } => {
-                    if restart_at.is_none() {
+                    if !restart_at.contains_key(target) {
                         refused_at = None;
-                        crash(&mut sim, &windows);
-                        ctx.disk.crash();
+                        crash(&mut sim, target, &windows);
+                        state.host_down(target);
+                        if let Storage::Disk(disk) = &ctx.storage {
+                            disk.crash();
+                        }
                         state.stats.crashes += 1;
-                        restart_at = Some(now + *restart_after);
+                        restart_at.insert(target, now + *restart_after);
                     }
                 }
                 Fault::Stop => state.stop_requested = true,
                 Fault::Partition { peer, until } => {
-                    sim.partition("maestro", *peer);
-                    let end = windows.partitions.entry(peer).or_default();
+                    sim.partition(target, *peer);
+                    let end = windows.partitions.entry((target, peer)).or_default();
                     *end = (*end).max(*until);
+                }
+                Fault::DiskWrites { until } | Fault::DiskFlushes { until }
+                    if matches!(ctx.storage, Storage::Database(_)) =>
+                {
+                    // On a database: the worker is cut off it.
+                    windows.database = Some((target, *until));
                 }
                 Fault::DiskWrites { until } => windows.disk_writes = Some(*until),
                 Fault::DiskFlushes { until } => windows.disk_flushes = Some(*until),
@@ -243,58 +274,79 @@ pub fn run(options: &Options) -> Outcome {
         if !calm && now >= calm_at {
             calm = true;
             state.trace("faults stop");
-            for peer in faults::PEERS {
-                sim.repair("maestro", peer);
+            for (host, peer) in std::mem::take(&mut windows.partitions).into_keys() {
+                sim.repair(host, peer);
             }
             windows = Windows::default();
             state.set_watches_down(false);
             state.calm_cluster();
             state.quiet = true;
         }
-        windows.partitions.retain(|peer, until| {
+        windows.partitions.retain(|(host, peer), until| {
             let on = *until > now;
             if !on {
-                sim.repair("maestro", *peer);
+                sim.repair(*host, *peer);
             }
             on
         });
-        ctx.disk
-            .fail_writes(windows.disk_writes.is_some_and(|t| t > now));
-        ctx.disk
-            .fail_flushes(windows.disk_flushes.is_some_and(|t| t > now));
         if windows.watches.is_some_and(|t| t <= now) {
             windows.watches = None;
             state.set_watches_down(false);
         }
-        // A process that exited is restarted (after losing what it did not
-        // flush); a crashed one when its restart is due.
-        let refused = ctx.disk.refusals();
-        if refused > refusals && restart_at.is_none() {
-            refused_at.get_or_insert(now);
+        match &ctx.storage {
+            Storage::Disk(disk) => {
+                disk.fail_writes(windows.disk_writes.is_some_and(|t| t > now));
+                disk.fail_flushes(windows.disk_flushes.is_some_and(|t| t > now));
+                // A process whose store refused a write must stop.
+                let refused = disk.refusals();
+                if refused > refusals && restart_at.is_empty() {
+                    refused_at.get_or_insert(now);
+                }
+                refusals = refused;
+                if let Some(at) = refused_at
+                    && now >= at + STOP_AFTER_STORE_FAILURE
+                {
+                    refused_at = None;
+                    let incarnation = state.incarnation;
+                    state.violation(format!(
+                        "maestro {incarnation} runs on {STOP_AFTER_STORE_FAILURE:?} after its store refused a write"
+                    ));
+                }
+            }
+            Storage::Database(db) => {
+                for host in workers {
+                    let cut = windows
+                        .database
+                        .is_some_and(|(h, until)| h == *host && until > now);
+                    db.set_reachable(host, !cut);
+                }
+            }
         }
-        refusals = refused;
-        if let Some(at) = refused_at
-            && now >= at + STOP_AFTER_STORE_FAILURE
-        {
-            refused_at = None;
-            let incarnation = state.incarnation;
-            state.violation(format!(
-                "maestro {incarnation} runs on {STOP_AFTER_STORE_FAILURE:?} after its store refused a write"
-            ));
+        // A process that exited is ended and restarted (what it did not
+        // flush is lost); a crashed one when its restart is due.
+        for host in workers {
+            let exited = state.exited.remove(host);
+            if exited || (!restart_at.contains_key(host) && !sim.is_host_running(*host)) {
+                refused_at = None;
+                crash(&mut sim, host, &windows);
+                state.host_down(host);
+                if let Storage::Disk(disk) = &ctx.storage {
+                    disk.crash();
+                }
+                state.stats.restarts += 1;
+                restart_at.insert(host, now + RESTART_AFTER_EXIT);
+            }
         }
-        if std::mem::take(&mut state.exited)
-            || (restart_at.is_none() && !sim.is_host_running("maestro"))
-        {
-            refused_at = None;
-            crash(&mut sim, &windows);
-            ctx.disk.crash();
-            state.stats.restarts += 1;
-            restart_at = Some(now + RESTART_AFTER_EXIT);
-        }
-        if restart_at.is_some_and(|t| t <= now) {
-            restart_at = None;
-            sim.bounce("maestro");
-        }
+        // A deposed leader stops once it fails to renew its lease, within
+        // two thirds of it (`leader::keep`), or at its first fenced flush.
+        state.check_deposed(Millis::from_secs(hosts::LEASE.as_secs()));
+        restart_at.retain(|host, at| {
+            let due = *at <= now;
+            if due {
+                sim.bounce(*host);
+            }
+            !due
+        });
         if calm && now >= next_probe {
             next_probe = now + Duration::from_secs(1);
             let converged = matches!(&state.convergence, Some((t, Ok(()))) if t.0 >= EPOCH_MS + calm_at.as_millis() as u64);

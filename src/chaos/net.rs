@@ -3,6 +3,7 @@
 //! connector the forwarding lanes reach the forwarder with.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -14,6 +15,7 @@ use serde_json::Value;
 use tonic::transport::{Channel, Endpoint};
 use turmoil::net::{TcpListener, TcpStream};
 
+use super::world::World;
 use crate::forwarding::Connect;
 
 /// axum's listener over a simulated one.
@@ -46,31 +48,40 @@ pub async fn serve(port: u16, router: Router) -> std::io::Result<()> {
 /// How long a client waits for an answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// An HTTP/1.1 client with one keep-alive connection to `host:port`,
-/// opened again after any failure.
+/// An HTTP/1.1 client of maestro's `port` with one keep-alive connection
+/// to the host that serves (the leader), opened again after any failure or
+/// when another host serves.
 pub struct Client {
-    host: &'static str,
+    world: Arc<World>,
     port: u16,
-    token: Option<String>,
-    connection: Option<SendRequest<Full<Bytes>>>,
+    connection: Option<(&'static str, SendRequest<Full<Bytes>>)>,
 }
 
 /// An answer: its status and JSON body (`Null` if it had none).
 pub type Answer = (u16, Value);
 
 impl Client {
-    pub fn new(host: &'static str, port: u16, token: Option<String>) -> Client {
+    pub fn new(world: Arc<World>, port: u16) -> Client {
         Client {
-            host,
+            world,
             port,
-            token,
             connection: None,
         }
     }
 
     async fn connect(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, String> {
-        if self.connection.as_ref().is_none_or(|c| c.is_closed()) {
-            let stream = TcpStream::connect((self.host, self.port))
+        let serving = self.world.state().serving_host();
+        let Some(host) = serving else {
+            self.connection = None;
+            return Err("no maestro serves".to_string());
+        };
+        let stale = self
+            .connection
+            .as_ref()
+            .is_none_or(|(to, c)| *to != host || c.is_closed());
+        if stale {
+            self.connection = None;
+            let stream = TcpStream::connect((host, self.port))
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
             let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -79,10 +90,11 @@ impl Client {
             tokio::spawn(async move {
                 let _ = connection.await;
             });
-            self.connection = Some(sender);
+            self.connection = Some((host, sender));
         }
         self.connection
             .as_mut()
+            .map(|(_, c)| c)
             .ok_or_else(|| "no connection".to_string())
     }
 
@@ -110,13 +122,10 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer, String> {
-        let mut request = hyper::Request::builder()
+        let request = hyper::Request::builder()
             .method(method)
             .uri(path)
-            .header("host", self.host);
-        if let Some(token) = &self.token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
+            .header("host", "maestro");
         let request = match body {
             Some(body) => request
                 .header("content-type", "application/json")
@@ -147,7 +156,7 @@ impl Client {
 
 /// Forwarders reached over the simulated network.
 pub fn connect() -> Connect {
-    std::sync::Arc::new(|endpoint: Endpoint| -> Channel {
+    Arc::new(|endpoint: Endpoint| -> Channel {
         endpoint.connect_with_connector_lazy(tower::service_fn(|uri: axum::http::Uri| async move {
             let host = uri.host().unwrap_or_default().to_string();
             let port = uri.port_u16().unwrap_or(80);

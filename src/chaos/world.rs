@@ -123,10 +123,17 @@ pub struct State {
     pub deleted_at: BTreeMap<String, Time>,
     /// The fault phase is over: the matchmaker and the operator rest.
     pub quiet: bool,
-    /// Asks the running maestro for a graceful stop (SIGTERM).
+    /// Asks the serving maestro for a graceful stop (SIGTERM).
     pub stop_requested: bool,
-    /// The running maestro exited (see `hosts::exited`).
-    pub exited: bool,
+    /// Hosts whose maestro exited (see `hosts::exited`), for the supervisor.
+    pub exited: BTreeSet<&'static str>,
+    /// The host whose maestro serves the APIs (the leader), and which
+    /// process that is: clients connect there, as a Service routes to the
+    /// ready pod.
+    serving: Option<(&'static str, u64)>,
+    /// Every process that served and has not exited: its host, and since
+    /// when another one serves in its place (a deposed leader must stop).
+    leaders: BTreeMap<&'static str, (u64, Option<Time>)>,
     /// Asks the running maestro whether it converged, and its answer.
     pub probe_requested: bool,
     pub convergence: Option<(Time, Result<(), String>)>,
@@ -182,7 +189,9 @@ impl World {
                 deleted_at: BTreeMap::new(),
                 quiet: false,
                 stop_requested: false,
-                exited: false,
+                exited: BTreeSet::new(),
+                serving: None,
+                leaders: BTreeMap::new(),
                 probe_requested: false,
                 convergence: None,
                 max_matches: BTreeMap::new(),
@@ -220,6 +229,59 @@ impl State {
 
     pub fn now(&self) -> Time {
         self.now
+    }
+
+    /// Maestro process `incarnation` serves on `host` from now on.
+    pub fn serve(&mut self, host: &'static str, incarnation: u64) {
+        self.trace(format!("maestro {incarnation} serves on {host}"));
+        self.serving = Some((host, incarnation));
+        let now = self.now;
+        for (_, deposed) in self.leaders.values_mut() {
+            deposed.get_or_insert(now);
+        }
+        self.leaders.insert(host, (incarnation, None));
+    }
+
+    /// A process deposed (another serves in its place) that has not
+    /// stopped within `grace`: it must, since it can no longer persist
+    /// anything. Reported once.
+    pub fn check_deposed(&mut self, grace: Millis) {
+        let now = self.now;
+        let late: Vec<(&'static str, u64)> = self
+            .leaders
+            .iter()
+            .filter(|(_, (_, deposed))| deposed.is_some_and(|at| now >= at + grace))
+            .map(|(host, (incarnation, _))| (*host, *incarnation))
+            .collect();
+        for (host, incarnation) in late {
+            self.leaders.remove(host);
+            self.violation(format!(
+                "maestro {incarnation} on {host} runs on {} ms after another took its place",
+                grace.0
+            ));
+        }
+    }
+
+    /// The maestro on `host` is gone (exited, or crashed).
+    pub fn exit(&mut self, host: &'static str) {
+        self.exited.insert(host);
+        self.host_down(host);
+    }
+
+    /// The host's maestro no longer serves.
+    pub fn host_down(&mut self, host: &'static str) {
+        if self.serving.is_some_and(|(h, _)| h == host) {
+            self.serving = None;
+        }
+        self.leaders.remove(host);
+    }
+
+    pub fn serving_host(&self) -> Option<&'static str> {
+        self.serving.map(|(host, _)| host)
+    }
+
+    fn serving_incarnation(&self) -> u64 {
+        self.serving.map_or(0, |(_, incarnation)| incarnation)
     }
 
     /// Seconds since the start, for the trace and the log.
@@ -372,7 +434,7 @@ impl State {
         }
         match acks.ping {
             Some((PingStatus::Occupied, incarnation))
-                if incarnation == self.incarnation && !acks.other_sent_since_ack =>
+                if incarnation == self.serving_incarnation() && !acks.other_sent_since_ack =>
             {
                 Some("its last acknowledged ping said occupied".to_string())
             }
@@ -397,7 +459,7 @@ impl State {
     pub fn ping_acked(&mut self, scheduler: &str, room: &str, status: PingStatus) {
         self.note(|| format!("ping {scheduler}/{room} {} acknowledged", status.as_str()));
         self.stats.pings_acked += 1;
-        let incarnation = self.incarnation;
+        let incarnation = self.serving_incarnation();
         let acks = self.room(scheduler, room);
         acks.ping = Some((status, incarnation));
         acks.other_sent_since_ack = false;
@@ -706,6 +768,7 @@ mod tests {
         };
         runtime.create_room(&spec).await.expect("created");
         let mut state = world.state();
+        state.serve("maestro", 1);
         state.advance_to(Duration::from_secs(1));
         state.advance_cluster();
         assert!(state.cluster().is_running("arena", "arena-1"));
@@ -758,7 +821,7 @@ mod tests {
             state.ping_sent("arena", "arena-1", PingStatus::Occupied);
             state.ping_acked("arena", "arena-1", PingStatus::Occupied);
             // A ping is soft state: the next process may not have it.
-            state.incarnation += 1;
+            state.serve("maestro", 2);
         }
         runtime
             .delete_room("arena", "arena-1", RemovalReason::ScaleDown)
@@ -775,7 +838,7 @@ mod tests {
         assert!(state.violations.is_empty(), "the first allocation is fine");
         assert!(state.cluster().in_match("arena", "arena-1"));
         // An allocation is durable: a restart does not excuse a second one.
-        state.incarnation += 1;
+        state.serve("maestro", 2);
         state.advance_to(Duration::from_secs(10));
         state.allocation_answered("arena", "arena-1");
         assert_eq!(state.violations.len(), 1, "{:?}", state.violations);
@@ -807,5 +870,32 @@ mod tests {
             state.violations
         );
         assert!(state.violations[0].contains("out of order"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deposed_leader_must_stop_within_the_grace() {
+        let (world, _runtime) = world_with_a_room().await;
+        let mut state = world.state();
+        state.serve("maestro-a", 2);
+        state.serve("maestro-b", 3);
+        state.advance_to(Duration::from_secs(5));
+        state.check_deposed(Millis::from_secs(6));
+        assert!(state.violations.is_empty(), "within the grace");
+        state.advance_to(Duration::from_secs(8));
+        state.check_deposed(Millis::from_secs(6));
+        assert_eq!(state.violations.len(), 2, "{:?}", state.violations);
+        assert!(
+            state
+                .violations
+                .iter()
+                .any(|v| v.contains("maestro 2 on maestro-a"))
+        );
+        state.violations.clear();
+        // One that stops in time is fine.
+        state.serve("maestro-a", 4);
+        state.exit("maestro-b");
+        state.advance_to(Duration::from_secs(20));
+        state.check_deposed(Millis::from_secs(6));
+        assert!(state.violations.is_empty(), "{:?}", state.violations);
     }
 }

@@ -15,11 +15,15 @@ mod codec;
 mod disk;
 mod error;
 mod kv;
+mod lease;
 mod outbox;
 mod postgres;
+mod simdb;
 mod store;
 
-pub use self::postgres::{LeaseState, PostgresKv, PostgresLease};
+pub use self::lease::{Lease, LeaseState};
+pub use self::postgres::{PostgresKv, PostgresLease};
+pub use self::simdb::{DbClock, SimulatedConnection, SimulatedDatabase, SimulatedLease};
 pub use codec::FORMAT_VERSION;
 pub use disk::{INJECTED_FAULT, SimulatedDisk};
 pub use error::StoreError;

@@ -50,6 +50,7 @@ use postgres::{Client, NoTls, Statement};
 
 use crate::error::StoreError;
 use crate::kv::{BatchEntry, Entries, Kv};
+use crate::lease::{Lease, LeaseState};
 
 /// The schema, one migration per version (version = index + 1). Applied in
 /// order at connect, each in the migrating transaction; never edited once
@@ -674,19 +675,6 @@ impl Kv for PostgresKv {
 
 // ----- the leader lease --------------------------------------------------------
 
-/// Whether the lease was taken.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LeaseState {
-    /// This process leads at `epoch`, until it fails to renew in time.
-    Leader { epoch: i64 },
-    /// Another process holds the lease for `expires_in` more, unless it renews.
-    Held {
-        holder: String,
-        epoch: i64,
-        expires_in: Duration,
-    },
-}
-
 /// The worker's leader lease: one row in PostgreSQL with an epoch, who
 /// holds it, and until when by the server's clock (so the workers' clocks
 /// never have to agree).
@@ -800,6 +788,24 @@ impl PostgresLease {
     /// How long the lease lasts without a renewal.
     pub fn duration(&self) -> Duration {
         self.duration
+    }
+}
+
+impl Lease for PostgresLease {
+    fn try_acquire(&self) -> Result<LeaseState, StoreError> {
+        PostgresLease::try_acquire(self)
+    }
+
+    fn renew(&self, epoch: i64) -> Result<bool, StoreError> {
+        PostgresLease::renew(self, epoch)
+    }
+
+    fn release(&self, epoch: i64) -> Result<(), StoreError> {
+        PostgresLease::release(self, epoch)
+    }
+
+    fn duration(&self) -> Duration {
+        PostgresLease::duration(self)
     }
 }
 

@@ -494,6 +494,16 @@ macro_rules! contract {
                 super::$test(&store);
             })*
         }
+        mod simulated_database {
+            $(#[test] fn $test() {
+                use maestro_store::{Lease, SimulatedDatabase};
+                let db = SimulatedDatabase::new(std::sync::Arc::new(|| maestro_engine::Time(1)));
+                let lease = db.lease("worker", "host", std::time::Duration::from_secs(10));
+                lease.try_acquire().unwrap();
+                let store = super::Store::with_kv(db.connect_fenced(1, "host")).unwrap();
+                super::$test(&store);
+            })*
+        }
         mod sled {
             $(#[test] fn $test() {
                 let dir = tempfile::tempdir().unwrap();
