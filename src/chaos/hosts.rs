@@ -15,7 +15,7 @@ use maestro_api::proto::eventforwarder::{
 use maestro_api::{ApiConfig, Backend};
 use maestro_engine::room::PingStatus;
 use maestro_engine::{Engine, EngineConfig, Ping, health};
-use maestro_store::{Kv, Lease, SimulatedDatabase, SimulatedDisk, Store};
+use maestro_store::{Kv, Lease, SimulatedDatabase, SimulatedDisk, Store, StoreError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -85,16 +85,7 @@ pub async fn maestro(ctx: Arc<Ctx>, host: &'static str) -> turmoil::Result {
     match &ctx.storage {
         Storage::Disk(disk) => match Store::with_kv(disk.clone()) {
             Ok(store) => run(&ctx, host, incarnation, Arc::new(store), None).await,
-            Err(e) => {
-                ctx.world.state().stats.store_failures += 1;
-                exited(
-                    &ctx.world,
-                    host,
-                    incarnation,
-                    format!("cannot open the store: {e}"),
-                )
-                .await
-            }
+            Err(e) => store_failed(&ctx.world, host, incarnation, "open the store", e).await,
         },
         Storage::Database(db) => {
             let holder = format!("{host}/{incarnation}");
@@ -105,28 +96,25 @@ pub async fn maestro(ctx: Arc<Ctx>, host: &'static str) -> turmoil::Result {
                 .trace(format!("maestro {incarnation} leads at epoch {epoch}"));
             match Store::with_kv(db.connect_fenced(epoch, host)) {
                 Ok(store) => {
-                    run(
-                        &ctx,
-                        host,
-                        incarnation,
-                        Arc::new(store),
-                        Some((lease, epoch)),
-                    )
-                    .await
+                    let leading = Some((lease, epoch));
+                    run(&ctx, host, incarnation, Arc::new(store), leading).await
                 }
-                Err(e) => {
-                    ctx.world.state().stats.store_failures += 1;
-                    exited(
-                        &ctx.world,
-                        host,
-                        incarnation,
-                        format!("cannot open the store: {e}"),
-                    )
-                    .await
-                }
+                Err(e) => store_failed(&ctx.world, host, incarnation, "open the store", e).await,
             }
         }
     }
+}
+
+/// The store failed: the process exits, as the service does.
+async fn store_failed(
+    world: &World,
+    host: &'static str,
+    incarnation: u64,
+    doing: &str,
+    error: StoreError,
+) -> turmoil::Result {
+    world.state().stats.store_failures += 1;
+    exited(world, host, incarnation, format!("cannot {doing}: {error}")).await
 }
 
 /// The worker itself, once it may write: the service's parts on `store`,
@@ -157,16 +145,7 @@ async fn run<K: Kv + 'static>(
     );
     let forwarding = match forwarding {
         Ok(forwarding) => forwarding,
-        Err(e) => {
-            world.state().stats.store_failures += 1;
-            return exited(
-                world,
-                host,
-                incarnation,
-                format!("cannot read the outbox: {e}"),
-            )
-            .await;
-        }
+        Err(e) => return store_failed(world, host, incarnation, "read the outbox", e).await,
     };
     let engine = Engine::new(EngineConfig {
         seed: mix(ctx.seed, incarnation),
@@ -184,14 +163,7 @@ async fn run<K: Kv + 'static>(
     let (driver, handle) = match started {
         Ok(started) => started,
         Err(StartupError::Load(e)) => {
-            world.state().stats.store_failures += 1;
-            return exited(
-                world,
-                host,
-                incarnation,
-                format!("cannot load the store: {e}"),
-            )
-            .await;
+            return store_failed(world, host, incarnation, "load the store", e).await;
         }
         Err(e) => {
             // What maestro stored, it must be able to restore.
@@ -239,8 +211,7 @@ async fn run<K: Kv + 'static>(
             Some(Ok(Err(e))) => {
                 // The store failed: the worker stops rather than run on a
                 // state it could not persist.
-                world.state().stats.store_failures += 1;
-                return exited(world, host, incarnation, format!("the store failed: {e}")).await;
+                return store_failed(world, host, incarnation, "go on: the store failed", e).await;
             }
             Some(Err(e)) => {
                 let what = match e.try_into_panic() {
