@@ -353,7 +353,7 @@ async fn probe_convergence(world: &World, handle: &DriverHandle) {
     let pods: Vec<(String, Vec<String>)> = {
         let mut state = world.state();
         let cluster = state.cluster();
-        super::hosts::SCHEDULERS
+        SCHEDULERS
             .iter()
             .map(|s| {
                 let rooms = cluster

@@ -408,7 +408,8 @@ pub struct ChaosArgs {
     /// How long maestro has to converge once the faults stop.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub settle: Duration,
-    /// Print each seed's faults and its full trace.
+    /// Print each seed's faults and its full trace, and maestro's own logs
+    /// on stderr (`RUST_LOG`, default `info`) stamped with simulated time.
     #[arg(long)]
     pub verbose: bool,
     /// Run every seed twice and compare the trace hashes.
@@ -416,7 +417,28 @@ pub struct ChaosArgs {
     pub check_determinism: bool,
 }
 
+/// Stamps log lines with the simulated time of the host that writes them.
+struct SimulatedTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimulatedTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        match turmoil::sim_elapsed() {
+            Some(t) => write!(w, "{:>9.3}s", t.as_secs_f64()),
+            None => write!(w, "{:>10}", "-"),
+        }
+    }
+}
+
 pub fn command(args: &ChaosArgs) -> ExitCode {
+    if args.verbose {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_timer(SimulatedTime)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let start = args.start_seed.unwrap_or_else(random_seed);
     println!(
         "maestro chaos: {} seeds from {start}, {} of faults then up to {} to converge",
