@@ -40,6 +40,10 @@ pub struct Plan {
     /// highly available layout), instead of one on a local disk. Drawn
     /// apart from the rest, so a seed's faults are the same either way.
     pub standby: bool,
+    /// Every link fails now and then, at random, for a fraction of a
+    /// second (messages in flight lost): turmoil's message loss, drawn
+    /// apart too.
+    pub flaky_links: bool,
     /// The most a message waits on a link.
     pub max_latency: Duration,
     pub pod_crash_per_hour: f64,
@@ -98,6 +102,7 @@ impl Plan {
         let mut layout = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_1a70);
         Plan {
             standby: layout.random_bool(0.5),
+            flaky_links: layout.random_bool(0.5),
             max_latency: ms(&mut rng, 1, 150),
             pod_crash_per_hour: [0.0, 2.0, 20.0][rng.random_range(0..3)],
             node_loss_per_hour: [0.0, 0.5, 4.0][rng.random_range(0..3)],
@@ -111,13 +116,18 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{}; network latency up to {:?}; pod crashes {}/h, node losses {}/h, runtime API errors {}%",
+            "{}; network latency up to {:?}{}; pod crashes {}/h, node losses {}/h, runtime API errors {}%",
             if self.standby {
                 "two workers on a database (a leader and a standby)"
             } else {
                 "one worker on a local disk"
             },
             self.max_latency,
+            if self.flaky_links {
+                ", links failing at random"
+            } else {
+                ""
+            },
             self.pod_crash_per_hour,
             self.node_loss_per_hour,
             self.api_error_rate * 100.0

@@ -84,6 +84,10 @@ const TICK: Duration = Duration::from_millis(10);
 /// A process that exited (a failed store, a graceful stop) is restarted
 /// after this long, as a supervisor would.
 const RESTART_AFTER_EXIT: Duration = Duration::from_secs(1);
+/// Flaky links: the chance, per link and step, that a healthy link fails
+/// and that a failed one is repaired.
+const FLAKY_FAIL_RATE: f64 = 0.000_2;
+const FLAKY_REPAIR_RATE: f64 = 0.05;
 /// A process whose store refused a write or a flush must have stopped
 /// within this long: it may not run on a state it could not persist.
 const STOP_AFTER_STORE_FAILURE: Duration = Duration::from_secs(2);
@@ -195,15 +199,23 @@ pub fn run(options: &Options) -> Outcome {
         engine,
         seed,
     });
-    let mut sim = turmoil::Builder::new()
+    let mut builder = turmoil::Builder::new();
+    builder
         .rng_seed(seed)
         .tick_duration(TICK)
         // The loop below ends the run.
         .simulation_duration(Duration::from_secs(10 * 365 * 86_400))
         .epoch(UNIX_EPOCH + Duration::from_millis(EPOCH_MS))
         .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(plan.max_latency)
-        .build();
+        .max_message_latency(plan.max_latency);
+    if plan.flaky_links {
+        // Per link and step (10 ms): a failure about every 50 s, lasting
+        // 200 ms on average.
+        builder
+            .fail_rate(FLAKY_FAIL_RATE)
+            .repair_rate(FLAKY_REPAIR_RATE);
+    }
+    let mut sim = builder.build();
     for host in workers {
         let c = Arc::clone(&ctx);
         let host: &'static str = host;
@@ -278,6 +290,8 @@ pub fn run(options: &Options) -> Outcome {
                 sim.repair(host, peer);
             }
             windows = Windows::default();
+            // Failed links heal at the repair rate; none fails again.
+            sim.set_fail_rate(0.0);
             state.set_watches_down(false);
             state.calm_cluster();
             state.quiet = true;

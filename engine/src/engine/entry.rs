@@ -51,6 +51,10 @@ pub(crate) struct SchedulerEntry {
     /// Next queue keys at the back and at the front of the queue.
     pub next_back_key: i64,
     pub next_front_key: i64,
+    /// Rooms the reconciler created beyond what its target allowed at that
+    /// moment (desired, plus maxSurge during a rollout). Must stay 0:
+    /// `check_invariants` reports any.
+    pub overshoot: u64,
 }
 
 /// Something an entry asks the engine to do to the entry itself.
@@ -98,6 +102,7 @@ impl SchedulerEntry {
             lease_renewal: None,
             next_back_key: 0,
             next_front_key: -1,
+            overshoot: 0,
         }
     }
 
@@ -354,6 +359,18 @@ impl SchedulerEntry {
         })
     }
 
+    /// The most rooms in service the reconciler may reach now: desired,
+    /// plus maxSurge while a rollout replaces rooms.
+    pub fn in_service_bound(&self, now: Time) -> Option<u64> {
+        let target = health::target(self.active(), &self.fleet, now).ok()?;
+        let surge = if self.fleet.is_rolling() {
+            self.active().parsed_max_surge().rooms(target.desired)
+        } else {
+            0
+        };
+        Some(target.desired + surge)
+    }
+
     /// Rooms the fleet still lacks, as the reconciler sees it now.
     pub fn deficit(&self, config: &EngineConfig, now: Time) -> u64 {
         let caps = Caps {
@@ -560,6 +577,12 @@ impl SchedulerEntry {
     /// and by tests).
     pub fn check_invariants(&self, config: &EngineConfig) -> Result<(), String> {
         self.fleet.check_consistency()?;
+        if self.overshoot > 0 {
+            return Err(format!(
+                "{}: the reconciler created {} rooms beyond desired + maxSurge",
+                self.name, self.overshoot
+            ));
+        }
         if !self.versions.contains_key(&self.active) {
             return Err("active version missing".to_string());
         }

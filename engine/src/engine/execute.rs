@@ -333,16 +333,27 @@ impl SchedulerEntry {
                 mut failed,
             } => {
                 let batch = u64::from(config.add_rooms_batch_size.max(1));
-                if self.is_reconciler_add(id) {
+                let reconciler = self.is_reconciler_add(id);
+                if reconciler {
                     // Rooms already in flight count in the deficit's fleet.
                     to_start = to_start.min(self.deficit(config, now));
                 }
                 while in_flight < batch && to_start > 0 {
                     to_start -= 1;
+                    let bound = if reconciler {
+                        self.in_service_bound(now)
+                    } else {
+                        None
+                    };
                     let spec = Arc::clone(self.active());
                     match self.create_room(io, config, now, spec, false, Some(id)) {
                         Ok(_) => in_flight += 1,
                         Err(_) => failed += 1,
+                    }
+                    // The fleet never grows past its target by the
+                    // reconciler's hand (a user's add_rooms may).
+                    if bound.is_some_and(|b| self.fleet.counts().in_service() > b) {
+                        self.overshoot += 1;
                     }
                 }
                 if to_start == 0 && in_flight == 0 {

@@ -637,3 +637,29 @@ fn version_conflict(scheduler: &str) -> CommandError {
         "scheduler {scheduler} already has a pending or in-progress version operation"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::fixtures;
+
+    /// A room the reconciler created past its target is reported by
+    /// `check_invariants` (the chaos harness and the property tests call
+    /// it); the reconciler's own cap keeps it from happening.
+    #[test]
+    fn a_reconciler_overshoot_breaks_the_invariants() {
+        let mut engine = Engine::new(EngineConfig::default());
+        engine
+            .handle_command(
+                Time(1_000),
+                Command::CreateScheduler(fixtures::scheduler("arena")),
+            )
+            .expect("created");
+        assert_eq!(engine.check_invariants(), Ok(()));
+        if let Some(entry) = engine.schedulers.get_mut("arena") {
+            entry.overshoot = 1;
+        }
+        let error = engine.check_invariants().expect_err("reported");
+        assert!(error.contains("beyond desired + maxSurge"), "{error}");
+    }
+}
