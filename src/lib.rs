@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod forwarding;
+pub mod hash;
 pub mod leader;
 pub mod metrics_help;
 pub mod metrics_reporter;

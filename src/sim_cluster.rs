@@ -154,7 +154,7 @@ impl SimCluster {
                     }
                 }
                 Output::Ping(ping) => {
-                    let lane = lane_of(&ping.scheduler, &ping.room, self.lanes.len());
+                    let lane = crate::hash::lane(&ping.scheduler, &ping.room, self.lanes.len());
                     if let Some(lane) = self.lanes.get(lane) {
                         let _ = lane.send(ping);
                     }
@@ -196,16 +196,6 @@ impl SimCluster {
     pub fn allocated(&self, scheduler: &str, room: &str) {
         self.with_cluster(|c, now| c.allocated(now, scheduler, room, None));
     }
-}
-
-/// A room's lane: FNV-1a over its names (any spread will do; it only
-/// has to be the same for every ping of the room).
-fn lane_of(scheduler: &str, room: &str, lanes: usize) -> usize {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in scheduler.bytes().chain([0]).chain(room.bytes()) {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash % lanes.max(1) as u64) as usize
 }
 
 /// One lane: its pings one after the other.

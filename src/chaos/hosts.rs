@@ -312,9 +312,9 @@ async fn check_acknowledged(world: &World, handle: &DriverHandle, incarnation: u
         let state = world.state();
         let schedulers: Vec<String> = state
             .created
-            .iter()
-            .filter(|(name, at)| state.deleted_at.get(*name).is_none_or(|d| d < *at))
-            .map(|(name, _)| name.clone())
+            .keys()
+            .filter(|name| state.exists(name))
+            .cloned()
             .collect();
         (state.operations_to_keep(), schedulers)
     };

@@ -156,8 +156,15 @@ struct Windows {
 /// closing messages would reach the peers in an order that differs between
 /// two runs in one process. The peers see their connections go silent
 /// instead (a machine lost rather than a process killed) and new ones
-/// refused.
-fn crash(sim: &mut turmoil::Sim<'_>, host: &'static str, windows: &Windows) {
+/// refused. On a local disk, what the process did not flush is lost with
+/// it (a worker's uncommitted overlay on the database goes with its host).
+fn crash(
+    sim: &mut turmoil::Sim<'_>,
+    host: &'static str,
+    windows: &Windows,
+    storage: &Storage,
+    state: &mut world::State,
+) {
     for peer in faults::PEERS {
         sim.partition(host, peer);
     }
@@ -166,6 +173,10 @@ fn crash(sim: &mut turmoil::Sim<'_>, host: &'static str, windows: &Windows) {
         if !windows.partitions.contains_key(&(host, peer)) {
             sim.repair(host, peer);
         }
+    }
+    state.host_down(host);
+    if let Storage::Disk(disk) = storage {
+        disk.crash();
     }
 }
 
@@ -253,11 +264,7 @@ pub fn run(options: &Options) -> Outcome {
                 Fault::Crash { restart_after } => {
                     if !restart_at.contains_key(target) {
                         refused_at = None;
-                        crash(&mut sim, target, &windows);
-                        state.host_down(target);
-                        if let Storage::Disk(disk) = &ctx.storage {
-                            disk.crash();
-                        }
+                        crash(&mut sim, target, &windows, &ctx.storage, &mut state);
                         state.stats.crashes += 1;
                         restart_at.insert(target, now + *restart_after);
                     }
@@ -342,11 +349,7 @@ pub fn run(options: &Options) -> Outcome {
             let exited = state.exited.remove(host);
             if exited || (!restart_at.contains_key(host) && !sim.is_host_running(*host)) {
                 refused_at = None;
-                crash(&mut sim, host, &windows);
-                state.host_down(host);
-                if let Storage::Disk(disk) = &ctx.storage {
-                    disk.crash();
-                }
+                crash(&mut sim, host, &windows, &ctx.storage, &mut state);
                 state.stats.restarts += 1;
                 restart_at.insert(host, now + RESTART_AFTER_EXIT);
             }

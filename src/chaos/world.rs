@@ -107,8 +107,9 @@ pub struct State {
     pub incarnation: u64,
     rooms: BTreeMap<(String, String), RoomAcks>,
     /// Event sequence numbers, per room, in the order maestro
-    /// acknowledged them, and in the order the forwarder first got them.
-    events_acked: BTreeMap<(String, String), Vec<u64>>,
+    /// acknowledged them (with when), and in the order the forwarder first
+    /// got them.
+    events_acked: BTreeMap<(String, String), Vec<(u64, Time)>>,
     /// By room alone: a forwarded event names its room, not its scheduler
     /// (room names are unique across schedulers).
     events_received: BTreeMap<String, Vec<u64>>,
@@ -363,7 +364,7 @@ impl State {
                     }
                 }
                 Output::Ping(ping) => {
-                    let lane = lane_of(&ping.scheduler, &ping.room);
+                    let lane = crate::hash::lane(&ping.scheduler, &ping.room, PING_LANES);
                     if let Some(lane) = self.lanes.get(lane) {
                         let _ = lane.send(ping);
                     }
@@ -499,10 +500,11 @@ impl State {
         {
             return;
         }
+        let now = self.now;
         self.events_acked
             .entry((scheduler.to_string(), room.to_string()))
             .or_default()
-            .push(seq);
+            .push((seq, now));
     }
 
     /// The forwarder received an event (perhaps again).
@@ -543,11 +545,24 @@ impl State {
             .collect()
     }
 
-    /// Acknowledged events of live schedulers the forwarder has not had.
+    /// Per room, the events maestro acknowledged that must reach the
+    /// forwarder: all but those of a scheduler deleted since (its
+    /// undelivered events go with it).
+    fn events_to_forward(&self) -> impl Iterator<Item = (&(String, String), Vec<u64>)> {
+        self.events_acked.iter().map(|(key, acked)| {
+            let deleted = self.deleted_at.get(&key.0);
+            let kept = acked
+                .iter()
+                .filter(|(_, at)| deleted.is_none_or(|d| d < at))
+                .map(|(seq, _)| *seq)
+                .collect();
+            (key, kept)
+        })
+    }
+
+    /// Acknowledged events the forwarder has not had yet.
     pub fn missing_events(&self) -> usize {
-        self.events_acked
-            .iter()
-            .filter(|((scheduler, _), _)| !self.deleted_at.contains_key(scheduler))
+        self.events_to_forward()
             .flat_map(|(_, seqs)| seqs)
             .filter(|seq| !self.received_once.contains(seq))
             .count()
@@ -557,12 +572,7 @@ impl State {
     /// room the first deliveries came in the order they were acknowledged.
     pub fn check_events(&mut self) {
         let mut problems = Vec::new();
-        for ((scheduler, room), acked) in &self.events_acked {
-            if self.deleted_at.contains_key(scheduler) {
-                // A deleted scheduler's undelivered events go with it.
-                continue;
-            }
-            let received = self.events_received.get(room).cloned().unwrap_or_default();
+        for ((scheduler, room), acked) in self.events_to_forward() {
             let missing: Vec<u64> = acked
                 .iter()
                 .filter(|seq| !self.received_once.contains(seq))
@@ -573,6 +583,10 @@ impl State {
                     "events {missing:?} of {scheduler}/{room} acknowledged but never forwarded"
                 ));
             }
+            let received = self
+                .events_received
+                .get(room)
+                .map_or(&[][..], Vec::as_slice);
             let order: Vec<u64> = received
                 .iter()
                 .filter(|seq| acked.contains(seq))
@@ -593,15 +607,6 @@ impl State {
             self.violation(problem);
         }
     }
-}
-
-/// A room's lane: FNV-1a over its names.
-fn lane_of(scheduler: &str, room: &str) -> usize {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in scheduler.bytes().chain([0]).chain(room.bytes()) {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash % PING_LANES as u64) as usize
 }
 
 /// Maestro's runtime: the world's cluster, called in process as the
@@ -870,6 +875,17 @@ mod tests {
             state.violations
         );
         assert!(state.violations[0].contains("out of order"));
+        // A deletion before an acknowledgement (the scheduler was created
+        // again) excuses nothing; one after it takes the event along.
+        let before = state.now();
+        state.deleted_at.insert("arena".to_string(), before);
+        state.advance_to(Duration::from_secs(2));
+        state.event_acked("arena", "arena-1", 4);
+        assert_eq!(state.missing_events(), 1);
+        state.advance_to(Duration::from_secs(3));
+        let now = state.now();
+        state.deleted_at.insert("arena".to_string(), now);
+        assert_eq!(state.missing_events(), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -570,19 +570,9 @@ fn pauses(config: &ForwardingConfig, lane: &Lane) -> ExponentialBuilder {
         .with_jitter()
         .without_max_times();
     match config.jitter_seed {
+        // Lanes paused together still draw different pauses.
         Some(seed) => {
-            // FNV-1a over the lane's names: lanes paused together still
-            // draw different pauses.
-            let mut hash = seed ^ 0xcbf2_9ce4_8422_2325;
-            for byte in lane
-                .scheduler
-                .bytes()
-                .chain([0])
-                .chain(lane.forwarder.bytes())
-            {
-                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-            }
-            builder.with_jitter_seed(hash)
+            builder.with_jitter_seed(seed ^ crate::hash::names(&lane.scheduler, &lane.forwarder))
         }
         None => builder,
     }
