@@ -37,6 +37,20 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The scheduler the command is about.
+    pub fn scheduler(&self) -> &str {
+        match self {
+            Command::CreateScheduler(s) | Command::NewSchedulerVersion(s) => &s.name,
+            Command::SwitchActiveVersion { scheduler, .. }
+            | Command::AddRooms { scheduler, .. }
+            | Command::RemoveRooms { scheduler, .. }
+            | Command::DeleteScheduler { scheduler }
+            | Command::CancelOperation { scheduler, .. } => scheduler,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum CommandReply {

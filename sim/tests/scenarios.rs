@@ -1220,3 +1220,99 @@ fn regression_a_restored_scale_down_spares_a_room_that_came_back_busy() {
         done.execution_history
     );
 }
+
+/// Sets where an imported scheduler stands, as `maestro migrate switch` and
+/// `unswitch` do (the process is stopped meanwhile, then restarted).
+fn set_switched(h: &mut Harness, name: &str, switched: bool) {
+    let record = maestro_store::Migration {
+        source: "maestro-next".into(),
+        imported_at: h.now(),
+        switched,
+        changed_at: h.now(),
+    };
+    h.store
+        .apply(
+            h.now(),
+            &[maestro_store::Write::Migration {
+                scheduler: name.into(),
+                record,
+            }],
+        )
+        .unwrap();
+    h.restart();
+}
+
+/// A scheduler imported from Maestro Next and not switched over is only
+/// watched: for two hours its rooms ping and are allocated, but no pod is
+/// created or deleted, no operation runs and every command is refused.
+/// Once switched, maestro manages it, and a major rollout replaces the free
+/// rooms only, never the busy one.
+#[test]
+fn a_watch_only_scheduler_changes_nothing_until_it_is_switched() {
+    let mut h = harness();
+    h.command(Command::CreateScheduler(scheduler("arena", 4)))
+        .unwrap();
+    h.run_for(Millis::from_secs(30));
+    let busy = first_room(&h);
+    h.set_behaviour(
+        "arena",
+        &busy,
+        RoomBehaviour {
+            status: PingStatus::Occupied,
+            running_matches: 1,
+        },
+    );
+    h.run_for(Millis::from_secs(30));
+    set_switched(&mut h, "arena", false);
+    assert!(h.engine.is_watch_only("arena"));
+
+    let (created, deleted) = (h.stats.pods_created, h.stats.pods_deleted);
+    let refused = h.command(Command::AddRooms {
+        scheduler: "arena".into(),
+        amount: 1,
+    });
+    assert!(
+        matches!(&refused, Err(CommandError::Conflict(why)) if why.contains("migrate switch arena")),
+        "{refused:?}"
+    );
+    let mut v2 = scheduler("arena", 4);
+    v2.spec.containers[0].image = "game:2".to_string();
+    assert!(matches!(
+        h.command(Command::NewSchedulerVersion(v2.clone())),
+        Err(CommandError::Conflict(_))
+    ));
+    h.run_for(Millis::from_secs(60));
+    let allocated = h.allocate("arena").expect("a watch-only fleet allocates");
+    assert_ne!(allocated, busy);
+    h.run_for(Millis::from_secs(2 * 3600));
+    check(&h);
+    assert_eq!(
+        (h.stats.pods_created, h.stats.pods_deleted),
+        (created, deleted),
+        "a watch-only scheduler touched the cluster"
+    );
+    assert_eq!(h.pod_count("arena"), 4);
+    assert!(h.engine.operations("arena").all(|o| o.status.is_final()));
+    assert_eq!(count(&h, "arena", RoomStatus::Occupied), 1);
+
+    set_switched(&mut h, "arena", true);
+    assert!(!h.engine.is_watch_only("arena"));
+    h.run_for(Millis::from_secs(30));
+    enqueued(h.command(Command::NewSchedulerVersion(v2)));
+    h.run_for(Millis::from_secs(600));
+    check(&h);
+    let fleet = h.engine.fleet("arena").unwrap();
+    let kept = fleet.get(&busy).expect("the busy room is never replaced");
+    assert!(kept.deletion.is_none());
+    assert_eq!(kept.version.to_string(), "v1.0.0");
+    let others: Vec<String> = fleet
+        .rooms()
+        .filter(|r| r.id != busy && r.deletion.is_none())
+        .map(|r| r.version.to_string())
+        .collect();
+    assert!(others.len() >= 3, "{others:?}");
+    assert!(
+        others.iter().all(|v| v == "v2.0.0"),
+        "every free room is replaced: {others:?}"
+    );
+}

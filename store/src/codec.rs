@@ -16,6 +16,7 @@
 //! | `O name id` | one operation, whole (its status and queue key included) |
 //! | `R name room` | one room (soft state) |
 //! | `X scheduler forwarder seq` | one event waiting for a forwarder |
+//! | `M name` | a scheduler imported from Maestro Next: whether it is switched over |
 //!
 //! There are no index records: the engine holds the operations in memory
 //! and answers every listing itself, and [`Kind::Operation`] records carry
@@ -44,6 +45,8 @@ pub enum Kind {
     Outbox,
     /// `T` → the latest engine time a batch was written at.
     Clock,
+    /// `M name` → where a scheduler imported from Maestro Next stands.
+    Migration,
 }
 
 impl Kind {
@@ -55,6 +58,7 @@ impl Kind {
             Kind::Room => b'R',
             Kind::Outbox => b'X',
             Kind::Clock => b'T',
+            Kind::Migration => b'M',
         }
     }
 
@@ -67,13 +71,24 @@ impl Kind {
             Kind::Room => "rooms",
             Kind::Outbox => "outbox",
             Kind::Clock => "clock",
+            Kind::Migration => "migrations",
         }
     }
 
     /// Every kind whose records belong to one scheduler (deleted with it;
     /// the outbox is not: forwarders still learn that its rooms are gone).
-    pub const PER_SCHEDULER: [Kind; 4] =
-        [Kind::Scheduler, Kind::Version, Kind::Operation, Kind::Room];
+    pub const PER_SCHEDULER: [Kind; 5] = [
+        Kind::Scheduler,
+        Kind::Version,
+        Kind::Operation,
+        Kind::Room,
+        Kind::Migration,
+    ];
+
+    /// Kinds with one record per scheduler, keyed by its name alone.
+    pub fn is_per_name(self) -> bool {
+        matches!(self, Kind::Scheduler | Kind::Migration)
+    }
 }
 
 /// The first key bytes of the operation index records earlier builds wrote

@@ -38,4 +38,7 @@ pub enum StoreError {
         current.map_or_else(|| "no epoch".to_string(), |c| format!("epoch {c}"))
     )]
     Fenced { epoch: i64, current: Option<i64> },
+    /// An import named a scheduler the store already holds.
+    #[error("scheduler {0} is already stored")]
+    Exists(String),
 }

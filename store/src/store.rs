@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{Kind, LEGACY_INDEX_KINDS, decode, encode, key, prefix};
 use crate::error::StoreError;
 use crate::kv::{BatchEntry, Kv, MemoryKv, SledKv};
+use crate::migration::Migration;
 use crate::outbox::{Lane, OutboxRecord, outbox_key};
 use crate::postgres::PostgresKv;
 
@@ -52,6 +53,17 @@ pub enum Write {
     OutboxAck {
         lane: Lane,
         seq: u64,
+    },
+    /// A scheduler imported whole (`maestro migrate`): every version with
+    /// its own creation time, its rooms, and a migration record saying
+    /// whether it is switched over (`!watch_only`). Fails the batch with
+    /// [`StoreError::Exists`] if the store holds a scheduler of that name,
+    /// so an import never mixes with what is there.
+    Import(Box<StoredScheduler>),
+    /// Where an imported scheduler stands (`migrate switch` / `unswitch`).
+    Migration {
+        scheduler: String,
+        record: Migration,
     },
 }
 
@@ -204,6 +216,58 @@ fn parse_version(name: &str, text: &str) -> Result<Version, StoreError> {
     })
 }
 
+fn stage_import<K: Kv>(
+    batch: &mut Batch<'_, K>,
+    now: Time,
+    stored: &StoredScheduler,
+) -> Result<(), StoreError> {
+    let active: Vec<&StoredVersion> = stored.versions.iter().filter(|v| v.is_active).collect();
+    let [active] = active[..] else {
+        return Err(StoreError::Encode {
+            what: "import",
+            cause: format!("{} active versions, expected one", active.len()),
+        });
+    };
+    let name = &active.scheduler.name;
+    let skey = key(Kind::Scheduler, &[name.as_bytes()]);
+    if batch.get(&skey)?.is_some() {
+        return Err(StoreError::Exists(name.clone()));
+    }
+    for v in &stored.versions {
+        if &v.scheduler.name != name {
+            return Err(StoreError::Encode {
+                what: "import",
+                cause: format!("version of {} among {name}'s", v.scheduler.name),
+            });
+        }
+        let version = parse_version(name, &v.scheduler.spec.version)?;
+        let record = VersionRecord {
+            scheduler: v.scheduler.clone(),
+            created_at: v.created_at,
+        };
+        batch.put(version_key(name, version), encode("version", &record)?);
+    }
+    let meta = SchedulerMeta {
+        active: parse_version(name, &active.scheduler.spec.version)?,
+    };
+    batch.put(skey, encode("scheduler", &meta)?);
+    for room in &stored.rooms {
+        let rkey = key(Kind::Room, &[name.as_bytes(), room.id.as_bytes()]);
+        batch.put(rkey, encode("room", room)?);
+    }
+    let record = Migration {
+        source: "maestro-next".to_string(),
+        imported_at: now,
+        switched: !stored.watch_only,
+        changed_at: now,
+    };
+    batch.put(
+        key(Kind::Migration, &[name.as_bytes()]),
+        encode("migration", &record)?,
+    );
+    Ok(())
+}
+
 impl<K: Kv> Store<K> {
     /// A store over `kv`, which may hold a database written by an earlier
     /// build: its legacy index records are deleted first (see
@@ -285,7 +349,7 @@ impl<K: Kv> Store<K> {
             }
             Write::DeleteScheduler { name } => {
                 for kind in Kind::PER_SCHEDULER {
-                    if kind == Kind::Scheduler {
+                    if kind.is_per_name() {
                         batch.delete(key(kind, &[name.as_bytes()]));
                     } else {
                         batch.delete_prefix(&prefix(kind, &[name.as_bytes()]))?;
@@ -319,6 +383,11 @@ impl<K: Kv> Store<K> {
                 batch.put(outbox_key(&record.lane(), seq), encode("outbox", record)?);
             }
             Write::OutboxAck { lane, seq } => batch.delete(outbox_key(lane, *seq)),
+            Write::Import(stored) => stage_import(batch, now, stored)?,
+            Write::Migration { scheduler, record } => batch.put(
+                key(Kind::Migration, &[scheduler.as_bytes()]),
+                encode("migration", record)?,
+            ),
         }
         Ok(())
     }
@@ -380,9 +449,19 @@ impl<K: Kv> Store<K> {
             {
                 stored.rooms.push(decode(Kind::Room, &rkey, &bytes)?);
             }
+            stored.watch_only = self.migration(&name)?.is_some_and(|m| !m.switched);
             schedulers.push(stored);
         }
         Ok(schedulers)
+    }
+
+    /// The migration record of a scheduler imported from Maestro Next.
+    pub fn migration(&self, scheduler: &str) -> Result<Option<Migration>, StoreError> {
+        let mkey = key(Kind::Migration, &[scheduler.as_bytes()]);
+        match self.kv.get(&mkey)? {
+            Some(bytes) => Ok(Some(decode(Kind::Migration, &mkey, &bytes)?)),
+            None => Ok(None),
+        }
     }
 
     pub fn operation(&self, scheduler: &str, id: &str) -> Result<Option<Operation>, StoreError> {

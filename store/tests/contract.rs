@@ -13,7 +13,8 @@ use maestro_engine::operation::{Definition, HistoryEntry};
 use maestro_engine::room::{Room, RoomStatus};
 use maestro_engine::scheduler::{Scheduler, SchedulerState, fixtures};
 use maestro_engine::{
-    Engine, EngineConfig, ForwardEvent, ForwardKind, Operation, OperationStatus, Time,
+    Engine, EngineConfig, ForwardEvent, ForwardKind, Operation, OperationStatus, StoredScheduler,
+    StoredVersion, Time,
 };
 use maestro_store::{
     Kv, Lane, MemoryKv, MemoryStore, OutboxRecord, PostgresStore, SimulatedDisk, SledKv, SledStore,
@@ -483,6 +484,78 @@ fn the_clock_mark_only_grows<K: Kv>(store: &Store<K>) {
     assert_eq!(store.clock_mark(), Time(7_000));
 }
 
+/// An import (`maestro migrate`) lands whole in one batch: every version
+/// with its own creation time, the active one, the rooms, and a migration
+/// record that keeps the scheduler watch-only until it is switched. A
+/// second import of the same name fails and changes nothing; deleting the
+/// scheduler drops its migration record too.
+fn an_import_lands_whole_and_watch_only<K: Kv>(store: &Store<K>) {
+    let version = |v: &str, at: u64, active: bool| StoredVersion {
+        scheduler: (*scheduler("arena", v)).clone(),
+        created_at: Time(at),
+        is_active: active,
+    };
+    let imported = StoredScheduler {
+        versions: vec![
+            version("v1.0.0", 1_000, false),
+            version("v2.0.0", 2_000, true),
+            version("v2.1.0", 3_000, false),
+        ],
+        operations: Vec::new(),
+        rooms: vec![room("arena", "arena-a"), room("arena", "arena-b")],
+        watch_only: true,
+    };
+    store
+        .apply(Time(10_000), &[Write::Import(Box::new(imported.clone()))])
+        .unwrap();
+    store.flush().unwrap();
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded, vec![imported.clone()]);
+    let record = store
+        .migration("arena")
+        .unwrap()
+        .expect("a migration record");
+    assert_eq!(record.source, "maestro-next");
+    assert_eq!(record.imported_at, Time(10_000));
+    assert!(!record.switched);
+
+    let again = store.apply(Time(11_000), &[Write::Import(Box::new(imported.clone()))]);
+    assert!(
+        matches!(again, Err(StoreError::Exists(ref name)) if name == "arena"),
+        "{again:?}"
+    );
+    assert_eq!(store.load().unwrap(), vec![imported.clone()]);
+
+    let switched = maestro_store::Migration {
+        switched: true,
+        changed_at: Time(12_000),
+        ..record
+    };
+    store
+        .apply(
+            Time(12_000),
+            &[Write::Migration {
+                scheduler: "arena".into(),
+                record: switched.clone(),
+            }],
+        )
+        .unwrap();
+    let loaded = store.load().unwrap();
+    assert!(!loaded[0].watch_only, "switched over");
+    assert_eq!(store.migration("arena").unwrap(), Some(switched));
+
+    store
+        .apply(
+            Time(13_000),
+            &[Write::DeleteScheduler {
+                name: "arena".into(),
+            }],
+        )
+        .unwrap();
+    assert_eq!(store.load().unwrap(), vec![]);
+    assert_eq!(store.migration("arena").unwrap(), None);
+}
+
 macro_rules! contract {
     ($($test:ident),* $(,)?) => {
         mod memory {
@@ -528,6 +601,7 @@ contract!(
     outbox_lanes_in_order,
     a_failing_batch_writes_nothing,
     the_clock_mark_only_grows,
+    an_import_lands_whole_and_watch_only,
 );
 
 /// A record that does not decode is an error naming its tree and key,

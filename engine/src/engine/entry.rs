@@ -55,6 +55,10 @@ pub(crate) struct SchedulerEntry {
     /// moment (desired, plus maxSurge during a rollout). Must stay 0:
     /// `check_invariants` reports any.
     pub overshoot: u64,
+    /// Imported from Maestro Next and not switched over yet: its rooms are
+    /// tracked (pod watch, pings, allocations) but maestro changes nothing
+    /// in the cluster for it: no operation, no reconcile, no runtime call.
+    pub watch_only: bool,
 }
 
 /// Something an entry asks the engine to do to the entry itself.
@@ -103,6 +107,7 @@ impl SchedulerEntry {
             next_back_key: 0,
             next_front_key: -1,
             overshoot: 0,
+            watch_only: false,
         }
     }
 
@@ -290,7 +295,11 @@ impl SchedulerEntry {
     /// The event-driven reconcile: decide the fleet's next action now.
     /// Returns whether it enqueued one.
     pub fn reconcile(&mut self, io: &mut Io, config: &EngineConfig, now: Time) -> bool {
-        if !self.resources_ready || self.deleting || self.has_open_op(Definition::is_fleet_change) {
+        if self.watch_only
+            || !self.resources_ready
+            || self.deleting
+            || self.has_open_op(Definition::is_fleet_change)
+        {
             return false;
         }
         let caps = Caps {
@@ -385,6 +394,12 @@ impl SchedulerEntry {
 
     /// Expired rooms, overdue timers, periodic operations.
     pub fn on_timeout(&mut self, io: &mut Io, config: &EngineConfig, now: Time) -> EntryFate {
+        if self.watch_only {
+            // Allocation keys only: expiry, health checks and periodic
+            // operations are Maestro Next's until the switch.
+            self.allocations.expire(now);
+            return EntryFate::Keep;
+        }
         if !self.deleting && self.resources_ready {
             let limit = config.expired_rooms_per_check.max(1);
             let expired: Vec<RoomId> = self.fleet.expired(now, limit);
@@ -526,6 +541,9 @@ impl SchedulerEntry {
     }
 
     pub fn next_wakeup(&self) -> Option<Time> {
+        if self.watch_only {
+            return self.allocations.next_expiry();
+        }
         let serving = !self.deleting && self.resources_ready;
         [
             Some(self.next_health_check),
@@ -577,6 +595,12 @@ impl SchedulerEntry {
     /// and by tests).
     pub fn check_invariants(&self, config: &EngineConfig) -> Result<(), String> {
         self.fleet.check_consistency()?;
+        if self.watch_only && (self.running.is_some() || !self.queue.is_empty()) {
+            return Err(format!(
+                "{}: a watch-only scheduler has an operation open",
+                self.name
+            ));
+        }
         if self.overshoot > 0 {
             return Err(format!(
                 "{}: the reconciler created {} rooms beyond desired + maxSurge",

@@ -82,6 +82,9 @@ impl SchedulerEntry {
     /// Starts queued operations while none is in progress. Bounded by the
     /// queue's length: each turn pops one operation.
     pub fn drive(&mut self, io: &mut Io, config: &EngineConfig, now: Time) -> EntryFate {
+        if self.watch_only {
+            return EntryFate::Keep;
+        }
         let bound = self.queue.len() + 1;
         for _ in 0..bound {
             if self.running.is_some() {

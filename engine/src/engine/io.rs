@@ -37,6 +37,9 @@ pub(crate) struct Io {
     /// Schedulers this input reached (looked up to change): only their
     /// room records and wakeups are brought up to date when it settles.
     pub touched: BTreeSet<String>,
+    /// Watch-only schedulers (imported, not switched): no runtime effect
+    /// may name one, which `emit_runtime` asserts.
+    pub watch_only: BTreeSet<String>,
 }
 
 impl Io {
@@ -48,6 +51,7 @@ impl Io {
             rng: EngineRng::new(seed),
             dirty: BTreeSet::new(),
             touched: BTreeSet::new(),
+            watch_only: BTreeSet::new(),
         }
     }
 
@@ -66,6 +70,11 @@ impl Io {
         in_flight: InFlight,
         build: impl FnOnce(EffectId) -> Effect,
     ) -> EffectId {
+        assert!(
+            !self.watch_only.contains(&in_flight.scheduler),
+            "a runtime effect for watch-only scheduler {}",
+            in_flight.scheduler
+        );
         let id = EffectId(self.next_effect);
         self.next_effect += 1;
         let effect = build(id);

@@ -97,6 +97,13 @@ impl Engine {
     }
 
     fn command(&mut self, now: Time, command: Command) -> Result<CommandReply, CommandError> {
+        let name = command.scheduler();
+        if self.is_watch_only(name) {
+            return Err(CommandError::Conflict(format!(
+                "scheduler {name} is still managed by Maestro Next: \
+                 switch it over first (maestro migrate switch {name})"
+            )));
+        }
         match command {
             Command::CreateScheduler(scheduler) => self.create_scheduler(now, scheduler),
             Command::NewSchedulerVersion(scheduler) => self.new_version(now, scheduler),
@@ -504,6 +511,7 @@ impl Engine {
         if fate == EntryFate::Remove && self.schedulers.remove(name).is_some() {
             self.io.in_flight.retain(|_, f| f.scheduler != name);
             self.io.dirty.remove(name);
+            self.io.watch_only.remove(name);
             self.io.emit(Effect::DeleteSchedulerData {
                 scheduler: name.to_string(),
             });
@@ -531,6 +539,15 @@ impl Engine {
 
     pub fn scheduler_names(&self) -> impl Iterator<Item = &str> {
         self.schedulers.keys().map(String::as_str)
+    }
+
+    /// Whether the scheduler was imported from Maestro Next and not switched
+    /// over yet (`maestro migrate switch`). Such a scheduler's rooms are
+    /// tracked from the pod watch, and it answers pings and allocations,
+    /// but maestro changes nothing in the cluster for it: it refuses
+    /// commands, runs no operation and makes no runtime call.
+    pub fn is_watch_only(&self, name: &str) -> bool {
+        self.schedulers.get(name).is_some_and(|e| e.watch_only)
     }
 
     /// The active version of a scheduler.
@@ -613,6 +630,26 @@ impl Engine {
     /// Checks every scheduler's structural invariants (tests, health checks).
     pub fn check_invariants(&self) -> Result<(), String> {
         self.check_wakeups()?;
+        let watch_only: BTreeSet<String> = self
+            .schedulers
+            .iter()
+            .filter(|(_, e)| e.watch_only)
+            .map(|(name, _)| name.clone())
+            .collect();
+        if watch_only != self.io.watch_only {
+            return Err("the watch-only set differs from the schedulers'".to_string());
+        }
+        if let Some(f) = self
+            .io
+            .in_flight
+            .values()
+            .find(|f| watch_only.contains(&f.scheduler))
+        {
+            return Err(format!(
+                "a runtime call in flight for watch-only scheduler {}",
+                f.scheduler
+            ));
+        }
         for (name, entry) in &self.schedulers {
             entry
                 .check_invariants(&self.config)

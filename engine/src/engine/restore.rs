@@ -32,6 +32,10 @@ pub struct StoredScheduler {
     pub versions: Vec<StoredVersion>,
     pub operations: Vec<Operation>,
     pub rooms: Vec<Room>,
+    /// Imported from Maestro Next and not switched over yet (`maestro
+    /// migrate switch`): see [`Engine::is_watch_only`].
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub watch_only: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -100,6 +104,7 @@ impl Engine {
             entry.version_created_at.insert(version, v.created_at);
         }
         entry.active = parse(&active.scheduler)?;
+        entry.watch_only = stored.watch_only;
 
         for mut room in stored.rooms {
             // Statuses may be stale until the room reports again, and the
@@ -116,11 +121,12 @@ impl Engine {
 
         self.restore_operations(now, &mut entry, stored.operations);
 
-        // Validation rooms belong to a validation that is being re-run.
+        // Validation rooms belong to a validation that is being re-run (a
+        // watch-only scheduler's belong to Maestro Next, which runs it).
         let leftovers: Vec<String> = entry
             .fleet
             .rooms()
-            .filter(|r| r.is_validation_room && r.deletion.is_none())
+            .filter(|r| !entry.watch_only && r.is_validation_room && r.deletion.is_none())
             .map(|r| r.id.clone())
             .collect();
         for id in leftovers {
@@ -128,6 +134,9 @@ impl Engine {
             entry.emit_delete_room(&mut self.io, &id, RemovalReason::NewVersionRollback, None);
         }
 
+        if entry.watch_only {
+            self.io.watch_only.insert(name.clone());
+        }
         self.io.touch(&name);
         self.schedulers.insert(name.clone(), entry);
         self.io.mark_dirty(&name);
