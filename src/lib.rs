@@ -11,6 +11,7 @@ pub mod hash;
 pub mod leader;
 pub mod metrics_help;
 pub mod metrics_reporter;
+pub mod migrate;
 pub mod plan;
 pub mod record;
 pub mod service;

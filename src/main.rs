@@ -35,6 +35,10 @@ enum Cmd {
     /// seed after seed; non-zero on any violation, with the command that
     /// replays it.
     Chaos(maestro::chaos::ChaosArgs),
+    /// Move schedulers over from Maestro Next, one at a time, and back
+    /// (docs/MIGRATION.md).
+    #[command(subcommand)]
+    Migrate(maestro::migrate::MigrateCmd),
     /// Print the version.
     Version,
 }
@@ -109,6 +113,14 @@ fn main() -> ExitCode {
         }
         Cmd::Start(args) => start(args),
         Cmd::Chaos(args) => maestro::chaos::command(&args),
+        Cmd::Migrate(cmd) => match maestro::migrate::run(cmd) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("maestro migrate: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Cmd::Bench(cmd) => {
             let (args, protocol) = match cmd {
                 BenchCmd::RoomsApi(args) => (args, Protocol::Http),
