@@ -56,8 +56,16 @@ const NANOS_PER_SEC: i64 = 1_000_000_000;
 /// Reads one row into maestro's scheduler. It is not validated here: the
 /// caller runs the engine's validation, which names maestro's fields.
 pub fn scheduler(row: &Row<'_>, yaml: &str) -> Result<Scheduler, FieldProblem> {
-    let value: serde_json::Value = serde_saphyr::from_str(yaml)
-        .map_err(|e| FieldProblem::new("yaml", format!("is not YAML: {e}")))?;
+    let value: serde_json::Value = serde_saphyr::from_str(yaml).map_err(|e| {
+        // The parser's message quotes the document over several lines.
+        let first = e.to_string();
+        let first = first
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ");
+        FieldProblem::new("yaml", format!("is not YAML: {first}"))
+    })?;
     let info: Info = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         FieldProblem::new(go_path(&path), e.into_inner().to_string())

@@ -30,7 +30,8 @@ use maestro_engine::scheduler::validate;
 use maestro_engine::version::Version;
 use maestro_engine::{Engine, EngineConfig, OperationStatus, StoredScheduler, StoredVersion, Time};
 use maestro_store::{
-    Kv, LeaseState, Migration, PostgresLease, PostgresStore, SledStore, Store, StoreError, Write,
+    Kv, LeaseState, MemoryStore, Migration, PostgresLease, PostgresStore, SledStore, Store,
+    StoreError, Write,
 };
 
 use crate::config::{Config, FlagValues, StoreConfig};
@@ -105,6 +106,9 @@ pub fn run(cmd: MigrateCmd) -> Result<bool> {
 /// maestro's store, opened for this command alone.
 enum Opened {
     Sled(SledStore),
+    /// A dry run against an embedded store that does not exist yet: an
+    /// empty store, so that the run creates nothing.
+    Empty(MemoryStore),
     Postgres {
         store: PostgresStore,
         lease: PostgresLease,
@@ -120,6 +124,10 @@ macro_rules! on_store {
                 let $store = s;
                 $body
             }
+            Opened::Empty(s) => {
+                let $store = s;
+                $body
+            }
             Opened::Postgres { store, .. } => {
                 let $store = store;
                 $body
@@ -129,7 +137,7 @@ macro_rules! on_store {
 }
 
 impl Opened {
-    fn open(args: &StoreArgs) -> Result<Opened> {
+    fn open(args: &StoreArgs, dry_run: bool) -> Result<Opened> {
         let flags = FlagValues {
             config: args.config.clone(),
             data_dir: args.data_dir.clone(),
@@ -138,6 +146,9 @@ impl Opened {
         let (config, _warnings) =
             Config::load(&flags, std::env::vars()).context("reading maestro's configuration")?;
         match config.store {
+            StoreConfig::Sled if dry_run && !config.data_dir.exists() => {
+                Ok(Opened::Empty(MemoryStore::in_memory()))
+            }
             StoreConfig::Sled => {
                 let store = SledStore::open(&config.data_dir).with_context(|| {
                     format!(
@@ -297,7 +308,7 @@ fn from_maestro_next(args: &FromArgs) -> Result<bool> {
         ),
     };
 
-    let opened = Opened::open(&args.store)?;
+    let opened = Opened::open(&args.store, args.dry_run)?;
     let result = on_store!(opened, |store| import(
         store,
         args,
@@ -553,7 +564,7 @@ pub fn plan(
 // ----- switch, unswitch, status ---------------------------------------------
 
 fn set_switched(args: &NameArgs, switched: bool) -> Result<()> {
-    let opened = Opened::open(&args.store)?;
+    let opened = Opened::open(&args.store, false)?;
     let result = on_store!(opened, |store| switch(store, &args.name, switched));
     opened.close();
     result
@@ -629,7 +640,7 @@ fn switch<K: Kv>(store: &Store<K>, name: &str, switched: bool) -> Result<()> {
 }
 
 fn status(args: &StoreArgs) -> Result<()> {
-    let opened = Opened::open(args)?;
+    let opened = Opened::open(args, false)?;
     let result = on_store!(opened, |store| print_status(store));
     opened.close();
     result

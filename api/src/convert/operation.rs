@@ -128,8 +128,9 @@ fn go_container(c: &engine::Container) -> Value {
 fn go_env(e: &engine::EnvVar) -> Value {
     let value_from = e.value_from.as_ref().map(|v| {
         json!({
-            "FieldRef": v.field_ref.as_ref().map(|f| json!({ "FieldPath": f.field_path })),
-            "SecretKeyRef": v.secret_key_ref.as_ref().map(|s| json!({ "Name": s.name, "Key": s.key })),
+            // These two carry JSON tags upstream (`fieldPath`, `name`, `key`).
+            "FieldRef": v.field_ref.as_ref().map(|f| json!({ "fieldPath": f.field_path })),
+            "SecretKeyRef": v.secret_key_ref.as_ref().map(|s| json!({ "name": s.name, "key": s.key })),
         })
     });
     json!({
