@@ -40,7 +40,21 @@ struct Upstream {
 }
 
 impl Upstream {
+    /// Maestro Next's database: upstream's schema and the fixture's rows.
     fn new(test: &str) -> Upstream {
+        let upstream = Upstream::empty(test);
+        let mut db = upstream.db();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/maestro-next");
+        for file in ["schema.sql", "rows.sql"] {
+            let sql = std::fs::read_to_string(fixtures.join(file)).unwrap();
+            db.batch_execute(&sql)
+                .unwrap_or_else(|e| panic!("loading {file}: {e}"));
+        }
+        upstream
+    }
+
+    /// An empty database of its own.
+    fn empty(test: &str) -> Upstream {
         let server = env(POSTGRES_ENV, "scripts/postgres");
         let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
         let name = format!("upstream_{test}_{}", std::process::id());
@@ -53,13 +67,6 @@ impl Upstream {
             client.batch_execute(&statement).expect("a database");
         }
         let url = format!("{base}/{name}");
-        let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/maestro-next");
-        for file in ["schema.sql", "rows.sql"] {
-            let sql = std::fs::read_to_string(fixtures.join(file)).unwrap();
-            db.batch_execute(&sql)
-                .unwrap_or_else(|e| panic!("loading {file}: {e}"));
-        }
         Upstream { admin, name, url }
     }
 
@@ -155,9 +162,14 @@ fn write_room(conn: &mut redis::Connection, scheduler: &str, room: &UpstreamRoom
         .unwrap();
 }
 
-/// `maestro migrate ARGS` on `data_dir`: exit code and stdout.
+/// `maestro migrate ARGS` on `data_dir`: exit code and output.
 fn migrate(data_dir: &Path, args: &[&str]) -> (i32, String) {
+    migrate_with_env(data_dir, args, &[])
+}
+
+fn migrate_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_maestro"))
+        .envs(env.iter().copied())
         .arg("migrate")
         .args(args)
         .arg("--data-dir")
@@ -333,7 +345,56 @@ fn schedulers_and_versions_come_over_as_upstream_shows_them() {
         &json!({"roomsReplicas": 4}),
     );
     assert_eq!(status, 200, "switched: maestro manages it: {body}");
+    let op = support::op_id(&body);
+    wait_for(
+        "the new version's operation",
+        Duration::from_secs(30),
+        || support::operation(&m, "arena", &op)["status"] == "finished",
+    );
     m.kill();
+
+    // And back: watch-only again, commands refused again.
+    let (code, out) = migrate(&data, &["unswitch", "arena"]);
+    assert_eq!(code, 0, "{out}");
+    let m = Maestro::start(&data);
+    let (status, body) = m.send(
+        "PATCH",
+        m.url("/schedulers/arena"),
+        &json!({"roomsReplicas": 5}),
+    );
+    assert_eq!(status, 400, "unswitched: {body}");
+    m.kill();
+    let (code, out) = migrate(&data, &["switch", "nonexistent"]);
+    assert_eq!(code, 2);
+    assert!(out.contains("was not imported from Maestro Next"), "{out}");
+}
+
+/// Everything upstream holds, as text: PostgreSQL's scheduler rows and
+/// every Redis key's serialized value. The import reads, never writes.
+fn upstream_state(
+    upstream: &Upstream,
+    conn: &mut redis::Connection,
+) -> (String, Vec<(String, Vec<u8>)>) {
+    let rows = upstream
+        .db()
+        .query_one(
+            "SELECT string_agg(t, '|' ORDER BY t) FROM ( \
+               SELECT concat_ws(',', name, game, yaml, state, version, created_at, updated_at) AS t FROM schedulers \
+               UNION ALL SELECT concat_ws(',', name, version, yaml, created_at, rollback_version) FROM scheduler_versions) all_rows",
+            &[],
+        )
+        .unwrap()
+        .get::<_, String>(0);
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(conn).unwrap();
+    keys.sort();
+    let values = keys
+        .into_iter()
+        .map(|k| {
+            let dump: Vec<u8> = redis::cmd("DUMP").arg(&k).query(conn).unwrap();
+            (k, dump)
+        })
+        .collect();
+    (rows, values)
 }
 
 /// The rooms come over from Redis as they are upstream: an occupied,
@@ -425,8 +486,14 @@ fn rooms_come_over_with_their_status_occupancy_and_allocation() {
         .arg("arena-bad")
         .exec(&mut conn)
         .unwrap();
+    let before = upstream_state(&upstream, &mut conn);
     let (code, out) = migrate(&data, &args);
     assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        upstream_state(&upstream, &mut conn),
+        before,
+        "the import changed Maestro Next's state"
+    );
     assert!(
         out.contains("3 room(s) (1 allocated, 1 occupied, 1 ready); 1 terminated room(s) left out"),
         "{out}"
@@ -749,4 +816,48 @@ fn upstream_pods_are_adopted_and_a_rollout_spares_busy_rooms() {
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let _ = namespaces.delete(&name, &Default::default()).await;
     });
+}
+
+/// With maestro's store on PostgreSQL (the highly available layout), the
+/// command takes the workers' leader lease: it refuses while a worker
+/// leads, and the worker started afterwards loads what it imported.
+#[test]
+fn on_postgresql_the_command_takes_the_workers_lease() {
+    let upstream = Upstream::new("lease");
+    let store = Upstream::empty("lease_store");
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("MAESTRO_STORE_TYPE", "postgres"),
+        ("MAESTRO_STORE_POSTGRES_URL", store.url.as_str()),
+        ("MAESTRO_STORE_POSTGRES_LEASEDURATION", "3s"),
+    ];
+    let args = [
+        "from-maestro-next",
+        "--postgres",
+        &upstream.url,
+        "--scheduler",
+        "arena",
+    ];
+    let (code, out) = migrate_with_env(dir.path(), &args, &env);
+    assert_eq!(code, 0, "{out}");
+
+    let m = Maestro::start_with_env(dir.path(), &["all"], &[], &env);
+    let (status, body) = m.get("/schedulers/arena");
+    assert_eq!(status, 200, "the worker loads the import: {body}");
+    let (code, out) = migrate_with_env(dir.path(), &["switch", "arena"], &env);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("leads") && out.contains("stop maestro's workers first"),
+        "{out}"
+    );
+    // A graceful stop releases the lease at once.
+    // SAFETY: the child's pid, signalled once.
+    unsafe { libc::kill(m.child.id() as i32, libc::SIGTERM) };
+    let mut m = m;
+    let stopped = m.child.wait().unwrap();
+    assert!(stopped.success(), "{stopped:?}");
+    let (code, out) = migrate_with_env(dir.path(), &["switch", "arena"], &env);
+    assert_eq!(code, 0, "{out}");
+    let (_, out) = migrate_with_env(dir.path(), &["status"], &env);
+    assert!(out.contains("arena\tswitched"), "{out}");
 }
