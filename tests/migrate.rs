@@ -459,6 +459,12 @@ fn rooms_come_over_with_their_status_occupancy_and_allocation() {
     for room in &rooms {
         write_room(&mut conn, "arena", room);
     }
+    // An operation upstream still has to run.
+    redis::cmd("RPUSH")
+        .arg("pending_operations:arena")
+        .arg("6b1c3f5e-0d1e-4b55-9c1f-2f7f2a3c9d10")
+        .exec(&mut conn)
+        .unwrap();
     let args = [
         "from-maestro-next",
         "--postgres",
@@ -474,13 +480,22 @@ fn rooms_come_over_with_their_status_occupancy_and_allocation() {
         out.contains("NOT IMPORTED: scheduler arena, room arena-bad: version: \"2.0\" is not a version maestro reads"),
         "{out}"
     );
+    assert!(
+        out.contains("NOT IMPORTED: scheduler arena: operations: Maestro Next has 1 operation(s) pending or in progress"),
+        "{out}"
+    );
     assert!(out.contains("imported 0 scheduler(s)"), "{out}");
     {
         let store = SledStore::open(&data).unwrap();
         assert!(store.load().unwrap().is_empty(), "nothing half-imported");
     }
 
-    // Upstream's own rooms API would have dropped it: so does the test.
+    // Upstream's worker ran the operation, and its own rooms API would
+    // have dropped the unreadable room: so does the test.
+    redis::cmd("DEL")
+        .arg("pending_operations:arena")
+        .exec(&mut conn)
+        .unwrap();
     redis::cmd("ZREM")
         .arg("scheduler:arena:status")
         .arg("arena-bad")

@@ -504,6 +504,18 @@ pub fn plan(
     let mut terminated = 0;
     let rooms_read = redis.is_some();
     if let Some(redis) = redis {
+        match source::open_operations(redis, name) {
+            Ok(0) => {}
+            Ok(n) => problems.push(at(
+                None,
+                "operations",
+                format!(
+                    "Maestro Next has {n} operation(s) pending or in progress for it: let its \
+                     worker finish them (or cancel them) before importing"
+                ),
+            )),
+            Err(e) => problems.push(at(None, "operations", format!("reading Redis failed: {e}"))),
+        }
         match source::rooms(redis, name) {
             Ok(read) => {
                 stored.rooms = read.rooms;

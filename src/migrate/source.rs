@@ -152,6 +152,25 @@ pub fn rooms(
     Ok(read)
 }
 
+/// How many operations Maestro Next holds pending (its queue and the
+/// in-flight slot) or in progress for the scheduler. maestro does not take
+/// over upstream's operations, so an import waits until there are none.
+pub fn open_operations(
+    redis: &mut redis::Connection,
+    scheduler: &str,
+) -> Result<u64, redis::RedisError> {
+    let queued: u64 = redis::cmd("LLEN")
+        .arg(format!("pending_operations:{scheduler}"))
+        .query(redis)?;
+    let in_flight: u64 = redis::cmd("LLEN")
+        .arg(format!("pending_operations:{scheduler}:auxiliary"))
+        .query(redis)?;
+    let active: u64 = redis::cmd("ZCARD")
+        .arg(format!("operations:{scheduler}:lists:active"))
+        .query(redis)?;
+    Ok(queued + in_flight + active)
+}
+
 /// What Redis holds for one room.
 struct RoomData<'a> {
     status: f64,
