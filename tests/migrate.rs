@@ -824,7 +824,93 @@ fn upstream_pods_are_adopted_and_a_rollout_spares_busy_rooms() {
     let listed = rooms(&m, &name);
     let new_rooms = listed.iter().filter(|(_, _, v)| v == "v2.0.0").count();
     assert!(new_rooms >= 2, "{listed:?}");
+
+    // The way back: once its operations are done, the scheduler is handed
+    // back with maestro's view written into upstream's stores: the version
+    // maestro created, and the rooms as they are now.
+    wait_for("every operation final", Duration::from_secs(60), || {
+        support::operations(&m, &name).iter().all(|o| {
+            ["finished", "error", "canceled"].contains(&o["status"].as_str().unwrap_or(""))
+        })
+    });
     m.kill();
+    let (code, out) = migrate(
+        &data,
+        &[
+            "unswitch",
+            &name,
+            "--postgres",
+            &upstream.url,
+            "--redis",
+            &redis_url,
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("active version v2.0.0; versions added: v2.0.0"),
+        "{out}"
+    );
+    let maestro_rooms: BTreeMap<String, RoomStatus> = {
+        let store = SledStore::open(&data).unwrap();
+        let loaded = store.load().unwrap();
+        assert!(loaded[0].watch_only, "handed back");
+        loaded[0]
+            .rooms
+            .iter()
+            .map(|r| (r.id.clone(), r.status))
+            .collect()
+    };
+    let upstream_rooms: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(format!("scheduler:{name}:status"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(&mut conn)
+        .unwrap();
+    let upstream_rooms: BTreeMap<String, RoomStatus> = upstream_rooms
+        .into_iter()
+        .map(|(id, score)| {
+            let status = match score as u8 {
+                2 => RoomStatus::Ready,
+                3 => RoomStatus::Occupied,
+                8 => RoomStatus::Allocated,
+                other => panic!("{id}: unexpected status {other}"),
+            };
+            (id, status)
+        })
+        .collect();
+    assert_eq!(
+        upstream_rooms, maestro_rooms,
+        "upstream's Redis holds the fleet as it is"
+    );
+    assert_eq!(upstream_rooms[&busy], RoomStatus::Occupied);
+    assert_eq!(upstream_rooms[&taken], RoomStatus::Allocated);
+    let active: String = upstream
+        .db()
+        .query_one("SELECT version FROM schedulers WHERE name = $1", &[&name])
+        .unwrap()
+        .get(0);
+    assert_eq!(active, "v2.0.0");
+    // What was written back reads as upstream's own rows and rooms.
+    let (code, out) = migrate(
+        &dir.path().join("again"),
+        &[
+            "from-maestro-next",
+            "--postgres",
+            &upstream.url,
+            "--redis",
+            &redis_url,
+            "--scheduler",
+            &name,
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("{name}: 2 version(s), active v2.0.0")),
+        "{out}"
+    );
+
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = players.join();
     runtime.block_on(async {

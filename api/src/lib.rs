@@ -30,6 +30,7 @@ mod service;
 
 pub use auth::{ApiConfig, DEFAULT_BODY_LIMIT_BYTES, room_token};
 pub use backend::{Backend, Reply, ReportError, Request, RoomReport, Unavailable};
+pub use convert::operation::go_scheduler as go_scheduler_json;
 pub use error::{ApiError, Code};
 pub use http::{management_router, openapi_document, rooms_router, router};
 

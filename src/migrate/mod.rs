@@ -17,6 +17,7 @@
 //! refuses while a worker holds it.
 
 pub mod go_yaml;
+pub mod handback;
 pub mod source;
 
 use std::collections::BTreeMap;
@@ -47,8 +48,10 @@ pub enum MigrateCmd {
     /// Hand an imported scheduler to maestro (from the worker's next start).
     Switch(NameArgs),
     /// Hand a switched scheduler back to Maestro Next: maestro only watches
-    /// it again.
-    Unswitch(NameArgs),
+    /// it again. With --postgres and --redis, first write maestro's view
+    /// (new versions, the active one, the rooms as they are now) into
+    /// Maestro Next's stores, so that it resumes from the fleet as it is.
+    Unswitch(UnswitchArgs),
     /// The imported schedulers and whether each is switched.
     Status(StoreArgs),
 }
@@ -84,6 +87,27 @@ pub struct FromArgs {
 }
 
 #[derive(Args, Clone, Debug)]
+pub struct UnswitchArgs {
+    #[command(flatten)]
+    pub name: NameArgs,
+    /// Maestro Next's PostgreSQL: the versions created in maestro are
+    /// added, and the active version made upstream's.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+    /// Maestro Next's Redis: the rooms are written as they are now, and
+    /// those that are gone removed.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+}
+
+/// Where a hand-back writes maestro's view (`unswitch`).
+#[derive(Default)]
+struct Upstreams {
+    postgres: Option<postgres::Client>,
+    redis: Option<redis::Connection>,
+}
+
+#[derive(Args, Clone, Debug)]
 pub struct NameArgs {
     #[command(flatten)]
     pub store: StoreArgs,
@@ -95,8 +119,24 @@ pub struct NameArgs {
 pub fn run(cmd: MigrateCmd) -> Result<bool> {
     match cmd {
         MigrateCmd::FromMaestroNext(args) => from_maestro_next(&args),
-        MigrateCmd::Switch(args) => set_switched(&args, true).map(|()| true),
-        MigrateCmd::Unswitch(args) => set_switched(&args, false).map(|()| true),
+        MigrateCmd::Switch(args) => set_switched(&args, true, Upstreams::default()).map(|()| true),
+        MigrateCmd::Unswitch(args) => {
+            let mut upstreams = Upstreams::default();
+            if let Some(url) = &args.postgres {
+                upstreams.postgres = Some(
+                    postgres::Client::connect(url, postgres::NoTls)
+                        .context("connecting to Maestro Next's PostgreSQL (--postgres)")?,
+                );
+            }
+            if let Some(url) = &args.redis {
+                upstreams.redis = Some(
+                    redis::Client::open(url.as_str())
+                        .and_then(|c| c.get_connection())
+                        .context("connecting to Maestro Next's Redis (--redis)")?,
+                );
+            }
+            set_switched(&args.name, false, upstreams).map(|()| true)
+        }
         MigrateCmd::Status(args) => status(&args).map(|()| true),
     }
 }
@@ -575,14 +615,21 @@ pub fn plan(
 
 // ----- switch, unswitch, status ---------------------------------------------
 
-fn set_switched(args: &NameArgs, switched: bool) -> Result<()> {
+fn set_switched(args: &NameArgs, switched: bool, upstreams: Upstreams) -> Result<()> {
     let opened = Opened::open(&args.store, false)?;
-    let result = on_store!(opened, |store| switch(store, &args.name, switched));
+    let result = on_store!(opened, |store| switch(
+        store, &args.name, switched, upstreams
+    ));
     opened.close();
     result
 }
 
-fn switch<K: Kv>(store: &Store<K>, name: &str, switched: bool) -> Result<()> {
+fn switch<K: Kv>(
+    store: &Store<K>,
+    name: &str,
+    switched: bool,
+    mut upstreams: Upstreams,
+) -> Result<()> {
     let Some(record) = store.migration(name).context("reading maestro's store")? else {
         bail!(
             "scheduler {name} was not imported from Maestro Next (`maestro migrate status` lists those that were)"
@@ -600,11 +647,15 @@ fn switch<K: Kv>(store: &Store<K>, name: &str, switched: bool) -> Result<()> {
         return Ok(());
     }
     if !switched {
-        let stored = store.load().context("reading maestro's store")?;
+        let stored = store
+            .load()
+            .context("reading maestro's store")?
+            .into_iter()
+            .find(|s| s.versions.first().is_some_and(|v| v.scheduler.name == name))
+            .with_context(|| format!("scheduler {name} is not in maestro's store"))?;
         let open: Vec<String> = stored
+            .operations
             .iter()
-            .filter(|s| s.versions.first().is_some_and(|v| v.scheduler.name == name))
-            .flat_map(|s| &s.operations)
             .filter(|o| {
                 matches!(
                     o.status,
@@ -618,6 +669,28 @@ fn switch<K: Kv>(store: &Store<K>, name: &str, switched: bool) -> Result<()> {
                 "scheduler {name} has operations open: {}. Start maestro and let them finish \
                  (or cancel them), then stop it and run this again",
                 open.join(", ")
+            );
+        }
+        let mut written = handback::Written::default();
+        if let Some(db) = upstreams.postgres.as_mut() {
+            handback::versions(db, &stored, &mut written)
+                .context("writing the scheduler's versions to Maestro Next's PostgreSQL")?;
+            println!(
+                "Maestro Next's PostgreSQL: active version {}; versions added: {}",
+                written.active,
+                if written.versions_added.is_empty() {
+                    "none".to_string()
+                } else {
+                    written.versions_added.join(", ")
+                }
+            );
+        }
+        if let Some(redis) = upstreams.redis.as_mut() {
+            handback::rooms(redis, &stored, &mut written)
+                .context("writing the scheduler's rooms to Maestro Next's Redis")?;
+            println!(
+                "Maestro Next's Redis: {} room(s) written as they are now, {} gone removed",
+                written.rooms_written, written.rooms_removed
             );
         }
     }

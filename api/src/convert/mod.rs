@@ -2,7 +2,7 @@
 //! the wire types (see `crate::json`); these conversions are the only place
 //! that maps one to the other, with upstream's defaults on the way in.
 
-pub(crate) mod operation;
+pub mod operation;
 pub(crate) mod room;
 pub(crate) mod scheduler;
 pub(crate) mod time;

@@ -80,8 +80,9 @@ pub(crate) fn definition_input(definition: &Definition) -> Value {
 const NANOS: i64 = 1_000_000_000;
 
 /// `entities.Scheduler` as Go's `encoding/json` writes it (no JSON tags:
-/// exported field names).
-fn go_scheduler(s: &engine::Scheduler) -> Value {
+/// exported field names). Also what `maestro migrate unswitch` builds
+/// upstream's PostgreSQL rows from (`go_scheduler_json`).
+pub fn go_scheduler(s: &engine::Scheduler) -> Value {
     json!({
         "Name": s.name,
         "Game": s.game,
