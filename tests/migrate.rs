@@ -320,11 +320,7 @@ fn schedulers_and_versions_come_over_as_upstream_shows_them() {
     assert!(v1.get("autoscaling").is_none_or(Value::is_null), "{v1}");
 
     // Watch-only until switched: a command is refused, saying what to do.
-    let (status, body) = m.send(
-        "PATCH",
-        m.url("/schedulers/arena"),
-        &json!({"roomsReplicas": 4}),
-    );
+    let (status, body) = set_replicas(&m, 4);
     assert_eq!(status, 400, "{body}");
     assert!(
         body["message"]
@@ -339,11 +335,7 @@ fn schedulers_and_versions_come_over_as_upstream_shows_them() {
     let (_, status) = migrate(&data, &["status"]);
     assert!(status.contains("arena\tswitched"), "{status}");
     let m = Maestro::start(&data);
-    let (status, body) = m.send(
-        "PATCH",
-        m.url("/schedulers/arena"),
-        &json!({"roomsReplicas": 4}),
-    );
+    let (status, body) = set_replicas(&m, 4);
     assert_eq!(status, 200, "switched: maestro manages it: {body}");
     let op = support::op_id(&body);
     wait_for(
@@ -357,16 +349,21 @@ fn schedulers_and_versions_come_over_as_upstream_shows_them() {
     let (code, out) = migrate(&data, &["unswitch", "arena"]);
     assert_eq!(code, 0, "{out}");
     let m = Maestro::start(&data);
-    let (status, body) = m.send(
-        "PATCH",
-        m.url("/schedulers/arena"),
-        &json!({"roomsReplicas": 5}),
-    );
+    let (status, body) = set_replicas(&m, 5);
     assert_eq!(status, 400, "unswitched: {body}");
     m.kill();
     let (code, out) = migrate(&data, &["switch", "nonexistent"]);
     assert_eq!(code, 2);
     assert!(out.contains("was not imported from Maestro Next"), "{out}");
+}
+
+/// `PATCH /schedulers/arena` with a new replica count.
+fn set_replicas(m: &Maestro, replicas: u32) -> (u16, Value) {
+    m.send(
+        "PATCH",
+        m.url("/schedulers/arena"),
+        &json!({ "roomsReplicas": replicas }),
+    )
 }
 
 /// Everything upstream holds, as text: PostgreSQL's scheduler rows and
@@ -795,16 +792,9 @@ fn upstream_pods_are_adopted_and_a_rollout_spares_busy_rooms() {
     let (status, body) = m.send(
         "PATCH",
         m.url(&format!("/schedulers/{name}")),
-        &json!({"spec": {"containers": [{
-            "name": "game",
-            "image": "registry.example/arena:2",
-            "imagePullPolicy": "IfNotPresent",
-            "command": ["./run"],
-            "environment": [{"name": "MODE", "value": "ranked"}],
-            "requests": {"memory": "64Mi", "cpu": "100m"},
-            "limits": {"memory": "128Mi", "cpu": "200m"},
-            "ports": [{"name": "game", "protocol": "udp", "port": 7777}]
-        }]}}),
+        &json!({"spec": {"containers":
+            support::scheduler(&name, "registry.example/arena:2", None, 4)["spec"]["containers"]
+        }}),
     );
     assert_eq!(status, 200, "{body}");
     wait_for("the free rooms replaced", Duration::from_secs(60), || {
