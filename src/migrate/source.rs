@@ -81,6 +81,9 @@ fn millis(ms: i64) -> Time {
     Time(u64::try_from(ms).unwrap_or(0))
 }
 
+/// How many room hashes one pipelined round trip to Redis reads.
+const ROOMS_PER_ROUND_TRIP: usize = 1000;
+
 /// A room that could not be read: which, the Redis field, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoomProblem {
@@ -128,10 +131,16 @@ pub fn rooms(
         terminated: 0,
         problems: Vec::new(),
     };
-    for (id, status) in statuses {
-        let hash: BTreeMap<String, String> = redis::cmd("HGETALL")
-            .arg(format!("{prefix}:rooms:{id}"))
-            .query(redis)?;
+    // The room hashes, pipelined: one round trip per chunk, not per room.
+    let mut hashes: Vec<BTreeMap<String, String>> = Vec::with_capacity(statuses.len());
+    for chunk in statuses.chunks(ROOMS_PER_ROUND_TRIP) {
+        let mut pipe = redis::pipe();
+        for (id, _) in chunk {
+            pipe.cmd("HGETALL").arg(format!("{prefix}:rooms:{id}"));
+        }
+        hashes.extend(pipe.query::<Vec<BTreeMap<String, String>>>(redis)?);
+    }
+    for ((id, status), hash) in statuses.into_iter().zip(hashes) {
         let found = RoomData {
             status,
             ping: pings.get(&id).copied(),
