@@ -286,6 +286,33 @@ fn schedulers_and_versions_come_over_as_upstream_shows_them() {
     );
     assert!(again.contains("arena: already imported"), "{again}");
 
+    // What a hand-back would write for each version is upstream's own
+    // document (Go's nil and empty collections aside), not merely
+    // something maestro's reader accepts.
+    {
+        let store = SledStore::open(&data).unwrap();
+        let stored = store.load().unwrap();
+        let mut db = upstream.db();
+        for v in &stored[0].versions {
+            let yaml: String = db
+                .query_one(
+                    "SELECT yaml FROM scheduler_versions WHERE name = 'arena' AND version = $1",
+                    &[&v.scheduler.spec.version],
+                )
+                .unwrap()
+                .get(0);
+            let upstreams: Value = serde_saphyr::from_str(&yaml).unwrap();
+            let written: Value =
+                serde_json::from_str(&maestro::migrate::handback::info_yaml(&v.scheduler)).unwrap();
+            assert_eq!(
+                without_empties(written),
+                without_empties(upstreams),
+                "version {}",
+                v.scheduler.spec.version
+            );
+        }
+    }
+
     let m = Maestro::start(&data);
     let (status, body) = m.get("/schedulers/arena");
     assert_eq!(status, 200, "{body}");
@@ -355,6 +382,31 @@ fn schedulers_and_versions_come_over_as_upstream_shows_them() {
     let (code, out) = migrate(&data, &["switch", "nonexistent"]);
     assert_eq!(code, 2);
     assert!(out.contains("was not imported from Maestro Next"), "{out}");
+}
+
+/// A Go document with its nulls and empty collections dropped: Go writes a
+/// nil slice or map as null and an empty one as [] or {}, and reads all
+/// three the same.
+fn without_empties(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, without_empties(v)))
+                .filter(|(_, v)| !is_empty(v))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_empties).collect()),
+        other => other,
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
 }
 
 /// `PATCH /schedulers/arena` with a new replica count.
@@ -603,7 +655,7 @@ fn upstream_pods_are_adopted_and_a_rollout_spares_busy_rooms() {
     let mut db = upstream.db();
     db.batch_execute(&format!(
         "INSERT INTO schedulers (name, game, yaml, state, version, state_last_changed_at) \
-         SELECT '{name}', 'tennis', replace(yaml, 'RoomsReplicas: 2', 'RoomsReplicas: 4'), \
+         SELECT '{name}', 'tennis', replace(yaml, 'RoomsReplicas: 2', 'RoomsReplicas: 5'), \
                 'in-sync', 'v1.0.0', 0 FROM scheduler_versions WHERE name = 'arena' AND version = 'v1.0.0';
          INSERT INTO scheduler_versions (name, version, yaml, rollback_version) \
          SELECT name, version, yaml, '' FROM schedulers WHERE name = '{name}';"
@@ -688,8 +740,6 @@ fn upstream_pods_are_adopted_and_a_rollout_spares_busy_rooms() {
         ],
     );
     assert_eq!(code, 0, "{out}");
-    let (code, out) = migrate(&data, &["switch", &name]);
-    assert_eq!(code, 0, "{out}");
 
     // The game servers: the busy room reports its match, the others ready.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -742,9 +792,6 @@ fn upstream_pods_are_adopted_and_a_rollout_spares_busy_rooms() {
             "3600",
         ),
     ];
-    let m = Maestro::start_with_env(&data, &["all"], &["--runtime", "kubernetes"], &env);
-    rooms_port.store(m.rooms, std::sync::atomic::Ordering::Relaxed);
-
     let pods_now = || -> BTreeSet<String> {
         runtime.block_on(async {
             let pods: Api<Pod> = Api::namespaced(client.clone(), &name);
@@ -759,24 +806,71 @@ fn upstream_pods_are_adopted_and_a_rollout_spares_busy_rooms() {
         })
     };
     let original: BTreeSet<String> = pod_names.iter().cloned().collect();
+    let confirmed = |m: &Maestro, ready: usize| {
+        let listed = rooms(m, &name);
+        listed.iter().filter(|(_, s, _)| s == "ready").count() == ready
+            && listed
+                .iter()
+                .any(|(id, s, _)| *id == busy && s == "occupied")
+    };
+
+    // Watch-only: the rooms ping maestro and are tracked, but the fleet,
+    // one short of its five rooms, is not touched, and commands are refused.
+    let start = || Maestro::start_with_env(&data, &["all"], &["--runtime", "kubernetes"], &env);
+    let m = start();
+    rooms_port.store(m.rooms, std::sync::atomic::Ordering::Relaxed);
     wait_for(
-        "the free rooms confirmed ready",
+        "the rooms tracked while watch-only",
         Duration::from_secs(30),
-        || {
-            let listed = rooms(&m, &name);
-            listed.iter().filter(|(_, s, _)| s == "ready").count() == 2
-                && listed
-                    .iter()
-                    .any(|(id, s, _)| *id == busy && s == "occupied")
-        },
+        || confirmed(&m, 2),
     );
-    // Several ping rounds and reconciles: the fleet is already what it
-    // should be, and maestro changes nothing.
     for _ in 0..20 {
         assert_eq!(
             pods_now(),
             original,
-            "a pod was created or deleted after the switch"
+            "a watch-only scheduler touched the cluster"
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let (status, body) = m.send(
+        "PATCH",
+        m.url(&format!("/schedulers/{name}")),
+        &json!({"roomsReplicas": 6}),
+    );
+    assert_eq!(status, 400, "{body}");
+    m.kill();
+
+    // The switch reads the rooms again from upstream's Redis.
+    let (code, out) = migrate(&data, &["switch", &name, "--redis", &redis_url]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("4 room(s) read again"), "{out}");
+    let m = start();
+    rooms_port.store(m.rooms, std::sync::atomic::Ordering::Relaxed);
+    // Managed: the one missing room is added; none of upstream's pods is
+    // deleted or recreated, and nothing beyond the five (no surge).
+    let mut added = BTreeSet::new();
+    wait_for(
+        "the fleet at its five rooms",
+        Duration::from_secs(30),
+        || {
+            let now = pods_now();
+            assert!(
+                now.is_superset(&original),
+                "one of upstream's pods was deleted: {now:?}"
+            );
+            added = now.difference(&original).cloned().collect();
+            added.len() == 1
+        },
+    );
+    wait_for("the rooms confirmed", Duration::from_secs(30), || {
+        confirmed(&m, 3)
+    });
+    let fleet = pods_now();
+    for _ in 0..20 {
+        assert_eq!(
+            pods_now(),
+            fleet,
+            "a pod was created or deleted once the fleet converged"
         );
         std::thread::sleep(Duration::from_millis(150));
     }
@@ -793,13 +887,13 @@ fn upstream_pods_are_adopted_and_a_rollout_spares_busy_rooms() {
         "PATCH",
         m.url(&format!("/schedulers/{name}")),
         &json!({"spec": {"containers":
-            support::scheduler(&name, "registry.example/arena:2", None, 4)["spec"]["containers"]
+            support::scheduler(&name, "registry.example/arena:2", None, 5)["spec"]["containers"]
         }}),
     );
     assert_eq!(status, 200, "{body}");
     wait_for("the free rooms replaced", Duration::from_secs(60), || {
         let now = pods_now();
-        !now.contains(&free_a) && !now.contains(&free_b)
+        !now.contains(&free_a) && !now.contains(&free_b) && now.is_disjoint(&added)
     });
     std::thread::sleep(Duration::from_secs(1));
     let now = pods_now();

@@ -197,6 +197,9 @@ pub fn rooms(
             .arg(id.as_str())
             .ignore();
     }
+    // Upstream caches the scheduler for two minutes: drop it, so that its
+    // next read sees the versions just written.
+    pipe.cmd("DEL").arg(&prefix).ignore();
     pipe.exec(redis)?;
     written.rooms_written = stored.rooms.len();
     written.rooms_removed = gone.len();

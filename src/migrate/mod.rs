@@ -46,7 +46,10 @@ pub enum MigrateCmd {
     /// (the others are).
     FromMaestroNext(FromArgs),
     /// Hand an imported scheduler to maestro (from the worker's next start).
-    Switch(NameArgs),
+    /// With --redis, its rooms are read again from Maestro Next first, in
+    /// the same batch as the switch, so that maestro starts from upstream's
+    /// latest allocations and statuses.
+    Switch(SwitchArgs),
     /// Hand a switched scheduler back to Maestro Next: maestro only watches
     /// it again. With --postgres and --redis, first write maestro's view
     /// (new versions, the active one, the rooms as they are now) into
@@ -87,6 +90,15 @@ pub struct FromArgs {
 }
 
 #[derive(Args, Clone, Debug)]
+pub struct SwitchArgs {
+    #[command(flatten)]
+    pub name: NameArgs,
+    /// Maestro Next's Redis: the rooms are read again, as they are now.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+}
+
+#[derive(Args, Clone, Debug)]
 pub struct UnswitchArgs {
     #[command(flatten)]
     pub name: NameArgs,
@@ -119,7 +131,13 @@ pub struct NameArgs {
 pub fn run(cmd: MigrateCmd) -> Result<bool> {
     match cmd {
         MigrateCmd::FromMaestroNext(args) => from_maestro_next(&args),
-        MigrateCmd::Switch(args) => set_switched(&args, true, Upstreams::default()).map(|()| true),
+        MigrateCmd::Switch(args) => {
+            let mut upstreams = Upstreams::default();
+            if let Some(url) = &args.redis {
+                upstreams.redis = Some(connect_redis(url)?);
+            }
+            set_switched(&args.name, true, upstreams).map(|()| true)
+        }
         MigrateCmd::Unswitch(args) => {
             let mut upstreams = Upstreams::default();
             if let Some(url) = &args.postgres {
@@ -129,16 +147,18 @@ pub fn run(cmd: MigrateCmd) -> Result<bool> {
                 );
             }
             if let Some(url) = &args.redis {
-                upstreams.redis = Some(
-                    redis::Client::open(url.as_str())
-                        .and_then(|c| c.get_connection())
-                        .context("connecting to Maestro Next's Redis (--redis)")?,
-                );
+                upstreams.redis = Some(connect_redis(url)?);
             }
             set_switched(&args.name, false, upstreams).map(|()| true)
         }
         MigrateCmd::Status(args) => status(&args).map(|()| true),
     }
+}
+
+fn connect_redis(url: &str) -> Result<redis::Connection> {
+    redis::Client::open(url)
+        .and_then(|c| c.get_connection())
+        .context("connecting to Maestro Next's Redis (--redis)")
 }
 
 // ----- maestro's store ----------------------------------------------------
@@ -341,11 +361,7 @@ fn from_maestro_next(args: &FromArgs) -> Result<bool> {
     }
     let mut redis = match &args.redis {
         None => None,
-        Some(url) => Some(
-            redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection())
-                .context("connecting to Maestro Next's Redis (--redis)")?,
-        ),
+        Some(url) => Some(connect_redis(url)?),
     };
 
     let opened = Opened::open(&args.store, args.dry_run)?;
@@ -695,19 +711,21 @@ fn switch<K: Kv>(
         }
     }
     let now = now(store);
+    let mut writes = Vec::new();
+    if switched && let Some(redis) = upstreams.redis.as_mut() {
+        writes = refreshed_rooms(store, name, redis)?;
+    }
     let record = Migration {
         switched,
         changed_at: now,
         ..record
     };
+    writes.push(Write::Migration {
+        scheduler: name.to_string(),
+        record,
+    });
     store
-        .apply(
-            now,
-            &[Write::Migration {
-                scheduler: name.to_string(),
-                record,
-            }],
-        )
+        .apply(now, &writes)
         .and_then(|()| store.flush())
         .context("writing to maestro's store")?;
     if switched {
@@ -722,6 +740,68 @@ fn switch<K: Kv>(
         );
     }
     Ok(())
+}
+
+/// The writes that replace a watch-only scheduler's rooms with upstream's
+/// as they are now (`switch --redis`), or why not.
+fn refreshed_rooms<K: Kv>(
+    store: &Store<K>,
+    name: &str,
+    redis: &mut redis::Connection,
+) -> Result<Vec<Write>> {
+    let stored = store
+        .load()
+        .context("reading maestro's store")?
+        .into_iter()
+        .find(|s| s.versions.first().is_some_and(|v| v.scheduler.name == name))
+        .with_context(|| format!("scheduler {name} is not in maestro's store"))?;
+    let open = source::open_operations(redis, name).context("reading Maestro Next's Redis")?;
+    if open > 0 {
+        bail!(
+            "Maestro Next has {open} operation(s) pending or in progress for {name}: let its \
+             worker finish them (or cancel them) before switching"
+        );
+    }
+    let read = source::rooms(redis, name).context("reading Maestro Next's Redis")?;
+    if let Some(p) = read.problems.first() {
+        bail!(
+            "scheduler {name}, room {}: {}: {} ({} room(s) unreadable; nothing was changed)",
+            p.room,
+            p.field,
+            p.message,
+            read.problems.len()
+        );
+    }
+    let known: Vec<Version> = stored
+        .versions
+        .iter()
+        .filter_map(|v| Version::parse(&v.scheduler.spec.version))
+        .collect();
+    if let Some(room) = read.rooms.iter().find(|r| !known.contains(&r.version)) {
+        bail!(
+            "scheduler {name}, room {}: version {} is not one of the scheduler's: import it again",
+            room.id,
+            room.version
+        );
+    }
+    let fresh: std::collections::BTreeSet<&str> =
+        read.rooms.iter().map(|r| r.id.as_str()).collect();
+    let mut writes: Vec<Write> = stored
+        .rooms
+        .iter()
+        .filter(|r| !fresh.contains(r.id.as_str()))
+        .map(|r| Write::ForgetRoom {
+            scheduler: name.to_string(),
+            room: r.id.clone(),
+        })
+        .collect();
+    println!(
+        "{name}: {} room(s) read again from Maestro Next's Redis, {} no longer there",
+        read.rooms.len(),
+        writes.len()
+    );
+    writes.extend(read.rooms.into_iter().map(|r| Write::Room(Box::new(r))));
+    Ok(writes)
 }
 
 fn status(args: &StoreArgs) -> Result<()> {

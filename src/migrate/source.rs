@@ -106,56 +106,59 @@ pub fn rooms(
     scheduler: &str,
 ) -> Result<UpstreamRooms, redis::RedisError> {
     let prefix = format!("scheduler:{scheduler}");
-    let statuses: Vec<(String, f64)> = redis::cmd("ZRANGE")
+    let ids: Vec<String> = redis::cmd("ZRANGE")
         .arg(format!("{prefix}:status"))
         .arg(0)
         .arg(-1)
-        .arg("WITHSCORES")
-        .query(redis)?;
-    let scores = |key: &str, redis: &mut redis::Connection| {
-        redis::cmd("ZRANGE")
-            .arg(format!("{prefix}:{key}"))
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query::<Vec<(String, f64)>>(redis)
-            .map(|v| v.into_iter().collect::<BTreeMap<String, f64>>())
-    };
-    let pings = scores("ping", redis)?;
-    let occupancy = scores("occupancy", redis)?;
-    let instances: BTreeMap<String, String> = redis::cmd("HGETALL")
-        .arg(format!("{prefix}:podMap"))
         .query(redis)?;
     let mut read = UpstreamRooms {
-        rooms: Vec::with_capacity(statuses.len()),
+        rooms: Vec::with_capacity(ids.len()),
         terminated: 0,
         problems: Vec::new(),
     };
-    // The room hashes, pipelined: one round trip per chunk, not per room.
-    let mut hashes: Vec<BTreeMap<String, String>> = Vec::with_capacity(statuses.len());
-    for chunk in statuses.chunks(ROOMS_PER_ROUND_TRIP) {
+    // Upstream's rooms API is live meanwhile: each room's five reads run
+    // in one MULTI, so a room is read as one moment saw it (an allocation
+    // never half-applied), in chunks that keep Redis blocked briefly.
+    for chunk in ids.chunks(ROOMS_PER_ROUND_TRIP) {
         let mut pipe = redis::pipe();
-        for (id, _) in chunk {
+        pipe.atomic();
+        for id in chunk {
+            pipe.cmd("ZSCORE").arg(format!("{prefix}:status")).arg(id);
+            pipe.cmd("ZSCORE").arg(format!("{prefix}:ping")).arg(id);
+            pipe.cmd("ZSCORE")
+                .arg(format!("{prefix}:occupancy"))
+                .arg(id);
+            pipe.cmd("HGET").arg(format!("{prefix}:podMap")).arg(id);
             pipe.cmd("HGETALL").arg(format!("{prefix}:rooms:{id}"));
         }
-        hashes.extend(pipe.query::<Vec<BTreeMap<String, String>>>(redis)?);
-    }
-    for ((id, status), hash) in statuses.into_iter().zip(hashes) {
-        let found = RoomData {
-            status,
-            ping: pings.get(&id).copied(),
-            occupancy: occupancy.get(&id).copied(),
-            hash: &hash,
-            instance: instances.get(&id).map(String::as_str),
-        };
-        match room(scheduler, &id, &found) {
-            Ok(Some(room)) => read.rooms.push(room),
-            Ok(None) => read.terminated += 1,
-            Err((field, message)) => read.problems.push(RoomProblem {
-                room: id,
-                field,
-                message,
-            }),
+        let values: Vec<redis::Value> = pipe.query(redis)?;
+        for (id, v) in chunk.iter().zip(values.chunks(5)) {
+            let [status, ping, occupancy, instance, hash] = v else {
+                continue;
+            };
+            let status: Option<f64> = redis::from_redis_value(status.clone())?;
+            // Deleted since the listing: upstream no longer has it.
+            let Some(status) = status else {
+                continue;
+            };
+            let hash: BTreeMap<String, String> = redis::from_redis_value(hash.clone())?;
+            let instance: Option<String> = redis::from_redis_value(instance.clone())?;
+            let found = RoomData {
+                status,
+                ping: redis::from_redis_value(ping.clone())?,
+                occupancy: redis::from_redis_value(occupancy.clone())?,
+                hash: &hash,
+                instance: instance.as_deref(),
+            };
+            match room(scheduler, id, &found) {
+                Ok(Some(room)) => read.rooms.push(room),
+                Ok(None) => read.terminated += 1,
+                Err((field, message)) => read.problems.push(RoomProblem {
+                    room: id.clone(),
+                    field,
+                    message,
+                }),
+            }
         }
     }
     Ok(read)

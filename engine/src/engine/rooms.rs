@@ -303,7 +303,11 @@ impl SchedulerEntry {
                 let Some(room) = self.fleet.remove(&event.room) else {
                     return EntryFate::Keep;
                 };
-                self.forward(io, &room, ForwardKind::Terminated);
+                // A watch-only scheduler's pods are Maestro Next's: its
+                // runtime watcher reports their end.
+                if !self.watch_only {
+                    self.forward(io, &room, ForwardKind::Terminated);
+                }
                 io.mark_dirty(&self.name);
                 self.on_room_gone(io, config, now, &event.room)
             }
