@@ -127,7 +127,7 @@ pub fn rooms(
     stored: &StoredScheduler,
     written: &mut Written,
 ) -> Result<(), redis::RedisError> {
-    let Some(name) = stored.versions.first().map(|v| v.scheduler.name.as_str()) else {
+    let Some(name) = stored.name() else {
         return Ok(());
     };
     let prefix = format!("scheduler:{name}");

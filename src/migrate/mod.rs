@@ -301,10 +301,7 @@ pub struct Planned {
 
 impl Planned {
     fn name(&self) -> &str {
-        self.stored
-            .versions
-            .first()
-            .map_or("", |v| v.scheduler.name.as_str())
+        self.stored.name().unwrap_or_default()
     }
 
     fn summary(&self) -> String {
@@ -388,7 +385,7 @@ fn import<K: Kv>(
         .load()
         .context("reading maestro's store")?
         .iter()
-        .filter_map(|s| s.versions.first().map(|v| v.scheduler.name.clone()))
+        .filter_map(|s| s.name().map(str::to_string))
         .map(|name| {
             let imported = store.migration(&name).ok().flatten().is_some();
             (name, imported)
@@ -560,49 +557,12 @@ pub fn plan(
     let mut terminated = 0;
     let rooms_read = redis.is_some();
     if let Some(redis) = redis {
-        match source::open_operations(redis, name) {
-            Ok(0) => {}
-            Ok(n) => problems.push(at(
-                None,
-                "operations",
-                format!(
-                    "Maestro Next has {n} operation(s) pending or in progress for it: let its \
-                     worker finish them (or cancel them) before importing"
-                ),
-            )),
-            Err(e) => problems.push(at(None, "operations", format!("reading Redis failed: {e}"))),
-        }
-        match source::rooms(redis, name) {
+        match upstream_rooms(redis, name, &stored.versions) {
             Ok(read) => {
                 stored.rooms = read.rooms;
                 terminated = read.terminated;
-                for p in read.problems {
-                    problems.push(Problem {
-                        scheduler: name.to_string(),
-                        version: None,
-                        room: Some(p.room),
-                        field: p.field,
-                        message: p.message,
-                    });
-                }
             }
-            Err(e) => problems.push(at(None, "rooms", format!("reading Redis failed: {e}"))),
-        }
-        for room in &stored.rooms {
-            if !stored
-                .versions
-                .iter()
-                .any(|v| Version::parse(&v.scheduler.spec.version) == Some(room.version))
-                && problems.iter().all(|p| p.version.is_none())
-            {
-                problems.push(Problem {
-                    scheduler: name.to_string(),
-                    version: None,
-                    room: Some(room.id.clone()),
-                    field: "version".into(),
-                    message: format!("version {} is not one of the scheduler's", room.version),
-                });
-            }
+            Err(mut found) => problems.append(&mut found),
         }
     }
     if !problems.is_empty() {
@@ -627,6 +587,76 @@ pub fn plan(
         rooms_read,
         terminated,
     })
+}
+
+/// A scheduler's rooms in upstream's Redis, checked: upstream has no
+/// operation open for it, and every room is readable and of one of
+/// `versions`. Otherwise every problem found.
+fn upstream_rooms(
+    redis: &mut redis::Connection,
+    name: &str,
+    versions: &[StoredVersion],
+) -> Result<source::UpstreamRooms, Vec<Problem>> {
+    let problem = |room: Option<String>, field: &str, message: String| Problem {
+        scheduler: name.to_string(),
+        version: None,
+        room,
+        field: field.to_string(),
+        message,
+    };
+    let mut problems = Vec::new();
+    match source::open_operations(redis, name) {
+        Ok(0) => {}
+        Ok(n) => problems.push(problem(
+            None,
+            "operations",
+            format!(
+                "Maestro Next has {n} operation(s) pending or in progress for it: let its \
+                 worker finish them (or cancel them) first"
+            ),
+        )),
+        Err(e) => problems.push(problem(
+            None,
+            "operations",
+            format!("reading Redis failed: {e}"),
+        )),
+    }
+    let read = match source::rooms(redis, name) {
+        Ok(read) => read,
+        Err(e) => {
+            problems.push(problem(None, "rooms", format!("reading Redis failed: {e}")));
+            return Err(problems);
+        }
+    };
+    for p in &read.problems {
+        problems.push(problem(Some(p.room.clone()), &p.field, p.message.clone()));
+    }
+    let known: Vec<Version> = versions
+        .iter()
+        .filter_map(|v| Version::parse(&v.scheduler.spec.version))
+        .collect();
+    for room in read.rooms.iter().filter(|r| !known.contains(&r.version)) {
+        problems.push(problem(
+            Some(room.id.clone()),
+            "version",
+            format!("version {} is not one of the scheduler's", room.version),
+        ));
+    }
+    if problems.is_empty() {
+        Ok(read)
+    } else {
+        Err(problems)
+    }
+}
+
+/// A scheduler in maestro's store, whole.
+fn stored_scheduler<K: Kv>(store: &Store<K>, name: &str) -> Result<StoredScheduler> {
+    store
+        .load()
+        .context("reading maestro's store")?
+        .into_iter()
+        .find(|s| s.name() == Some(name))
+        .with_context(|| format!("scheduler {name} is not in maestro's store"))
 }
 
 // ----- switch, unswitch, status ---------------------------------------------
@@ -663,12 +693,7 @@ fn switch<K: Kv>(
         return Ok(());
     }
     if !switched {
-        let stored = store
-            .load()
-            .context("reading maestro's store")?
-            .into_iter()
-            .find(|s| s.versions.first().is_some_and(|v| v.scheduler.name == name))
-            .with_context(|| format!("scheduler {name} is not in maestro's store"))?;
+        let stored = stored_scheduler(store, name)?;
         let open: Vec<String> = stored
             .operations
             .iter()
@@ -749,41 +774,14 @@ fn refreshed_rooms<K: Kv>(
     name: &str,
     redis: &mut redis::Connection,
 ) -> Result<Vec<Write>> {
-    let stored = store
-        .load()
-        .context("reading maestro's store")?
-        .into_iter()
-        .find(|s| s.versions.first().is_some_and(|v| v.scheduler.name == name))
-        .with_context(|| format!("scheduler {name} is not in maestro's store"))?;
-    let open = source::open_operations(redis, name).context("reading Maestro Next's Redis")?;
-    if open > 0 {
-        bail!(
-            "Maestro Next has {open} operation(s) pending or in progress for {name}: let its \
-             worker finish them (or cancel them) before switching"
-        );
-    }
-    let read = source::rooms(redis, name).context("reading Maestro Next's Redis")?;
-    if let Some(p) = read.problems.first() {
-        bail!(
-            "scheduler {name}, room {}: {}: {} ({} room(s) unreadable; nothing was changed)",
-            p.room,
-            p.field,
-            p.message,
-            read.problems.len()
-        );
-    }
-    let known: Vec<Version> = stored
-        .versions
-        .iter()
-        .filter_map(|v| Version::parse(&v.scheduler.spec.version))
-        .collect();
-    if let Some(room) = read.rooms.iter().find(|r| !known.contains(&r.version)) {
-        bail!(
-            "scheduler {name}, room {}: version {} is not one of the scheduler's: import it again",
-            room.id,
-            room.version
-        );
-    }
+    let stored = stored_scheduler(store, name)?;
+    let read = upstream_rooms(redis, name, &stored.versions).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!(
+            "Maestro Next's rooms cannot be taken over; nothing was changed:\n{}",
+            lines.join("\n")
+        )
+    })?;
     let fresh: std::collections::BTreeSet<&str> =
         read.rooms.iter().map(|r| r.id.as_str()).collect();
     let mut writes: Vec<Write> = stored
@@ -815,7 +813,7 @@ fn print_status<K: Kv>(store: &Store<K>) -> Result<()> {
     let stored = store.load().context("reading maestro's store")?;
     let mut any = false;
     for s in &stored {
-        let Some(name) = s.versions.first().map(|v| v.scheduler.name.as_str()) else {
+        let Some(name) = s.name() else {
             continue;
         };
         let Some(m) = store.migration(name).context("reading maestro's store")? else {

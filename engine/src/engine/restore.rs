@@ -38,6 +38,13 @@ pub struct StoredScheduler {
     pub watch_only: bool,
 }
 
+impl StoredScheduler {
+    /// The scheduler's name (every version carries it), if any version is stored.
+    pub fn name(&self) -> Option<&str> {
+        self.versions.first().map(|v| v.scheduler.name.as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RestoreError {
     #[error("stored scheduler has no version")]
