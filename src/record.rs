@@ -219,7 +219,8 @@ fn record_time(record: &Record) -> Time {
         | Record::Allocate(t, _, _)
         | Record::Instance(t, _)
         | Record::Result(t, _, _)
-        | Record::Timeout(t) => *t,
+        | Record::Timeout(t)
+        | Record::Liveness(t, _) => *t,
         Record::Checkpoint { .. } | Record::Gap { .. } => Time::ZERO,
     }
 }

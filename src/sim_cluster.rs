@@ -159,6 +159,10 @@ impl SimCluster {
                         let _ = lane.send(ping);
                     }
                 }
+                // Only with `Pings::Reported`, which needs a shell that calls the
+                // engine itself; this one's game servers ping over HTTP (Every or
+                // Elided, see its configuration).
+                Output::Liveness(_) => {}
             }
         }
     }

@@ -3,13 +3,16 @@
 //!
 //! One day of synthetic demand (a daily cycle between `PEAK / 4` and `PEAK`
 //! players, 10 players a match, lognormal matches of about 30 minutes)
-//! through `maestro_sim::plan::run`, twice: with every ping delivered (the
-//! engine sees each game server's ping every 10 s) and with unchanged pings
-//! elided (the planner's default, the same decisions). A room event is
-//! what reaches the engine from the cluster and the matchmaker: a ping, a
-//! pod event or an allocation. Reported per run: simulated time, wall time,
-//! room events, room events per second, engine inputs per second, and the
-//! decision trace hash (equal in both runs).
+//! through `maestro_sim::plan::run`, three times: with every ping delivered
+//! (the engine sees each game server's ping every 10 s), with unchanged
+//! pings elided (what a shell whose servers ping over HTTP can leave out),
+//! and with pings reported (the planner's default: status changes, and
+//! each server's pings said steady or stopped). The three make the same
+//! decisions. A room event is what reaches the engine from the cluster and
+//! the matchmaker: a ping, a liveness report, a pod event or an
+//! allocation. Reported per run: simulated time, wall time, room events,
+//! room events per second, engine inputs per second, and the decision
+//! trace hash (equal in all three).
 //!
 //! Run: `cargo bench -p maestro-benches --bench planner` (add `-- 200000`
 //! for another peak of concurrent players).
@@ -22,7 +25,7 @@ use maestro_sim::cluster::Pings;
 use maestro_sim::demand::Demand;
 use maestro_sim::demand::synthetic::Synthetic;
 use maestro_sim::dist::Distribution;
-use maestro_sim::plan::{PlanConfig, run};
+use maestro_sim::plan::{PlanConfig, elided_pings, run};
 
 fn main() {
     let peak: f64 = std::env::args()
@@ -54,8 +57,12 @@ fn main() {
         "{:<10} {:>10} {:>8} {:>13} {:>15} {:>16} {:>10}  trace",
         "pings", "simulated", "wall", "room events", "room events/s", "engine inputs/s", "matches"
     );
-    let elided = config.cluster.pings;
-    for (label, pings) in [("every", Pings::Every), ("elided", elided)] {
+    let elided = elided_pings(&config.cluster, &config.engine);
+    for (label, pings) in [
+        ("every", Pings::Every),
+        ("elided", elided),
+        ("reported", Pings::Reported),
+    ] {
         let mut c = config.clone();
         c.cluster.pings = pings;
         let started = Instant::now();

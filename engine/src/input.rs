@@ -4,6 +4,7 @@
 use crate::operation::{OperationId, OperationStatus};
 use crate::room::{Address, HostPort, InstanceStatus, PingStatus, RoomId, RoomStatus};
 use crate::scheduler::{Scheduler, ValidationErrors};
+use crate::time::Time;
 use crate::version::Version;
 
 /// A management request. Replies come back synchronously; the shell
@@ -131,6 +132,27 @@ pub enum PingError {
     /// The shell could not reach the engine (never the engine's answer).
     #[error("{0}")]
     Unavailable(String),
+}
+
+/// What a shell that runs the game servers itself (the simulated cluster)
+/// knows of a room's pings, so that it need not deliver the pings that
+/// change nothing (see [`crate::Engine::handle_liveness`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Liveness {
+    pub scheduler: String,
+    pub room: RoomId,
+    pub pings: PingStream,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum PingStream {
+    /// The game server pings on its cadence from now on, unchanged pings
+    /// left out: no ping deadline applies until it stops.
+    Steady,
+    /// It stopped pinging; its last ping was at `last`.
+    Stopped { last: Time },
 }
 
 /// What the runtime reports about a room's pod.

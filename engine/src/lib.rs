@@ -34,7 +34,7 @@ pub use engine::query;
 pub use engine::{Engine, RestoreError, StoredScheduler, StoredVersion, VersionInfo};
 pub use input::{
     AllocateError, Allocation, Command, CommandError, CommandReply, InstanceEvent,
-    InstanceEventKind, Ping, PingError,
+    InstanceEventKind, Liveness, Ping, PingError, PingStream,
 };
 pub use operation::{Definition, Operation, OperationId, OperationStatus};
 pub use time::{Millis, Time};

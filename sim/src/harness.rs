@@ -246,6 +246,11 @@ impl Harness {
                     // changes nothing; the room pings again on its period.
                     let _ = self.engine.handle_ping(self.now, &ping);
                 }
+                Output::Liveness(liveness) => {
+                    self.rec(|| Record::Liveness(now, liveness.clone()));
+                    // A room the engine no longer has needs no deadline.
+                    let _ = self.engine.handle_liveness(self.now, &liveness);
+                }
             }
             self.drain();
         }
@@ -325,6 +330,8 @@ impl Harness {
                 self.drain();
             }
         }
+        // The game servers' next pings reach the new process.
+        self.cluster.announce(self.now);
     }
 
     /// Executes every effect the engine emitted; store writes are applied

@@ -22,7 +22,7 @@ use std::io::Read;
 use maestro_engine::room::PingStatus;
 use maestro_engine::{
     AllocateError, Command, EffectId, Engine, EngineConfig, InstanceEvent, InstanceEventKind,
-    Millis, Ping, RuntimeError, StoredScheduler, Time,
+    Liveness, Millis, Ping, RuntimeError, StoredScheduler, Time,
 };
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +60,9 @@ pub enum Record {
     Gap {
         dropped: u64,
     },
+    /// What the simulated cluster reported of a room's pings (its harness
+    /// only; last, so that older recordings still decode).
+    Liveness(Time, Liveness),
 }
 
 impl Record {
@@ -309,6 +312,10 @@ pub fn replay(
             Record::Timeout(now) => {
                 out.end = now;
                 engine.handle_timeout(now);
+            }
+            Record::Liveness(now, liveness) => {
+                out.end = now;
+                let _ = engine.handle_liveness(now, &liveness);
             }
             Record::Checkpoint { decisions, hash } => {
                 drain(&mut engine, &mut trace);

@@ -1,10 +1,14 @@
 use super::*;
-use crate::cluster::ClusterConfig;
 use crate::cluster::test_scheduler;
+use crate::cluster::{ClusterConfig, Failures, Pings};
 use crate::harness::Harness;
 
 fn recorded() -> Vec<Record> {
-    let mut h = Harness::new(EngineConfig::default(), ClusterConfig::default());
+    recorded_with(ClusterConfig::default())
+}
+
+fn recorded_with(cluster: ClusterConfig) -> Vec<Record> {
+    let mut h = Harness::new(EngineConfig::default(), cluster);
     h.command(Command::CreateScheduler(test_scheduler(2, 30, 0.4)))
         .unwrap();
     h.run_for(Millis::from_secs(30));
@@ -40,6 +44,34 @@ fn a_recording_replays_to_the_same_decisions() {
     let matches = &replayed.matches["arena"];
     assert_eq!(matches.len(), 40);
     assert!(matches.iter().all(|m| m.duration <= Millis::from_secs(90)));
+}
+
+#[test]
+fn reported_pings_record_and_replay_across_a_restart() {
+    // The recording starts with a restart: restored rooms wait for the
+    // ping each game server sends at its next tick, then are steady again;
+    // crashes report stopped pings.
+    let records = recorded_with(ClusterConfig {
+        pings: Pings::Reported,
+        failures: Failures {
+            pod_crash_per_hour: 20.0,
+            ..Failures::default()
+        },
+        ..ClusterConfig::default()
+    });
+    let count = |steady: bool| {
+        records
+            .iter()
+            .filter(|r| {
+                matches!(r, Record::Liveness(_, l)
+                    if matches!(l.pings, maestro_engine::PingStream::Steady) == steady)
+            })
+            .count()
+    };
+    assert!(count(true) > 0 && count(false) > 0, "{records:?}");
+    let replayed = replay(Frames::new(&frames(&records)[..])).unwrap();
+    assert_eq!(replayed.mismatch, None);
+    assert_eq!(replayed.checkpoints, 1);
 }
 
 #[test]

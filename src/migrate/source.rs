@@ -311,6 +311,7 @@ fn room(scheduler: &str, id: &str, data: &RoomData<'_>) -> Result<Option<Room>, 
         allocated_at,
         deletion: None,
         restored: true,
+        steady_pings: false,
     }))
 }
 

@@ -24,7 +24,8 @@ pub use restore::{RestoreError, StoredScheduler, StoredVersion};
 use crate::config::EngineConfig;
 use crate::effect::{Effect, EffectId, RuntimeError};
 use crate::input::{
-    AllocateError, Allocation, Command, CommandError, CommandReply, InstanceEvent, Ping, PingError,
+    AllocateError, Allocation, Command, CommandError, CommandReply, InstanceEvent, Liveness, Ping,
+    PingError,
 };
 use crate::operation::{Definition, Operation, OperationStatus};
 use crate::room::{Fleet, RoomStatus};
@@ -308,6 +309,26 @@ impl Engine {
         };
         self.settle(now);
         status
+    }
+
+    /// A shell that runs the game servers itself (the simulated cluster)
+    /// says a room's pings are steady, or stopped at a time, instead of
+    /// delivering each ping that changes nothing. A ping that changes
+    /// nothing only moves the room's last-ping time, which decides one
+    /// thing: whether the room has been silent past the ping timeout. A
+    /// steady room never is, and a stopped one is timed from its last
+    /// ping, so the decisions are those of every ping delivered. Never
+    /// creates a room.
+    pub fn handle_liveness(&mut self, now: Time, liveness: &Liveness) -> Result<(), PingError> {
+        let now = self.advance(now);
+        let Engine { schedulers, io, .. } = self;
+        io.touch(&liveness.scheduler);
+        let result = match schedulers.get_mut(&liveness.scheduler) {
+            Some(entry) => entry.liveness(now, liveness),
+            None => Err(PingError::SchedulerNotFound(liveness.scheduler.clone())),
+        };
+        self.settle(now);
+        result
     }
 
     /// Hands out a ready room atomically; the same idempotency key within

@@ -8,7 +8,10 @@ use super::entry::{EntryFate, SchedulerEntry};
 use super::io::{InFlight, InFlightKind, Io};
 use crate::config::EngineConfig;
 use crate::effect::{Effect, ForwardEvent, ForwardKind, RuntimeError, RuntimeErrorKind};
-use crate::input::{AllocateError, Allocation, InstanceEvent, InstanceEventKind, Ping, PingError};
+use crate::input::{
+    AllocateError, Allocation, InstanceEvent, InstanceEventKind, Liveness, Ping, PingError,
+    PingStream,
+};
 use crate::rng::EngineRng;
 use crate::room::{
     HostPort, InstanceStatus, PingStatus, Room, RoomId, RoomStatus, calculate_status,
@@ -216,6 +219,7 @@ impl SchedulerEntry {
             allocated_at: None,
             deletion: None,
             restored: false,
+            steady_pings: false,
         });
         let scheduler = self.name.clone();
         let room = id.clone();
@@ -246,11 +250,6 @@ impl SchedulerEntry {
         ping: &Ping,
     ) -> Result<(RoomStatus, EntryFate), PingError> {
         let max_matches = self.max_matches();
-        let before = self
-            .fleet
-            .get(&ping.room)
-            .map(|r| (r.status, r.running_matches, r.restored))
-            .ok_or_else(|| PingError::RoomNotFound(ping.room.clone()))?;
         // Upstream coerces "occupied with no matches" to one match.
         let running_matches = if ping.status == PingStatus::Occupied && ping.running_matches == 0 {
             1
@@ -258,27 +257,35 @@ impl SchedulerEntry {
             ping.running_matches
         };
         let ttl = config.room_allocation_ttl;
-        let result = self
+        // One lookup: what decides whether anything changed is read in the
+        // update itself.
+        let (result, changed, is_validation_room, deleting) = self
             .fleet
             .update(&ping.room, |room| {
+                let before = (room.status, room.running_matches, room.restored);
                 room.last_ping_at = now;
                 room.restored = false;
                 room.ping_status = ping.status;
                 room.running_matches = running_matches;
                 room.metadata_json.clone_from(&ping.metadata_json);
-                apply_status(room, now, max_matches, ttl)
+                let result = apply_status(room, now, max_matches, ttl);
+                // A confirmed restored room may now be allocated or
+                // removed: decide again, as for a status change.
+                let changed = (room.status, room.running_matches, room.restored) != before;
+                (
+                    result,
+                    changed,
+                    room.is_validation_room,
+                    room.deletion.is_some(),
+                )
             })
             .ok_or_else(|| PingError::RoomNotFound(ping.room.clone()))?;
-        let room = self
-            .fleet
-            .get(&ping.room)
-            .expect("the room was just updated");
-        // A confirmed restored room may now be allocated or removed: decide
-        // again, as for a status change.
-        let changed = (room.status, room.running_matches, room.restored) != before;
-        let is_validation_room = room.is_validation_room;
-        if result.is_ok() && room.deletion.is_none() && self.active().has_enabled_forwarders() {
-            let room = room.clone();
+        if result.is_ok() && !deleting && self.active().has_enabled_forwarders() {
+            let room = self
+                .fleet
+                .get(&ping.room)
+                .expect("the room was just updated")
+                .clone();
             self.forward(io, &room, ForwardKind::Resync(ping.status));
         }
         let mut fate = EntryFate::Keep;
@@ -289,6 +296,22 @@ impl SchedulerEntry {
             }
         }
         result.map(|status| (status, fate))
+    }
+
+    /// What the shell knows of the room's pings: steady (no ping deadline)
+    /// or stopped at `last`, which times the room from then on exactly as
+    /// if every ping up to `last` had been delivered. Nothing else changes,
+    /// so nothing is decided here.
+    pub fn liveness(&mut self, now: Time, liveness: &Liveness) -> Result<(), PingError> {
+        self.fleet
+            .update(&liveness.room, |room| match liveness.pings {
+                PingStream::Steady => room.steady_pings = true,
+                PingStream::Stopped { last } => {
+                    room.steady_pings = false;
+                    room.last_ping_at = room.last_ping_at.max(last.min(now));
+                }
+            })
+            .ok_or_else(|| PingError::RoomNotFound(liveness.room.clone()))
     }
 
     pub fn instance_event(
@@ -388,6 +411,7 @@ impl SchedulerEntry {
             allocated_at: None,
             deletion: None,
             restored: true,
+            steady_pings: false,
         };
         room.status = calculate_status(room.status_inputs(1), now, Millis::ZERO);
         self.fleet.insert(room);

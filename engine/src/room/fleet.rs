@@ -2,10 +2,12 @@
 //! change so that no decision walks all rooms.
 //!
 //! Every mutation goes through [`Fleet::update`] (or insert/remove), which
-//! takes the room's contribution out of every index, applies the change and
-//! puts the new contribution back: O(log n) per change. `check_consistency`
-//! recomputes everything from scratch; the periodic health check and the
-//! tests call it.
+//! computes the room's contribution to every index (a small value, see
+//! `Contribution`) before and after the change and moves only the entries
+//! that differ: O(log n) per change, and nothing for a ping that changes
+//! nothing but the room's last-ping time while its pings are reported
+//! steady. `check_consistency` recomputes everything from scratch with the
+//! same function; the periodic health check and the tests call it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -152,31 +154,41 @@ impl Fleet {
             room.id
         );
         self.replace.entry(room.version).or_insert(false);
-        self.add_contribution(&room);
+        let c = self.contribution(&room);
+        self.count(&c, true);
+        self.index(&room.id, &c, true);
         self.changed.insert(room.id.clone());
         self.rooms.insert(room.id.clone(), room);
     }
 
     pub fn remove(&mut self, id: &str) -> Option<Room> {
         let room = self.rooms.remove(id)?;
-        self.remove_contribution(&room);
+        let c = self.contribution(&room);
+        self.count(&c, false);
+        self.index(&room.id, &c, false);
         self.changed.insert(room.id.clone());
         Some(room)
     }
 
-    /// Applies `change` to a room, keeping every index in step.
+    /// Applies `change` to a room, keeping every index in step: only the
+    /// indexes whose entry for the room changed are touched (a ping that
+    /// changes nothing touches none but the deadline's).
     pub fn update<R>(&mut self, id: &str, change: impl FnOnce(&mut Room) -> R) -> Option<R> {
-        // The map's own key goes back with the room: no id is copied for it.
-        let (key, mut room) = self.rooms.remove_entry(id)?;
-        self.remove_contribution(&room);
-        let result = change(&mut room);
-        assert_eq!(room.id, key, "a room's id never changes");
+        let room = self.rooms.get_mut(id)?;
+        let before = contribution(&self.timeouts, &self.replace, room);
+        let result = change(room);
+        assert_eq!(room.id, id, "a room's id never changes");
         self.replace.entry(room.version).or_insert(false);
-        self.add_contribution(&room);
-        if !self.changed.contains(&key) {
-            self.changed.insert(key.clone());
+        let after = contribution(&self.timeouts, &self.replace, room);
+        if before != after {
+            let id = room.id.clone();
+            self.count(&before, false);
+            self.count(&after, true);
+            self.reindex(&id, &before, &after);
         }
-        self.rooms.insert(key, room);
+        if !self.changed.contains(id) {
+            self.changed.insert(id.to_string());
+        }
         Some(result)
     }
 
@@ -185,13 +197,16 @@ impl Fleet {
     /// per version switch.
     pub fn set_replacement(&mut self, replace: BTreeMap<Version, bool>) {
         let rooms = std::mem::take(&mut self.rooms);
-        for room in rooms.values() {
-            self.remove_contribution(room);
-        }
+        let before: Vec<Contribution> = rooms.values().map(|r| self.contribution(r)).collect();
         self.replace = replace;
-        for room in rooms.values() {
+        for (room, before) in rooms.values().zip(before) {
             self.replace.entry(room.version).or_insert(false);
-            self.add_contribution(room);
+            let after = self.contribution(room);
+            if before != after {
+                self.count(&before, false);
+                self.count(&after, true);
+                self.reindex(&room.id, &before, &after);
+            }
         }
         self.rooms = rooms;
     }
@@ -260,109 +275,82 @@ impl Fleet {
     /// When `room` expires if nothing changes (upstream's health-check
     /// classification, turned into a deadline so it can be a timer).
     pub fn expiry_deadline(&self, room: &Room) -> Option<Time> {
-        let t = &self.timeouts;
-        if let Some(deletion) = room.deletion {
-            // Retry the delete if the room is still here after the timeout.
-            return Some(deletion.requested_at + t.deletion);
-        }
-        if room.is_validation_room {
-            return None; // the validating operation owns it until it deletes it
-        }
-        if room.restored {
-            // Unconfirmed since a restart: only the room's next ping
-            // confirms its game status; a room that never pings again (its
-            // pod gone, or its game server hung) must not linger, whatever
-            // status it was stored with.
-            return Some(room.last_ping_at + t.ping);
-        }
-        match room.status {
-            RoomStatus::Terminated => Some(room.last_ping_at),
-            RoomStatus::Terminating => Some(room.last_ping_at + t.deletion),
-            // A pod the cluster has not started yet counts as available (#483).
-            RoomStatus::Pending => None,
-            RoomStatus::Unready => Some(std::cmp::min(
-                room.created_at + t.initialization,
-                room.last_ping_at + t.ping,
-            )),
-            _ => Some(room.last_ping_at + t.ping),
-        }
+        expiry_deadline(&self.timeouts, room)
     }
 
-    fn add_contribution(&mut self, room: &Room) {
-        self.apply(room, true);
+    fn contribution(&self, room: &Room) -> Contribution {
+        contribution(&self.timeouts, &self.replace, room)
     }
 
-    fn remove_contribution(&mut self, room: &Room) {
-        self.apply(room, false);
-    }
-
-    /// Adds (`add`) or removes a room's contribution to every index.
-    fn apply(&mut self, room: &Room, add: bool) {
-        fn bump(n: &mut u64, add: bool) {
+    /// Adds (`add`) or takes away a room's share of the counts.
+    fn count(&mut self, c: &Contribution, add: bool) {
+        fn bump(n: &mut u64, by: u64, add: bool) {
             if add {
-                *n += 1;
+                *n += by;
             } else {
-                *n = n.checked_sub(1).expect("fleet count underflow");
+                *n = n.checked_sub(by).expect("fleet count underflow");
             }
         }
         fn count_version(map: &mut BTreeMap<Version, u64>, version: Version, add: bool) {
             let n = map.entry(version).or_insert(0);
-            bump(n, add);
+            bump(n, 1, add);
             if *n == 0 {
                 map.remove(&version);
             }
         }
-        fn set<K: Ord>(set: &mut BTreeSet<K>, key: K, add: bool) {
-            let changed = if add {
-                set.insert(key)
-            } else {
-                set.remove(&key)
-            };
-            assert!(changed, "fleet index out of step");
-        }
-
-        if let Some(deadline) = self.expiry_deadline(room) {
-            set(&mut self.deadlines, (deadline, room.id.clone()), add);
-        }
-        if room.is_validation_room {
-            bump(&mut self.counts.validation_rooms, add);
+        if c.validation {
+            bump(&mut self.counts.validation_rooms, 1, add);
             return;
         }
-        bump(&mut self.counts.by_status[room.status.index()], add);
-        if matches!(
-            room.status,
-            RoomStatus::Ready | RoomStatus::Active | RoomStatus::Occupied
-        ) {
-            if add {
-                self.counts.running_matches += room.running_matches;
-            } else {
-                self.counts.running_matches = self
-                    .counts
-                    .running_matches
-                    .checked_sub(room.running_matches)
-                    .expect("running matches underflow");
+        bump(&mut self.counts.by_status[c.status.index()], 1, add);
+        bump(&mut self.counts.running_matches, c.running_matches, add);
+        if is_in_service(c.status) {
+            count_version(&mut self.by_version, c.version, add);
+        }
+        if matches!(c.status, RoomStatus::Pending | RoomStatus::Unready) {
+            count_version(&mut self.starting_by_version, c.version, add);
+        }
+    }
+
+    /// Adds (`add`) or takes away a room's entries in the ordered indexes.
+    fn index(&mut self, id: &RoomId, c: &Contribution, add: bool) {
+        if let Some(deadline) = c.deadline {
+            set(&mut self.deadlines, (deadline, id.clone()), add);
+        }
+        if let Some((pool, rank)) = c.removable {
+            set(&mut self.removable, (pool, rank, id.clone()), add);
+        }
+        if let Some(pool) = c.ready {
+            set(&mut self.ready, (pool, id.clone()), add);
+        }
+    }
+
+    /// Moves a room's ordered entries from `before` to `after`, touching
+    /// only the indexes where they differ.
+    fn reindex(&mut self, id: &RoomId, before: &Contribution, after: &Contribution) {
+        if before.deadline != after.deadline {
+            if let Some(deadline) = before.deadline {
+                set(&mut self.deadlines, (deadline, id.clone()), false);
+            }
+            if let Some(deadline) = after.deadline {
+                set(&mut self.deadlines, (deadline, id.clone()), true);
             }
         }
-        if is_in_service(room.status) {
-            count_version(&mut self.by_version, room.version, add);
+        if before.removable != after.removable {
+            if let Some((pool, rank)) = before.removable {
+                set(&mut self.removable, (pool, rank, id.clone()), false);
+            }
+            if let Some((pool, rank)) = after.removable {
+                set(&mut self.removable, (pool, rank, id.clone()), true);
+            }
         }
-        if matches!(room.status, RoomStatus::Pending | RoomStatus::Unready) {
-            count_version(&mut self.starting_by_version, room.version, add);
-        }
-        let to_replace = self.needs_replacement(room.version);
-        if room.deletion.is_none()
-            && !room.restored
-            && let Some(rank) = removal_rank(room.status)
-        {
-            let pool = if to_replace { 0 } else { 1 };
-            set(&mut self.removable, (pool, rank, room.id.clone()), add);
-        }
-        if room.status == RoomStatus::Ready
-            && room.instance_status == InstanceStatus::Ready
-            && !room.restored
-        {
-            let pool = if to_replace { 1 } else { 0 };
-            set(&mut self.ready, (pool, room.id.clone()), add);
+        if before.ready != after.ready {
+            if let Some(pool) = before.ready {
+                set(&mut self.ready, (pool, id.clone()), false);
+            }
+            if let Some(pool) = after.ready {
+                set(&mut self.ready, (pool, id.clone()), true);
+            }
         }
     }
 
@@ -372,7 +360,9 @@ impl Fleet {
         let mut fresh = Fleet::new(self.timeouts);
         fresh.replace = self.replace.clone();
         for room in self.rooms.values() {
-            fresh.add_contribution(room);
+            let c = fresh.contribution(room);
+            fresh.count(&c, true);
+            fresh.index(&room.id, &c, true);
         }
         if fresh.counts != self.counts {
             return Err(format!("counts {:?} != {:?}", self.counts, fresh.counts));
@@ -392,6 +382,107 @@ impl Fleet {
             return Err("deadline index differs".to_string());
         }
         Ok(())
+    }
+}
+
+/// A room's share of the fleet's counts and its entries in the ordered
+/// indexes: computed from the room alone (and which versions are to be
+/// replaced), so an update compares two of them and touches only what
+/// differs, and the audit recomputes them all from scratch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Contribution {
+    deadline: Option<Time>,
+    /// Validation rooms count apart and are in no other index.
+    validation: bool,
+    status: RoomStatus,
+    version: Version,
+    /// Its matches, if it is ready, active or occupied (else 0).
+    running_matches: u64,
+    /// `(pool, rank)` in `removable`.
+    removable: Option<(u8, u8)>,
+    /// Its pool in `ready`.
+    ready: Option<u8>,
+}
+
+fn contribution(
+    timeouts: &ExpiryTimeouts,
+    replace: &BTreeMap<Version, bool>,
+    room: &Room,
+) -> Contribution {
+    let deadline = expiry_deadline(timeouts, room);
+    let mut c = Contribution {
+        deadline,
+        validation: room.is_validation_room,
+        status: room.status,
+        version: room.version,
+        running_matches: 0,
+        removable: None,
+        ready: None,
+    };
+    if room.is_validation_room {
+        return c;
+    }
+    if matches!(
+        room.status,
+        RoomStatus::Ready | RoomStatus::Active | RoomStatus::Occupied
+    ) {
+        c.running_matches = room.running_matches;
+    }
+    let to_replace = replace.get(&room.version).copied().unwrap_or(false);
+    if room.deletion.is_none()
+        && !room.restored
+        && let Some(rank) = removal_rank(room.status)
+    {
+        c.removable = Some((if to_replace { 0 } else { 1 }, rank));
+    }
+    if room.status == RoomStatus::Ready
+        && room.instance_status == InstanceStatus::Ready
+        && !room.restored
+    {
+        c.ready = Some(if to_replace { 1 } else { 0 });
+    }
+    c
+}
+
+fn set<K: Ord>(set: &mut BTreeSet<K>, key: K, add: bool) {
+    let changed = if add {
+        set.insert(key)
+    } else {
+        set.remove(&key)
+    };
+    assert!(changed, "fleet index out of step");
+}
+
+/// When `room` expires if nothing changes (upstream's health-check
+/// classification, turned into a deadline so it can be a timer).
+fn expiry_deadline(t: &ExpiryTimeouts, room: &Room) -> Option<Time> {
+    if let Some(deletion) = room.deletion {
+        // Retry the delete if the room is still here after the timeout.
+        return Some(deletion.requested_at + t.deletion);
+    }
+    if room.is_validation_room {
+        return None; // the validating operation owns it until it deletes it
+    }
+    if room.restored {
+        // Unconfirmed since a restart: only the room's next ping
+        // confirms its game status; a room that never pings again (its
+        // pod gone, or its game server hung) must not linger, whatever
+        // status it was stored with.
+        return Some(room.last_ping_at + t.ping);
+    }
+    // Silent for `timeout` after its last ping; never while the shell
+    // vouches for its pings (they would keep moving the deadline on).
+    let silent_for = |timeout: Millis| (!room.steady_pings).then(|| room.last_ping_at + timeout);
+    match room.status {
+        RoomStatus::Terminated => Some(room.last_ping_at),
+        RoomStatus::Terminating => silent_for(t.deletion),
+        // A pod the cluster has not started yet counts as available (#483).
+        RoomStatus::Pending => None,
+        RoomStatus::Unready => {
+            let initialization = room.created_at + t.initialization;
+            Some(silent_for(t.ping).map_or(initialization, |p| p.min(initialization)))
+        }
+        _ => silent_for(t.ping),
     }
 }
 
@@ -501,6 +592,38 @@ mod tests {
         r.deletion = Some(crate::room::Deletion {
             requested_at: Time(50_000),
             reason: RemovalReason::NewVersionValidationFinished,
+        });
+        assert_eq!(fleet.expiry_deadline(&r), Some(Time(170_000)));
+    }
+
+    #[test]
+    fn steady_pings_lift_only_the_ping_deadlines() {
+        let fleet = Fleet::new(timeouts());
+        let mut r = room("a", Version::FIRST, RoomStatus::Ready);
+        r.last_ping_at = Time(10_000);
+        r.steady_pings = true;
+        assert_eq!(fleet.expiry_deadline(&r), None);
+        r.status = RoomStatus::Terminating;
+        assert_eq!(fleet.expiry_deadline(&r), None);
+        r.status = RoomStatus::Unready;
+        assert_eq!(
+            fleet.expiry_deadline(&r),
+            Some(Time(121_000)),
+            "an unready room still has its initialization timeout"
+        );
+        r.status = RoomStatus::Terminated;
+        assert_eq!(fleet.expiry_deadline(&r), Some(Time(10_000)));
+        r.status = RoomStatus::Ready;
+        r.restored = true;
+        assert_eq!(
+            fleet.expiry_deadline(&r),
+            Some(Time(250_000)),
+            "a restored room waits for a ping, steady or not"
+        );
+        r.restored = false;
+        r.deletion = Some(crate::room::Deletion {
+            requested_at: Time(50_000),
+            reason: RemovalReason::ScaleDown,
         });
         assert_eq!(fleet.expiry_deadline(&r), Some(Time(170_000)));
     }

@@ -107,6 +107,12 @@ pub struct Room {
     /// a runtime report: its recorded status may be stale, so it is neither
     /// allocated nor removed to scale down or roll out until confirmed.
     pub restored: bool,
+    /// The shell vouches that the room's game server pings on its cadence
+    /// ([`crate::PingStream::Steady`]), so no ping deadline applies until it
+    /// reports the pings stopped. Only the simulated cluster says so; rooms
+    /// of the service are timed by the pings they send.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub steady_pings: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

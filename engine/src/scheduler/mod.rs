@@ -324,6 +324,7 @@ pub mod fixtures {
             allocated_at: None,
             deletion: None,
             restored: false,
+            steady_pings: false,
         }
     }
 

@@ -24,6 +24,13 @@
 //! provided `refresh + ping_interval` is below the timeout. A test that
 //! silences a server at an arbitrary time ([`Cluster::set_behaviour`])
 //! gets that exactness only with [`Pings::Every`].
+//!
+//! Pings reported ([`Pings::Reported`], the planner's): status changes
+//! only, and [`Output::Liveness`] when a game server's pings become steady
+//! and when they stop, with its last ping's time, which the shell hands to
+//! [`maestro_engine::Engine::handle_liveness`]. No unchanged ping is sent
+//! at all, and the engine's ping timeout comes out the same (see
+//! docs/ARCHITECTURE.md, "Pings reported").
 
 mod nodes;
 
@@ -34,7 +41,8 @@ use maestro_engine::room::{Address, AddressPort, HostPort, InstanceStatus, PingS
 use maestro_engine::scheduler::Scheduler;
 use maestro_engine::scheduler::quantity::parse_quantity;
 use maestro_engine::{
-    InstanceEvent, InstanceEventKind, Millis, Ping, RuntimeError, RuntimeErrorKind, Time,
+    InstanceEvent, InstanceEventKind, Liveness, Millis, Ping, PingStream, RuntimeError,
+    RuntimeErrorKind, Time,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -100,6 +108,12 @@ pub enum Pings {
     Every,
     /// Status changes, and an unchanged ping at least every `refresh`.
     Elided { refresh: Millis },
+    /// Status changes only, and each game server's pings reported steady
+    /// when it starts pinging and stopped, with its last ping's time, when
+    /// it falls silent ([`Output::Liveness`]). Only a shell that hands the
+    /// engine those reports ([`maestro_engine::Engine::handle_liveness`])
+    /// can use it: the planner's harness.
+    Reported,
 }
 
 /// Failure rates. Zero turns a failure off.
@@ -173,6 +187,8 @@ pub enum Output {
     Instance(InstanceEvent),
     /// A game server's ping, for the Rooms API.
     Ping(Ping),
+    /// With [`Pings::Reported`]: a game server's pings became steady, or stopped.
+    Liveness(Liveness),
 }
 
 /// Counters and time integrals of a run.
@@ -246,6 +262,9 @@ struct Pod {
     /// When it will crash, if it does.
     crash_at: Option<Time>,
     last_ping: Option<Time>,
+    /// With [`Pings::Reported`]: maestro was told its pings are steady
+    /// (and not yet that they stopped).
+    steady: bool,
     /// End times of the matches it hosts, earliest first.
     matches: Vec<Time>,
     played: u32,
@@ -425,6 +444,7 @@ impl Cluster {
                 booted: None,
                 crash_at: None,
                 last_ping: None,
+                steady: false,
                 matches: Vec::new(),
                 played: 0,
                 behaviour: None,
@@ -525,6 +545,7 @@ impl Cluster {
             pod.behaviour = behaviour;
             if pod.phase == Phase::Running && pod.booted.is_some() {
                 self.ping(id);
+                self.report_liveness(id);
             }
         }
     }
@@ -598,6 +619,12 @@ impl Cluster {
         self.pod_id(scheduler, room)
             .and_then(|id| self.pods.get(&id))
             .is_some_and(Pod::in_match)
+    }
+
+    /// Pods waiting for a node, and nodes: what the planner samples every
+    /// simulated minute, without the pass over every pod [`Cluster::counts`] makes.
+    pub fn pending_and_nodes(&self) -> (u64, u64) {
+        (self.pending.len() as u64, self.node_count())
     }
 
     pub fn counts(&self) -> Counts {
@@ -942,6 +969,7 @@ impl Cluster {
         }
         pod.booted = Some(self.now);
         self.ping(id);
+        self.report_liveness(id);
         self.arm_ping(id);
         let rate = self.config.failures.pod_crash_per_hour;
         if let Some(after) = exponential(&mut self.rng, rate) {
@@ -971,6 +999,16 @@ impl Cluster {
         Time(booted.0 + since.div_ceil(interval) * interval)
     }
 
+    /// The pod's last ping tick at or before `t` (its boot at the earliest).
+    fn tick_at_or_before(&self, id: PodId, t: Time) -> Time {
+        let Some(booted) = self.pods.get(&id).and_then(|p| p.booted) else {
+            return t;
+        };
+        let interval = self.config.ping_interval.0.max(1);
+        let since = t.0.saturating_sub(booted.0);
+        Time(booted.0 + since / interval * interval)
+    }
+
     /// Sets the pod's next periodic ping.
     fn arm_ping(&mut self, id: PodId) {
         let Some(pod) = self.pods.get(&id) else {
@@ -983,6 +1021,8 @@ impl Cluster {
             Pings::Elided { refresh } => {
                 (pod.last_ping.unwrap_or(self.now) + refresh).max(self.now + Millis(1))
             }
+            // Reported as steady: no periodic ping.
+            Pings::Reported => return,
         };
         let at = self.tick_at_or_after(id, after);
         self.set_timer(at, Timer::Ping(id));
@@ -996,13 +1036,73 @@ impl Cluster {
             return;
         }
         let due = match self.config.pings {
-            Pings::Every => true,
+            Pings::Every | Pings::Reported => true,
             Pings::Elided { refresh } => pod.last_ping.is_none_or(|t| self.now >= t + refresh),
         };
         if due {
             self.ping(id);
         }
+        self.report_liveness(id);
         self.arm_ping(id);
+    }
+
+    /// With [`Pings::Reported`], tells maestro when the game server's
+    /// pings became steady or stopped since it was last told. A silent
+    /// server's last ping is its last tick (crashes happen right after
+    /// one, see the module documentation).
+    fn report_liveness(&mut self, id: PodId) {
+        if self.config.pings != Pings::Reported {
+            return;
+        }
+        let last = self.tick_at_or_before(id, self.now);
+        let Some(pod) = self.pods.get_mut(&id) else {
+            return;
+        };
+        let pinging = pod.phase == Phase::Running
+            && pod.booted.is_some()
+            && pod
+                .behaviour
+                .is_none_or(|b| b.status != PingStatus::Unknown);
+        if pinging == pod.steady {
+            return;
+        }
+        pod.steady = pinging;
+        let pings = if pinging {
+            PingStream::Steady
+        } else {
+            PingStream::Stopped {
+                last: pod.last_ping.map_or(last, |t| t.max(last)),
+            }
+        };
+        self.outputs.push_back(Output::Liveness(Liveness {
+            scheduler: pod.spec.scheduler.clone(),
+            room: pod.spec.room.clone(),
+            pings,
+        }));
+    }
+
+    /// After a restart of maestro, each game server's next ping reaches
+    /// the new process: with [`Pings::Reported`] none would otherwise
+    /// come before a status change, so each running server is set to ping
+    /// once at its next tick (and said steady again).
+    pub fn announce(&mut self, now: Time) {
+        self.advance(now);
+        if self.config.pings != Pings::Reported {
+            return;
+        }
+        let running: Vec<PodId> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| p.phase == Phase::Running && p.booted.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in running {
+            if let Some(pod) = self.pods.get_mut(&id) {
+                pod.steady = false;
+            }
+            let at = self.tick_at_or_after(id, self.now + Millis(1));
+            self.set_timer(at, Timer::Ping(id));
+        }
     }
 
     /// The game server pings with what it hosts now.
@@ -1073,7 +1173,7 @@ impl Cluster {
             Some(_) => {}
             None => return,
         }
-        if pod.last_ping != Some(self.now) {
+        if pod.last_ping != Some(self.now) && self.config.pings != Pings::Reported {
             self.ping(id);
         }
         let address = self.address(&self.pods[&id]);
@@ -1081,6 +1181,10 @@ impl Cluster {
             return;
         };
         pod.phase = Phase::Crashed;
+        self.report_liveness(id);
+        let Some(pod) = self.pods.get_mut(&id) else {
+            return;
+        };
         self.stats.pods_crashed += 1;
         self.stats.matches_interrupted_by_failure += pod.matches.len() as u64;
         pod.matches.clear();
@@ -1109,6 +1213,10 @@ impl Cluster {
             self.pending.remove(&id);
         }
         pod.phase = Phase::Deleting;
+        self.report_liveness(id);
+        let Some(pod) = self.pods.get_mut(&id) else {
+            return;
+        };
         self.stats.pods_deleted += 1;
         let event = instance(
             &pod.spec,

@@ -212,8 +212,16 @@ fn a_lost_node_takes_its_pods_and_the_watch_hears_each() {
     c.check_consistency().unwrap();
 }
 
-/// The times each room's pings reach maestro, and when it crashed.
-fn ping_times(mode: Pings, seed: u64) -> (BTreeMap<String, Vec<u64>>, BTreeMap<String, u64>) {
+/// What reaches maestro of each room's pings, and when it crashed.
+#[derive(Default)]
+struct PingLog {
+    times: BTreeMap<String, Vec<u64>>,
+    crashes: BTreeMap<String, u64>,
+    /// Liveness reports: `(time, Some(last ping))` for stopped, `None` for steady.
+    liveness: BTreeMap<String, Vec<(u64, Option<u64>)>>,
+}
+
+fn ping_times(mode: Pings, seed: u64) -> PingLog {
     let config = ClusterConfig {
         seed,
         pings: mode,
@@ -227,27 +235,44 @@ fn ping_times(mode: Pings, seed: u64) -> (BTreeMap<String, Vec<u64>>, BTreeMap<S
     for i in 0..30 {
         c.create_pod(Time(0), pod(&format!("r{i}"), 100)).unwrap();
     }
-    let mut times: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let mut crashes = BTreeMap::new();
+    let mut log = PingLog::default();
     let mut t = 0;
+    let mut drain = |c: &mut Cluster| {
+        while let Some(out) = c.poll_output() {
+            match out {
+                Output::Ping(p) => log.times.entry(p.room).or_default().push(c.now().0),
+                Output::Instance(e) if e.status == InstanceStatus::Error => {
+                    log.crashes.insert(e.room, c.now().0);
+                }
+                Output::Instance(_) => {}
+                Output::Liveness(l) => {
+                    let last = match l.pings {
+                        PingStream::Steady => None,
+                        PingStream::Stopped { last } => Some(last.0),
+                    };
+                    log.liveness
+                        .entry(l.room)
+                        .or_default()
+                        .push((c.now().0, last));
+                }
+            }
+        }
+    };
     while t < 3 * 3_600_000 {
         t += 7_000;
+        // Timer by timer, so that each output is logged at its own time.
+        while let Some(at) = c.next_timeout().filter(|at| at.0 <= t) {
+            c.advance(at);
+            drain(&mut c);
+        }
         if t % 70_000 == 0 {
             let room = format!("r{}", (t / 70_000) % 30);
             c.allocated(Time(t), "arena", &room, Some(Millis(45_000)));
         }
         c.advance(Time(t));
-        while let Some(out) = c.poll_output() {
-            match out {
-                Output::Ping(p) => times.entry(p.room).or_default().push(c.now().0),
-                Output::Instance(e) if e.status == InstanceStatus::Error => {
-                    crashes.insert(e.room, c.now().0);
-                }
-                Output::Instance(_) => {}
-            }
-        }
+        drain(&mut c);
     }
-    (times, crashes)
+    log
 }
 
 #[test]
@@ -255,8 +280,16 @@ fn elided_pings_keep_every_room_s_silence_the_same() {
     let refresh = Millis::from_secs(200);
     let interval = ClusterConfig::default().ping_interval;
     for seed in 0..3 {
-        let (every, crashes) = ping_times(Pings::Every, seed);
-        let (elided, elided_crashes) = ping_times(Pings::Elided { refresh }, seed);
+        let PingLog {
+            times: every,
+            crashes,
+            ..
+        } = ping_times(Pings::Every, seed);
+        let PingLog {
+            times: elided,
+            crashes: elided_crashes,
+            ..
+        } = ping_times(Pings::Elided { refresh }, seed);
         assert_eq!(crashes, elided_crashes, "the same crashes");
         assert!(!crashes.is_empty(), "seed {seed}: some rooms crash");
         for (room, all) in &every {
@@ -278,6 +311,44 @@ fn elided_pings_keep_every_room_s_silence_the_same() {
             // No gap reaches refresh + interval.
             for w in kept.windows(2) {
                 assert!(w[1] - w[0] <= refresh.0 + interval.0, "{room}: {w:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn reported_pings_say_steady_once_and_stopped_at_the_last_ping() {
+    for seed in 0..3 {
+        let every = ping_times(Pings::Every, seed);
+        let reported = ping_times(Pings::Reported, seed);
+        assert_eq!(every.crashes, reported.crashes, "the same crashes");
+        assert!(!every.crashes.is_empty(), "seed {seed}: some rooms crash");
+        for (room, all) in &every.times {
+            // Status changes only: the first ping, and one per match start
+            // and end (a match every 70 s over 30 rooms: a few each).
+            let kept = &reported.times[room];
+            if all.len() > 100 {
+                assert!(
+                    kept.len() * 20 < all.len(),
+                    "{room}: {} of {}",
+                    kept.len(),
+                    all.len()
+                );
+            }
+            assert!(kept.iter().all(|t| all.contains(t)), "{room}");
+            let reports = &reported.liveness[room];
+            assert_eq!(
+                reports[0],
+                (all[0], None),
+                "{room}: steady from its first ping"
+            );
+            match every.crashes.get(room) {
+                Some(crash) => assert_eq!(
+                    reports[1..],
+                    [(*crash, all.last().copied())],
+                    "{room}: stopped when it crashed, at its last ping"
+                ),
+                None => assert_eq!(reports.len(), 1, "{room}"),
             }
         }
     }

@@ -54,12 +54,17 @@ pub struct PlanConfig {
 
 impl PlanConfig {
     /// A plan of `scheduler` with upstream's engine defaults, unlimited
-    /// nodes and elided pings.
+    /// nodes, and pings reported rather than delivered one by one
+    /// ([`Pings::Reported`]: the same decisions, see
+    /// `tests::leaving_out_unchanged_pings_changes_no_decision`).
     pub fn new(scheduler: Scheduler) -> PlanConfig {
         // The engine's defaults audit the fleet hourly (see the timeline's
         // audit below).
         let engine = EngineConfig::default();
-        let cluster = planner_cluster(ClusterConfig::default(), &engine);
+        let cluster = ClusterConfig {
+            pings: Pings::Reported,
+            ..ClusterConfig::default()
+        };
         PlanConfig {
             scheduler,
             engine,
@@ -77,19 +82,19 @@ impl PlanConfig {
     }
 }
 
-/// The planner's cluster: unchanged pings elided as far as the engine's
-/// ping timeout allows (see [`crate::cluster`]).
-pub fn planner_cluster(mut cluster: ClusterConfig, engine: &EngineConfig) -> ClusterConfig {
+/// Unchanged pings elided as far as the engine's ping timeout allows (see
+/// [`crate::cluster`]): what a shell whose game servers ping over HTTP can
+/// save, to compare with [`Pings::Reported`].
+pub fn elided_pings(cluster: &ClusterConfig, engine: &EngineConfig) -> Pings {
     let interval = cluster.ping_interval.0.max(1);
     let room = engine.room_ping_timeout.0.saturating_sub(2 * interval);
-    cluster.pings = if room > interval {
+    if room > interval {
         Pings::Elided {
             refresh: Millis(room),
         }
     } else {
         Pings::Every
-    };
-    cluster
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -290,7 +295,7 @@ fn try_allocate(h: &mut Harness, scheduler: &str, duration: Millis) -> Result<bo
 }
 
 fn sample(h: &Harness, scheduler: &str, now: Time, start: Time, waiting: usize) -> TimelineRow {
-    let counts = h.cluster.counts();
+    let (pods_pending, nodes) = h.cluster.pending_and_nodes();
     let stats = h.cluster.stats();
     let running = stats.matches_started
         - stats.matches_finished
@@ -317,8 +322,8 @@ fn sample(h: &Harness, scheduler: &str, now: Time, start: Time, waiting: usize) 
     row.desired = desired;
     row.demand = running + waiting as u64;
     row.waiting = waiting as u64;
-    row.nodes = counts.nodes;
-    row.pods_pending = counts.pending;
+    row.nodes = nodes;
+    row.pods_pending = pods_pending;
     row
 }
 
