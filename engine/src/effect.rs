@@ -72,7 +72,7 @@ pub enum Effect {
     },
     /// Store: write the room record. Soft state: the shell may coalesce and
     /// batch these (the last write per room wins) instead of syncing each.
-    SaveRoom(Box<Room>),
+    SaveRoom(Arc<Room>),
     /// Store: the room is gone.
     ForgetRoom { scheduler: String, room: RoomId },
     /// Forwarders: tell the scheduler's enabled forwarders about a room.

@@ -798,7 +798,11 @@ fn refreshed_rooms<K: Kv>(
         read.rooms.len(),
         writes.len()
     );
-    writes.extend(read.rooms.into_iter().map(|r| Write::Room(Box::new(r))));
+    writes.extend(
+        read.rooms
+            .into_iter()
+            .map(|r| Write::Room(std::sync::Arc::new(r))),
+    );
     Ok(writes)
 }
 

@@ -42,7 +42,7 @@ pub enum Write {
         scheduler: String,
         ids: Vec<String>,
     },
-    Room(Box<Room>),
+    Room(Arc<Room>),
     ForgetRoom {
         scheduler: String,
         room: String,

@@ -295,7 +295,7 @@ fn delete_scheduler_removes_only_its_records<K: Kv>(store: &Store<K>) {
                 1,
                 0,
             ))),
-            Write::Room(Box::new(room(name, &format!("{name}-r1")))),
+            Write::Room(Arc::new(room(name, &format!("{name}-r1")))),
         ];
         store.apply(Time(1), &writes).unwrap();
     }
@@ -322,8 +322,8 @@ fn rooms_round_trip<K: Kv>(store: &Store<K>) {
             scheduler: scheduler("arena", "v1.0.0"),
             active: true,
         },
-        Write::Room(Box::new(room("arena", "arena-1"))),
-        Write::Room(Box::new(room("arena", "arena-2"))),
+        Write::Room(Arc::new(room("arena", "arena-1"))),
+        Write::Room(Arc::new(room("arena", "arena-2"))),
     ];
     store.apply(Time(1), &writes).unwrap();
     let mut updated = room("arena", "arena-1");
@@ -332,7 +332,7 @@ fn rooms_round_trip<K: Kv>(store: &Store<K>) {
         .apply(
             Time(2),
             &[
-                Write::Room(Box::new(updated.clone())),
+                Write::Room(Arc::new(updated.clone())),
                 Write::ForgetRoom {
                     scheduler: "arena".into(),
                     room: "arena-2".into(),

@@ -332,7 +332,7 @@ fn run_child<K: Kv>(store: Store<K>, seed: u64) -> ! {
             .map(|(id, r, key)| format!("{id}:{}:{key}", rank_name(*r)))
             .collect();
         let text = format!("{seq} {}", text.join(" "));
-        writes.push(Write::Room(Box::new(journal(name, text.clone()))));
+        writes.push(Write::Room(Arc::new(journal(name, text.clone()))));
         store.apply(now, &writes).unwrap();
         store.flush().unwrap();
         ack(format!("ack {name} {text}"));

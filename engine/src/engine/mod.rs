@@ -472,8 +472,8 @@ impl Engine {
             let wakeup = match schedulers.get_mut(&name) {
                 Some(entry) => {
                     for id in entry.fleet.take_changed() {
-                        match entry.fleet.get(&id) {
-                            Some(room) => io.emit(Effect::SaveRoom(Box::new(room.clone()))),
+                        match entry.fleet.shared(&id) {
+                            Some(room) => io.emit(Effect::SaveRoom(room)),
                             None => io.emit(Effect::ForgetRoom {
                                 scheduler: name.clone(),
                                 room: id,

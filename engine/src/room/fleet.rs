@@ -10,6 +10,7 @@
 //! same function; the periodic health check and the tests call it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::{InstanceStatus, Room, RoomId, RoomStatus};
 use crate::time::{Millis, Time};
@@ -76,7 +77,11 @@ fn removal_rank(status: RoomStatus) -> Option<u8> {
 
 #[derive(Clone, Debug)]
 pub struct Fleet {
-    rooms: BTreeMap<RoomId, Room>,
+    /// Shared with the `SaveRoom` effects that carry a room's record to the
+    /// store: an update copies the room only while such an effect still
+    /// holds it (`Arc::make_mut`), so a shell that drops the effect at once
+    /// (the planner, which persists nothing) never pays for the copy.
+    rooms: BTreeMap<RoomId, Arc<Room>>,
     counts: FleetCounts,
     /// In-service non-validation rooms per version.
     by_version: BTreeMap<Version, u64>,
@@ -136,7 +141,12 @@ impl Fleet {
     }
 
     pub fn get(&self, id: &str) -> Option<&Room> {
-        self.rooms.get(id)
+        self.rooms.get(id).map(|room| &**room)
+    }
+
+    /// The room's record as the store writes it, shared rather than copied.
+    pub fn shared(&self, id: &str) -> Option<Arc<Room>> {
+        self.rooms.get(id).cloned()
     }
 
     pub fn contains(&self, id: &str) -> bool {
@@ -144,7 +154,7 @@ impl Fleet {
     }
 
     pub fn rooms(&self) -> impl Iterator<Item = &Room> {
-        self.rooms.values()
+        self.rooms.values().map(|room| &**room)
     }
 
     pub fn insert(&mut self, room: Room) {
@@ -158,11 +168,11 @@ impl Fleet {
         self.count(&c, true);
         self.index(&room.id, &c, true);
         self.changed.insert(room.id.clone());
-        self.rooms.insert(room.id.clone(), room);
+        self.rooms.insert(room.id.clone(), Arc::new(room));
     }
 
     pub fn remove(&mut self, id: &str) -> Option<Room> {
-        let room = self.rooms.remove(id)?;
+        let room = Arc::unwrap_or_clone(self.rooms.remove(id)?);
         let c = self.contribution(&room);
         self.count(&c, false);
         self.index(&room.id, &c, false);
@@ -174,7 +184,7 @@ impl Fleet {
     /// indexes whose entry for the room changed are touched (a ping that
     /// changes nothing touches none but the deadline's).
     pub fn update<R>(&mut self, id: &str, change: impl FnOnce(&mut Room) -> R) -> Option<R> {
-        let room = self.rooms.get_mut(id)?;
+        let room = Arc::make_mut(self.rooms.get_mut(id)?);
         let before = contribution(&self.timeouts, &self.replace, room);
         let result = change(room);
         assert_eq!(room.id, id, "a room's id never changes");
