@@ -35,7 +35,7 @@ pub struct Stats {
     /// commands, allocations, timeouts).
     pub engine_inputs: u64,
     /// What reached the engine from the cluster and the matchmaker: pings,
-    /// pod events and allocations.
+    /// liveness reports, pod events and allocations.
     pub room_events: u64,
     /// `add_rooms` operations finished.
     pub scale_ups: u64,

@@ -7,6 +7,7 @@ use maestro_engine::scheduler::{PortRange, Scheduler, SchedulerState, fixtures};
 use maestro_engine::{
     Command, CommandError, CommandReply, Definition, EngineConfig, Millis, OperationStatus,
 };
+use maestro_sim::cluster::{Failures, Pings};
 use maestro_sim::{ClusterConfig, Harness, RoomBehaviour};
 
 fn scheduler(name: &str, replicas: i64) -> Scheduler {
@@ -1315,4 +1316,41 @@ fn a_watch_only_scheduler_changes_nothing_until_it_is_switched() {
         others.iter().all(|v| v == "v2.0.0"),
         "every free room is replaced: {others:?}"
     );
+}
+
+/// Reported pings decide as every ping does, across restarts (restored
+/// rooms wait for their next ping, which `Cluster::announce` sets) and
+/// crashes, some of them at the first tick after a restart.
+#[test]
+fn reported_pings_decide_as_every_ping_across_restarts_and_crashes() {
+    let run = |pings| {
+        let cluster = ClusterConfig {
+            pings,
+            failures: Failures {
+                pod_crash_per_hour: 6.0,
+                ..Failures::default()
+            },
+            ..ClusterConfig::default()
+        };
+        let mut h = Harness::new(EngineConfig::default(), cluster);
+        enqueued(h.command(Command::CreateScheduler(scheduler("arena", 20))));
+        for round in 0..200u64 {
+            for _ in 0..3 {
+                let _ = h.allocate_for("arena", Some(Millis::from_secs(60 + round % 5 * 30)));
+            }
+            h.run_for(Millis::from_secs(37));
+            if round % 3 == 2 {
+                h.restart();
+            }
+            check(&h);
+        }
+        (
+            h.trace.decisions(),
+            h.trace.hash(),
+            h.cluster.stats().pods_crashed,
+        )
+    };
+    let every = run(Pings::Every);
+    assert!(every.2 > 20, "crashes happened: {every:?}");
+    assert_eq!(run(Pings::Reported), every);
 }

@@ -313,12 +313,14 @@ impl Engine {
 
     /// A shell that runs the game servers itself (the simulated cluster)
     /// says a room's pings are steady, or stopped at a time, instead of
-    /// delivering each ping that changes nothing. A ping that changes
-    /// nothing only moves the room's last-ping time, which decides one
-    /// thing: whether the room has been silent past the ping timeout. A
-    /// steady room never is, and a stopped one is timed from its last
-    /// ping, so the decisions are those of every ping delivered. Never
-    /// creates a room.
+    /// delivering each ping that changes nothing. Such a ping moves the
+    /// room's last-ping time, which decides whether the room has been
+    /// silent past the ping timeout: a steady room never is, and a stopped
+    /// one is timed from its last ping. (It also makes the engine re-read
+    /// the room's status, which matters only for an allocation its game
+    /// server never took; see `maestro_sim::cluster` for the conditions
+    /// under which the decisions are those of every ping delivered.)
+    /// Never creates a room.
     pub fn handle_liveness(&mut self, now: Time, liveness: &Liveness) -> Result<(), PingError> {
         let now = self.advance(now);
         let Engine { schedulers, io, .. } = self;

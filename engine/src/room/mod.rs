@@ -110,8 +110,10 @@ pub struct Room {
     /// The shell vouches that the room's game server pings on its cadence
     /// ([`crate::PingStream::Steady`]), so no ping deadline applies until it
     /// reports the pings stopped. Only the simulated cluster says so; rooms
-    /// of the service are timed by the pings they send.
-    #[cfg_attr(feature = "serde", serde(default))]
+    /// of the service are timed by the pings they send. Not stored, so that
+    /// a restored room waits for a real ping again and the store's and the
+    /// recordings' formats are unchanged.
+    #[cfg_attr(feature = "serde", serde(skip))]
     pub steady_pings: bool,
 }
 

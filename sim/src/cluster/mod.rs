@@ -3,7 +3,8 @@
 //! A sans-IO state machine, like the engine: the caller gives it the time
 //! with every call ([`Cluster::advance`], [`Cluster::create_pod`], …) and
 //! takes what it produced with [`Cluster::poll_output`]: instance events
-//! for maestro's watch and pings for the Rooms API. It owns a seeded RNG,
+//! for maestro's watch, pings for the Rooms API, and with
+//! [`Pings::Reported`] liveness reports. It owns a seeded RNG,
 //! so a run is a function of its seed and its inputs. The same model
 //! serves the capacity planner and the property tests (virtual time, see
 //! [`crate::Harness`]) and `maestro start all` (real time, a thin shell in
@@ -13,9 +14,10 @@
 //! told ([`Cluster::allocated`], the matchmaker's message), never by
 //! polling maestro.
 //!
-//! Ping elision ([`Pings::Elided`]): a ping that changes nothing only moves
-//! the room's last-ping time, and the engine reads that time for one
-//! decision, expiring a room silent for longer than the ping timeout. The
+//! Ping elision ([`Pings::Elided`]): a ping that changes nothing moves the
+//! room's last-ping time, which the engine reads to expire a room silent
+//! for longer than the ping timeout (and it lets the engine read the room's
+//! status again, see the conditions below). The
 //! elided mode delivers an unchanged ping at least every `refresh` (on the
 //! room's own cadence), every status change at once, and always the ping
 //! of the tick at which a game server falls silent (crashes happen right
@@ -23,7 +25,7 @@
 //! timeout is, at every instant, the same as with every ping delivered,
 //! provided `refresh + ping_interval` is below the timeout. A test that
 //! silences a server at an arbitrary time ([`Cluster::set_behaviour`])
-//! gets that exactness only with [`Pings::Every`].
+//! gets that exactness only with [`Pings::Every`] or [`Pings::Reported`].
 //!
 //! Pings reported ([`Pings::Reported`], the planner's): status changes
 //! only, and [`Output::Liveness`] when a game server's pings become steady
@@ -31,6 +33,16 @@
 //! [`maestro_engine::Engine::handle_liveness`]. No unchanged ping is sent
 //! at all, and the engine's ping timeout comes out the same (see
 //! docs/ARCHITECTURE.md, "Pings reported").
+//!
+//! Both modes make the engine decide as with every ping delivered under
+//! three conditions, which the planner ensures: the ping and deletion
+//! timeouts are longer than the ping interval (elided: than `refresh` plus
+//! the interval); every game server given a match takes it (an unchanged
+//! ping also makes the engine read the room's status again, which turns an
+//! allocated room that never became occupied back to ready once the
+//! allocation TTL is over; the planner stops with an error when a server
+//! cannot take its match); and the engine refuses no ping (a refused
+//! status change is not sent again until the next one).
 
 mod nodes;
 
@@ -265,6 +277,10 @@ struct Pod {
     /// With [`Pings::Reported`]: maestro was told its pings are steady
     /// (and not yet that they stopped).
     steady: bool,
+    /// With [`Pings::Reported`]: maestro restarted and has not heard from
+    /// this server since; its pings up to the next tick are ones maestro
+    /// would have had, so a stop before then is still reported.
+    announcing: bool,
     /// End times of the matches it hosts, earliest first.
     matches: Vec<Time>,
     played: u32,
@@ -445,6 +461,7 @@ impl Cluster {
                 crash_at: None,
                 last_ping: None,
                 steady: false,
+                announcing: false,
                 matches: Vec::new(),
                 played: 0,
                 behaviour: None,
@@ -1063,17 +1080,23 @@ impl Cluster {
             && pod
                 .behaviour
                 .is_none_or(|b| b.status != PingStatus::Unknown);
-        if pinging == pod.steady {
-            return;
-        }
-        pod.steady = pinging;
         let pings = if pinging {
+            if pod.steady {
+                return;
+            }
             PingStream::Steady
         } else {
+            // Maestro holds an older last ping than the server's if it was
+            // told the pings are steady, or if it restarted since.
+            if !pod.steady && !pod.announcing {
+                return;
+            }
             PingStream::Stopped {
                 last: pod.last_ping.map_or(last, |t| t.max(last)),
             }
         };
+        pod.steady = pinging;
+        pod.announcing = false;
         self.outputs.push_back(Output::Liveness(Liveness {
             scheduler: pod.spec.scheduler.clone(),
             room: pod.spec.room.clone(),
@@ -1098,7 +1121,9 @@ impl Cluster {
             .collect();
         for id in running {
             if let Some(pod) = self.pods.get_mut(&id) {
+                // The restored room is not steady (that is not stored).
                 pod.steady = false;
+                pod.announcing = true;
             }
             let at = self.tick_at_or_after(id, self.now + Millis(1));
             self.set_timer(at, Timer::Ping(id));
@@ -1173,7 +1198,12 @@ impl Cluster {
             Some(_) => {}
             None => return,
         }
-        if pod.last_ping != Some(self.now) && self.config.pings != Pings::Reported {
+        // Every ping delivered: the crash tick's ping was sent. Reported:
+        // the stop report below carries it, unless maestro restarted and
+        // has had no ping since (this is its first tick), as it would have.
+        if pod.last_ping != Some(self.now)
+            && (self.config.pings != Pings::Reported || pod.announcing)
+        {
             self.ping(id);
         }
         let address = self.address(&self.pods[&id]);

@@ -354,6 +354,61 @@ fn reported_pings_say_steady_once_and_stopped_at_the_last_ping() {
     }
 }
 
+/// After maestro restarts, its restored rooms wait for a real ping, so a
+/// server that crashes at its first tick since still sends that tick's
+/// ping, as it does with every ping delivered; no server that pinged since
+/// is reported stopped without it.
+#[test]
+fn after_a_restart_a_crash_at_the_first_tick_still_pings() {
+    let config = ClusterConfig {
+        pings: Pings::Reported,
+        failures: Failures {
+            pod_crash_per_hour: 30.0,
+            ..Failures::default()
+        },
+        ..ClusterConfig::default()
+    };
+    let mut c = Cluster::new(config, Time(0));
+    for i in 0..60 {
+        c.create_pod(Time(0), pod(&format!("r{i}"), 100)).unwrap();
+    }
+    c.advance(Time(5_000));
+    drain(&mut c);
+    let mut crashes_at_first_tick = 0;
+    let mut t = 5_000;
+    for _ in 0..40 {
+        c.announce(Time(t + 1));
+        drain(&mut c);
+        t += 25_000;
+        // Each room's first ping since the restart.
+        let mut first_ping: BTreeMap<String, Time> = BTreeMap::new();
+        while let Some(at) = c.next_timeout().filter(|at| at.0 <= t) {
+            c.advance(at);
+            for out in drain(&mut c) {
+                match out {
+                    Output::Ping(p) => {
+                        first_ping.entry(p.room).or_insert(at);
+                    }
+                    Output::Instance(e) if e.status == InstanceStatus::Error => {
+                        let heard = first_ping.get(&e.room);
+                        assert!(heard.is_some(), "{}: crashed unheard", e.room);
+                        if heard == Some(&at) {
+                            crashes_at_first_tick += 1;
+                        }
+                    }
+                    Output::Liveness(l) => {
+                        if let PingStream::Stopped { last } = l.pings {
+                            assert_eq!(last, at, "{}: stopped at its crash tick", l.room);
+                        }
+                    }
+                    Output::Instance(_) => {}
+                }
+            }
+        }
+    }
+    assert!(crashes_at_first_tick > 0, "the case arises");
+}
+
 #[test]
 fn the_same_seed_gives_the_same_outputs() {
     let run = |seed| {

@@ -125,6 +125,18 @@ pub fn run(
             "the timeline step and the retry interval must be above zero".to_string(),
         ));
     }
+    let interval = config.cluster.ping_interval;
+    if config.cluster.pings == Pings::Reported
+        && (config.engine.room_ping_timeout <= interval
+            || config.engine.room_deletion_timeout <= interval)
+    {
+        // A game server pinging every interval would be expired between
+        // two pings; reported pings would hide that (see crate::cluster).
+        return Err(PlanError::Config(format!(
+            "the room ping and deletion timeouts ({} and {}) must be longer than the ping interval ({})",
+            config.engine.room_ping_timeout, config.engine.room_deletion_timeout, interval
+        )));
+    }
     let demand_start = demand.start();
     let mut demand_end = demand.end();
     if let Some(limit) = config.duration {
