@@ -92,6 +92,8 @@ enum Wake {
     SoftFlush,
     /// The flush in flight ended.
     Flushed(Result<(), StoreError>),
+    /// The forwarding could not write an acknowledgement to the store.
+    OutboxFailed(StoreError),
 }
 
 /// What a runtime task reports.
@@ -283,6 +285,7 @@ impl<K: Kv + 'static> Driver<K> {
                 Some(request) = self.requests.recv() => Wake::Request(request),
                 () = sleep => Wake::Timer,
                 _ = soft_flush.tick() => Wake::SoftFlush,
+                e = self.forwarding.store_failure() => Wake::OutboxFailed(e),
             };
             let woke = std::time::Instant::now();
             match wake {
@@ -290,6 +293,10 @@ impl<K: Kv + 'static> Driver<K> {
                 Wake::Shutdown(false) => continue,
                 Wake::Flushed(result) => {
                     self.flushed(result);
+                    continue;
+                }
+                Wake::OutboxFailed(e) => {
+                    self.fail(e);
                     continue;
                 }
                 Wake::Result(result) => {

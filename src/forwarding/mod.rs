@@ -144,6 +144,9 @@ struct Shared {
     clock: Clock,
     /// Every lane's task, to wait for them once stopped.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The first store error of an acknowledgement: the worker stops on it
+    /// (see [`Forwarding::store_failure`]).
+    failed: watch::Sender<Option<StoreError>>,
 }
 
 struct LaneState {
@@ -250,6 +253,7 @@ impl Forwarding {
                 shutdown,
                 clock,
                 tasks: Mutex::new(Vec::new()),
+                failed: watch::Sender::new(None),
             }),
         };
         for lane in forwarding.shared.outbox.lanes()? {
@@ -261,6 +265,23 @@ impl Forwarding {
             state.metrics.backlog.set(backlog as f64);
         }
         Ok(forwarding)
+    }
+
+    /// Waits until an acknowledgement could not be written, and returns the
+    /// store's error (never, if none fails). The driver stops on it, as on
+    /// any write the store refused: a store that failed a write is not run
+    /// on (the delivered events stay in the outbox and are sent again after
+    /// the restart, at least once).
+    pub async fn store_failure(&self) -> StoreError {
+        let mut failed = self.shared.failed.subscribe();
+        loop {
+            if let Some(e) = failed.borrow_and_update().clone() {
+                return e;
+            }
+            if failed.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     /// The lane's state, starting its task on first use.
@@ -544,10 +565,17 @@ fn write_acks(shared: &Shared, state: &LaneState, acks: &mut Vec<u64>) {
             state.metrics.backlog.set(inner.backlog as f64);
             acks.clear();
         }
-        // Kept for the next batch; until then the events stay in the store
-        // and would be sent again after a restart.
+        // The events stay in the store and are sent again after the
+        // restart; the worker stops (`Forwarding::store_failure`).
         Err(e) => {
-            tracing::error!(lane = %state.lane, error = %e, "cannot acknowledge delivered events")
+            tracing::error!(lane = %state.lane, error = %e, "cannot acknowledge delivered events");
+            shared.failed.send_if_modified(|failed| {
+                let first = failed.is_none();
+                if first {
+                    *failed = Some(e);
+                }
+                first
+            });
         }
     }
 }

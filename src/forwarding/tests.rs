@@ -459,3 +459,57 @@ fn seeded_pauses_replay_and_differ_between_lanes() {
     let firsts: BTreeSet<Duration> = (0..20).map(|i| draw(&lane(&format!("s{i}")))[0]).collect();
     assert!(firsts.len() > 1, "no jitter: {firsts:?}");
 }
+
+/// An outbox whose acknowledgements fail, as a full or broken disk would.
+struct AckFails(Arc<MemoryStore>);
+
+impl Outbox for AckFails {
+    fn lanes(&self) -> Result<Vec<Lane>, StoreError> {
+        self.0.lanes()
+    }
+
+    fn page(
+        &self,
+        lane: &Lane,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, OutboxRecord)>, StoreError> {
+        self.0.page(lane, after, limit)
+    }
+
+    fn len(&self, lane: &Lane) -> Result<u64, StoreError> {
+        Outbox::len(&*self.0, lane)
+    }
+
+    fn ack(&self, _: &Lane, _: &[u64]) -> Result<(), StoreError> {
+        Err(StoreError::Io("the disk refuses".into()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_the_store_refuses_is_reported_and_keeps_the_events() {
+    let store = Arc::new(MemoryStore::in_memory());
+    let recorder = Recorder::default();
+    let (server, addr) = serve(recorder.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let to = forwarder(addr);
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    let forwarding = Forwarding::start(
+        Arc::new(AckFails(Arc::clone(&store))) as Arc<dyn Outbox>,
+        fast(),
+        Clock::start(),
+        stop_rx,
+    )
+    .expect("the outbox reads");
+    push(&forwarding, &store, &[room_event("r1", "a")], &to);
+    let failure = tokio::time::timeout(Duration::from_secs(20), forwarding.store_failure())
+        .await
+        .expect("the failed acknowledgement is reported");
+    assert!(
+        failure.to_string().contains("the disk refuses"),
+        "{failure}"
+    );
+    // Delivered, and still in the outbox: sent again after the restart.
+    assert_eq!(recorder.received().len(), 1);
+    assert_eq!(store.outbox_len(&lane()).unwrap(), 1);
+    server.stop().await;
+}
