@@ -42,7 +42,7 @@ fn assert_clean(seed: u64) {
 /// - 686843403 (drawn by CI): the forwarding's acknowledgement of
 ///   delivered events hit a disk that refused writes, and the worker ran
 ///   on; only the driver's own writes stopped it. A refused acknowledgement
-///   now stops the worker too (`Forwarding::store_failure`).
+///   now stops the worker too (`forwarding::store_failure`).
 const REGRESSIONS: [u64; 4] = [9, 17, 41, 686_843_403];
 
 #[test]

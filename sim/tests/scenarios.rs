@@ -1320,7 +1320,9 @@ fn a_watch_only_scheduler_changes_nothing_until_it_is_switched() {
 
 /// Reported pings decide as every ping does, across restarts (restored
 /// rooms wait for their next ping, which `Cluster::announce` sets) and
-/// crashes, some of them at the first tick after a restart.
+/// crashes. (The crash at a server's first tick after a restart, which
+/// decides nothing here, is pinned by the cluster's own
+/// `after_a_restart_a_crash_at_the_first_tick_still_pings`.)
 #[test]
 fn reported_pings_decide_as_every_ping_across_restarts_and_crashes() {
     let run = |pings| {

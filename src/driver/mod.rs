@@ -274,6 +274,7 @@ impl<K: Kv + 'static> Driver<K> {
         self.commit();
         let mut soft_flush = tokio::time::interval(self.config.soft_flush_interval);
         soft_flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut outbox_failures = self.forwarding.store_failures();
         while self.failed.is_none() {
             let sleep = tokio::time::sleep(self.timer_wait());
             let wake = tokio::select! {
@@ -285,7 +286,7 @@ impl<K: Kv + 'static> Driver<K> {
                 Some(request) = self.requests.recv() => Wake::Request(request),
                 () = sleep => Wake::Timer,
                 _ = soft_flush.tick() => Wake::SoftFlush,
-                e = self.forwarding.store_failure() => Wake::OutboxFailed(e),
+                e = crate::forwarding::store_failure(&mut outbox_failures) => Wake::OutboxFailed(e),
             };
             let woke = std::time::Instant::now();
             match wake {

@@ -145,7 +145,7 @@ struct Shared {
     /// Every lane's task, to wait for them once stopped.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The first store error of an acknowledgement: the worker stops on it
-    /// (see [`Forwarding::store_failure`]).
+    /// (see [`store_failure`]).
     failed: watch::Sender<Option<StoreError>>,
 }
 
@@ -267,23 +267,14 @@ impl Forwarding {
         Ok(forwarding)
     }
 
-    /// Waits until an acknowledgement could not be written, and returns the
-    /// store's error (never, if none fails). The driver stops on it, as on
-    /// any write the store refused: a store that failed a write is not run
-    /// on (the delivered events stay in the outbox and are sent again after
-    /// the restart, at least once).
-    pub async fn store_failure(&self) -> StoreError {
-        let mut failed = self.shared.failed.subscribe();
-        loop {
-            if let Some(e) = failed.borrow_and_update().clone() {
-                return e;
-            }
-            if failed.changed().await.is_err() {
-                return std::future::pending().await;
-            }
-        }
+    /// The first store error of an acknowledgement, as it happens: see
+    /// [`store_failure`]. The driver subscribes once and stops on it.
+    pub fn store_failures(&self) -> watch::Receiver<Option<StoreError>> {
+        self.shared.failed.subscribe()
     }
+}
 
+impl Forwarding {
     /// The lane's state, starting its task on first use.
     fn lane(&self, lane: &Lane) -> Arc<LaneState> {
         let mut lanes = lock(&self.shared.lanes);
@@ -554,6 +545,22 @@ async fn run_lane(shared: Arc<Shared>, state: Arc<LaneState>) {
     write_acks(&shared, &state, &mut acks);
 }
 
+/// Waits until an acknowledgement could not be written, and returns the
+/// store's error (never, if none fails). The driver stops on it, as on any
+/// write the store refused: a store that failed a write is not run on (the
+/// delivered events stay in the outbox and are sent again after the
+/// restart, at least once).
+pub async fn store_failure(failed: &mut watch::Receiver<Option<StoreError>>) -> StoreError {
+    loop {
+        if let Some(e) = failed.borrow_and_update().clone() {
+            return e;
+        }
+        if failed.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
 fn write_acks(shared: &Shared, state: &LaneState, acks: &mut Vec<u64>) {
     if acks.is_empty() {
         return;
@@ -566,7 +573,7 @@ fn write_acks(shared: &Shared, state: &LaneState, acks: &mut Vec<u64>) {
             acks.clear();
         }
         // The events stay in the store and are sent again after the
-        // restart; the worker stops (`Forwarding::store_failure`).
+        // restart; the worker stops (`store_failure`).
         Err(e) => {
             tracing::error!(lane = %state.lane, error = %e, "cannot acknowledge delivered events");
             shared.failed.send_if_modified(|failed| {

@@ -501,7 +501,8 @@ async fn an_acknowledgement_the_store_refuses_is_reported_and_keeps_the_events()
     )
     .expect("the outbox reads");
     push(&forwarding, &store, &[room_event("r1", "a")], &to);
-    let failure = tokio::time::timeout(Duration::from_secs(20), forwarding.store_failure())
+    let mut failures = forwarding.store_failures();
+    let failure = tokio::time::timeout(Duration::from_secs(20), store_failure(&mut failures))
         .await
         .expect("the failed acknowledgement is reported");
     assert!(

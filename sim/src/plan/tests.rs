@@ -80,10 +80,6 @@ fn leaving_out_unchanged_pings_changes_no_decision() {
     let elided = run(&c, &d, |_| {}).unwrap();
     c.cluster.pings = Pings::Every;
     let every = run(&c, &d, |_| {}).unwrap();
-    eprintln!(
-        "room events: every {}, elided {}, reported {}",
-        every.report.room_events, elided.report.room_events, reported.report.room_events
-    );
     assert!(every.report.engine_inputs > elided.report.engine_inputs * 2);
     // Here most room events are status changes (a match every 20 minutes
     // a room); the elided refreshes are the rest.
