@@ -2,7 +2,7 @@
 //! runtime instance events; and what it answers.
 
 use crate::operation::{OperationId, OperationStatus};
-use crate::room::{Address, HostPort, InstanceStatus, PingStatus, RoomId, RoomStatus};
+use crate::room::{Address, HostPort, InstanceStatus, PingStatus, Room, RoomId, RoomStatus};
 use crate::scheduler::{Scheduler, ValidationErrors};
 use crate::time::Time;
 use crate::version::Version;
@@ -185,6 +185,17 @@ pub struct Allocation {
     /// `None` until the pod has a node; the API answers that clearly.
     pub address: Option<Address>,
     pub host_ports: Vec<HostPort>,
+}
+
+impl Allocation {
+    /// What a matchmaker is told of the room it was given.
+    pub fn of(room: &Room) -> Allocation {
+        Allocation {
+            room: room.id.clone(),
+            address: room.address.clone(),
+            host_ports: room.host_ports.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

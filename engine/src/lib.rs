@@ -18,6 +18,7 @@ pub mod disruption;
 pub mod effect;
 mod engine;
 pub mod health;
+pub mod id_index;
 pub mod input;
 pub mod operation;
 mod rng;

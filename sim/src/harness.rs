@@ -12,10 +12,10 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use maestro_engine::room::{PingStatus, RemovalReason};
+use maestro_engine::room::{PingStatus, RemovalReason, RoomId};
 use maestro_engine::{
-    AllocateError, Allocation, Command, CommandError, CommandReply, Definition, Effect, EffectId,
-    Engine, EngineConfig, Millis, OperationStatus, RuntimeError, Time,
+    AllocateError, Command, CommandError, CommandReply, Definition, Effect, EffectId, Engine,
+    EngineConfig, Millis, OperationStatus, RuntimeError, Time,
 };
 use maestro_store::{MemoryStore, Write};
 
@@ -140,7 +140,7 @@ impl Harness {
     /// Allocates a ready room and tells its game server, which starts a
     /// match of the cluster's configured length.
     pub fn allocate(&mut self, scheduler: &str) -> Option<String> {
-        self.allocate_for(scheduler, None).ok().map(|a| a.room)
+        self.allocate_for(scheduler, None).ok()
     }
 
     /// Allocates a ready room for a match lasting `duration` (the
@@ -149,16 +149,17 @@ impl Harness {
         &mut self,
         scheduler: &str,
         duration: Option<Millis>,
-    ) -> Result<Allocation, AllocateError> {
+    ) -> Result<RoomId, AllocateError> {
         self.stats.engine_inputs += 1;
         self.stats.room_events += 1;
         let now = self.now;
         self.rec(|| Record::Allocate(now, scheduler.to_string(), None));
-        let allocation = self.engine.allocate(self.now, scheduler, None);
+        let allocation = self
+            .engine
+            .allocate_with(self.now, scheduler, None, |room| room.id.clone());
         self.drain();
-        if let Ok(a) = &allocation {
-            self.cluster
-                .allocated(self.now, scheduler, &a.room, duration);
+        if let Ok(room) = &allocation {
+            self.cluster.allocated(self.now, scheduler, room, duration);
             self.deliver();
         }
         allocation

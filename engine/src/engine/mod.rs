@@ -28,7 +28,7 @@ use crate::input::{
     PingError,
 };
 use crate::operation::{Definition, Operation, OperationStatus};
-use crate::room::{Fleet, RoomStatus};
+use crate::room::{Fleet, Room, RoomStatus};
 use crate::scheduler::{self, Scheduler, SchedulerState};
 use crate::time::Time;
 use crate::version::Version;
@@ -341,6 +341,21 @@ impl Engine {
         scheduler: &str,
         key: Option<&str>,
     ) -> Result<Allocation, AllocateError> {
+        self.allocate_with(now, scheduler, key, Allocation::of)
+    }
+
+    /// [`Engine::allocate`], answering with what `answer` takes from the
+    /// allocated room (as it is once allocated) instead of an
+    /// [`Allocation`]: the planner, which allocates tens of millions of
+    /// rooms, needs only the id and would otherwise copy the address and
+    /// the ports for each.
+    pub fn allocate_with<R>(
+        &mut self,
+        now: Time,
+        scheduler: &str,
+        key: Option<&str>,
+        answer: impl FnOnce(&Room) -> R,
+    ) -> Result<R, AllocateError> {
         let now = self.advance(now);
         let Engine {
             schedulers,
@@ -352,7 +367,7 @@ impl Engine {
         let entry = schedulers
             .get_mut(scheduler)
             .ok_or_else(|| AllocateError::SchedulerNotFound(scheduler.to_string()))?;
-        let result = entry.allocate(io, config, now, key);
+        let result = entry.allocate(io, config, now, key, answer);
         self.settle(now);
         result
     }

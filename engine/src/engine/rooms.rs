@@ -9,8 +9,7 @@ use super::io::{InFlight, InFlightKind, Io};
 use crate::config::EngineConfig;
 use crate::effect::{Effect, ForwardEvent, ForwardKind, RuntimeError, RuntimeErrorKind};
 use crate::input::{
-    AllocateError, Allocation, InstanceEvent, InstanceEventKind, Liveness, Ping, PingError,
-    PingStream,
+    AllocateError, InstanceEvent, InstanceEventKind, Liveness, Ping, PingError, PingStream,
 };
 use crate::rng::EngineRng;
 use crate::room::{
@@ -417,13 +416,16 @@ impl SchedulerEntry {
         self.fleet.insert(room);
     }
 
-    pub fn allocate(
+    /// Allocates a room and answers with `answer` of it, taken before
+    /// anything else changes (see [`crate::Engine::allocate_with`]).
+    pub fn allocate<R>(
         &mut self,
         io: &mut Io,
         config: &EngineConfig,
         now: Time,
         key: Option<&str>,
-    ) -> Result<Allocation, AllocateError> {
+        answer: impl FnOnce(&Room) -> R,
+    ) -> Result<R, AllocateError> {
         if self.deleting {
             return Err(AllocateError::SchedulerNotFound(self.name.clone()));
         }
@@ -432,11 +434,7 @@ impl SchedulerEntry {
             && let Some(room) = self.fleet.get(room)
             && room.deletion.is_none()
         {
-            return Ok(Allocation {
-                room: room.id.clone(),
-                address: room.address.clone(),
-                host_ports: room.host_ports.clone(),
-            });
+            return Ok(answer(room));
         }
         let id = self
             .fleet
@@ -453,11 +451,7 @@ impl SchedulerEntry {
                 );
                 room.status = RoomStatus::Allocated;
                 room.allocated_at = Some(now);
-                Allocation {
-                    room: room.id.clone(),
-                    address: room.address.clone(),
-                    host_ports: room.host_ports.clone(),
-                }
+                answer(room)
             })
             .expect("the ready index lists existing rooms");
         if let Some(key) = key {

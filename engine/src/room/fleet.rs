@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::{InstanceStatus, Room, RoomId, RoomStatus};
+use crate::id_index::IdIndex;
 use crate::time::{Millis, Time};
 use crate::version::Version;
 
@@ -75,13 +76,24 @@ fn removal_rank(status: RoomStatus) -> Option<u8> {
     }
 }
 
+/// A room as the fleet holds it.
 #[derive(Clone, Debug)]
-pub struct Fleet {
+struct Slot {
     /// Shared with the `SaveRoom` effects that carry a room's record to the
     /// store: an update copies the room only while such an effect still
     /// holds it (`Arc::make_mut`), so a shell that drops the effect at once
     /// (the planner, which persists nothing) never pays for the copy.
-    rooms: BTreeMap<RoomId, Arc<Room>>,
+    room: Arc<Room>,
+    /// Listed in `changed` since the last drain.
+    changed: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Fleet {
+    /// Rooms by id, for the lookup every input makes (see `IdIndex`).
+    rooms: IdIndex<RoomId, Slot>,
+    /// The same ids in order: what walks the rooms walks these.
+    ids: BTreeSet<RoomId>,
     counts: FleetCounts,
     /// In-service non-validation rooms per version.
     by_version: BTreeMap<Version, u64>,
@@ -97,15 +109,18 @@ pub struct Fleet {
     deadlines: BTreeSet<(Time, RoomId)>,
     timeouts: ExpiryTimeouts,
     /// Rooms inserted, updated or removed since `take_changed`: what the
-    /// store must write. Bounded by the number of rooms ever present between
-    /// two drains.
-    changed: BTreeSet<RoomId>,
+    /// store must write, unordered and possibly repeated (a room removed
+    /// and created again); the drain sorts it. A room still present is
+    /// listed once (`Slot::changed`), so it is bounded by the rooms ever
+    /// present between two drains plus the removals among them.
+    changed: Vec<RoomId>,
 }
 
 impl Fleet {
     pub fn new(timeouts: ExpiryTimeouts) -> Fleet {
         Fleet {
-            rooms: BTreeMap::new(),
+            rooms: IdIndex::new(),
+            ids: BTreeSet::new(),
             counts: FleetCounts::default(),
             by_version: BTreeMap::new(),
             starting_by_version: BTreeMap::new(),
@@ -114,13 +129,22 @@ impl Fleet {
             ready: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             timeouts,
-            changed: BTreeSet::new(),
+            changed: Vec::new(),
         }
     }
 
-    /// Room ids changed since the last call; the engine persists them.
-    pub fn take_changed(&mut self) -> BTreeSet<RoomId> {
-        std::mem::take(&mut self.changed)
+    /// Room ids changed since the last call, in order and each once; the
+    /// engine persists them.
+    pub fn take_changed(&mut self) -> Vec<RoomId> {
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.sort_unstable();
+        changed.dedup();
+        for id in &changed {
+            if let Some(slot) = self.rooms.get_mut(id.as_str()) {
+                slot.changed = false;
+            }
+        }
+        changed
     }
 
     /// Whether rooms changed since the last [`Fleet::take_changed`].
@@ -141,25 +165,29 @@ impl Fleet {
     }
 
     pub fn get(&self, id: &str) -> Option<&Room> {
-        self.rooms.get(id).map(|room| &**room)
+        self.rooms.get(id).map(|slot| &*slot.room)
     }
 
     /// The room's record as the store writes it, shared rather than copied.
     pub fn shared(&self, id: &str) -> Option<Arc<Room>> {
-        self.rooms.get(id).cloned()
+        self.rooms.get(id).map(|slot| slot.room.clone())
     }
 
     pub fn contains(&self, id: &str) -> bool {
         self.rooms.contains_key(id)
     }
 
+    /// Every room, in id order.
     pub fn rooms(&self) -> impl Iterator<Item = &Room> {
-        self.rooms.values().map(|room| &**room)
+        self.ids.iter().map(|id| match self.rooms.get(id.as_str()) {
+            Some(slot) => &*slot.room,
+            None => unreachable!("room {id} listed but not held"),
+        })
     }
 
     pub fn insert(&mut self, room: Room) {
         assert!(
-            !self.rooms.contains_key(&room.id),
+            !self.rooms.contains_key(room.id.as_str()),
             "room {} inserted twice",
             room.id
         );
@@ -167,16 +195,25 @@ impl Fleet {
         let c = self.contribution(&room);
         self.count(&c, true);
         self.index(&room.id, &c, true);
-        self.changed.insert(room.id.clone());
-        self.rooms.insert(room.id.clone(), Arc::new(room));
+        self.changed.push(room.id.clone());
+        self.ids.insert(room.id.clone());
+        let slot = Slot {
+            room: Arc::new(room),
+            changed: true,
+        };
+        self.rooms.insert(slot.room.id.clone(), slot);
     }
 
     pub fn remove(&mut self, id: &str) -> Option<Room> {
-        let room = Arc::unwrap_or_clone(self.rooms.remove(id)?);
+        let slot = self.rooms.remove(id)?;
+        let room = Arc::unwrap_or_clone(slot.room);
         let c = self.contribution(&room);
         self.count(&c, false);
         self.index(&room.id, &c, false);
-        self.changed.insert(room.id.clone());
+        self.ids.remove(id);
+        if !slot.changed {
+            self.changed.push(room.id.clone());
+        }
         Some(room)
     }
 
@@ -184,20 +221,21 @@ impl Fleet {
     /// indexes whose entry for the room changed are touched (a ping that
     /// changes nothing touches none but the deadline's).
     pub fn update<R>(&mut self, id: &str, change: impl FnOnce(&mut Room) -> R) -> Option<R> {
-        let room = Arc::make_mut(self.rooms.get_mut(id)?);
+        let slot = self.rooms.get_mut(id)?;
+        if !slot.changed {
+            slot.changed = true;
+            self.changed.push(id.to_string());
+        }
+        let room = Arc::make_mut(&mut slot.room);
         let before = contribution(&self.timeouts, &self.replace, room);
         let result = change(room);
-        assert_eq!(room.id, id, "a room's id never changes");
+        debug_assert_eq!(room.id, id, "a room's id never changes");
         self.replace.entry(room.version).or_insert(false);
         let after = contribution(&self.timeouts, &self.replace, room);
         if before != after {
-            let id = room.id.clone();
             self.count(&before, false);
             self.count(&after, true);
-            self.reindex(&id, &before, &after);
-        }
-        if !self.changed.contains(id) {
-            self.changed.insert(id.to_string());
+            self.reindex(id, &before, &after);
         }
         Some(result)
     }
@@ -206,10 +244,10 @@ impl Fleet {
     /// changed, and rebuilds the version-dependent indexes: O(n log n), once
     /// per version switch.
     pub fn set_replacement(&mut self, replace: BTreeMap<Version, bool>) {
-        let rooms = std::mem::take(&mut self.rooms);
-        let before: Vec<Contribution> = rooms.values().map(|r| self.contribution(r)).collect();
+        let rooms: Vec<Arc<Room>> = self.ids.iter().filter_map(|id| self.shared(id)).collect();
+        let before: Vec<Contribution> = rooms.iter().map(|r| self.contribution(r)).collect();
         self.replace = replace;
-        for (room, before) in rooms.values().zip(before) {
+        for (room, before) in rooms.iter().zip(before) {
             self.replace.entry(room.version).or_insert(false);
             let after = self.contribution(room);
             if before != after {
@@ -218,7 +256,6 @@ impl Fleet {
                 self.reindex(&room.id, &before, &after);
             }
         }
-        self.rooms = rooms;
     }
 
     pub fn needs_replacement(&self, version: Version) -> bool {
@@ -323,43 +360,43 @@ impl Fleet {
     }
 
     /// Adds (`add`) or takes away a room's entries in the ordered indexes.
-    fn index(&mut self, id: &RoomId, c: &Contribution, add: bool) {
+    fn index(&mut self, id: &str, c: &Contribution, add: bool) {
         if let Some(deadline) = c.deadline {
-            set(&mut self.deadlines, (deadline, id.clone()), add);
+            set(&mut self.deadlines, (deadline, id.to_string()), add);
         }
         if let Some((pool, rank)) = c.removable {
-            set(&mut self.removable, (pool, rank, id.clone()), add);
+            set(&mut self.removable, (pool, rank, id.to_string()), add);
         }
         if let Some(pool) = c.ready {
-            set(&mut self.ready, (pool, id.clone()), add);
+            set(&mut self.ready, (pool, id.to_string()), add);
         }
     }
 
     /// Moves a room's ordered entries from `before` to `after`, touching
     /// only the indexes where they differ.
-    fn reindex(&mut self, id: &RoomId, before: &Contribution, after: &Contribution) {
+    fn reindex(&mut self, id: &str, before: &Contribution, after: &Contribution) {
         if before.deadline != after.deadline {
             if let Some(deadline) = before.deadline {
-                set(&mut self.deadlines, (deadline, id.clone()), false);
+                set(&mut self.deadlines, (deadline, id.to_string()), false);
             }
             if let Some(deadline) = after.deadline {
-                set(&mut self.deadlines, (deadline, id.clone()), true);
+                set(&mut self.deadlines, (deadline, id.to_string()), true);
             }
         }
         if before.removable != after.removable {
             if let Some((pool, rank)) = before.removable {
-                set(&mut self.removable, (pool, rank, id.clone()), false);
+                set(&mut self.removable, (pool, rank, id.to_string()), false);
             }
             if let Some((pool, rank)) = after.removable {
-                set(&mut self.removable, (pool, rank, id.clone()), true);
+                set(&mut self.removable, (pool, rank, id.to_string()), true);
             }
         }
         if before.ready != after.ready {
             if let Some(pool) = before.ready {
-                set(&mut self.ready, (pool, id.clone()), false);
+                set(&mut self.ready, (pool, id.to_string()), false);
             }
             if let Some(pool) = after.ready {
-                set(&mut self.ready, (pool, id.clone()), true);
+                set(&mut self.ready, (pool, id.to_string()), true);
             }
         }
     }
@@ -369,7 +406,14 @@ impl Fleet {
     pub fn check_consistency(&self) -> Result<(), String> {
         let mut fresh = Fleet::new(self.timeouts);
         fresh.replace = self.replace.clone();
-        for room in self.rooms.values() {
+        if self.ids.len() != self.rooms.len() {
+            return Err(format!(
+                "{} ids listed, {} rooms held",
+                self.ids.len(),
+                self.rooms.len()
+            ));
+        }
+        for room in self.rooms() {
             let c = fresh.contribution(room);
             fresh.count(&c, true);
             fresh.index(&room.id, &c, true);

@@ -49,6 +49,7 @@ mod nodes;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
+use maestro_engine::id_index::IdIndex;
 use maestro_engine::room::{Address, AddressPort, HostPort, InstanceStatus, PingStatus};
 use maestro_engine::scheduler::Scheduler;
 use maestro_engine::scheduler::quantity::parse_quantity;
@@ -313,9 +314,15 @@ pub struct Cluster {
     timers: BinaryHeap<Reverse<(Time, u64, Timer)>>,
     seq: u64,
     next_pod: PodId,
-    pods: BTreeMap<PodId, Pod>,
-    /// Pods by scheduler, then room: looked up by borrowed names.
-    by_name: BTreeMap<String, BTreeMap<String, PodId>>,
+    /// Pods by id, looked up on every timer and allocation (hashed: never
+    /// iterated; what walks the pods walks `pod_ids`).
+    pods: IdIndex<PodId, Pod>,
+    /// The ids of `pods`, in creation order.
+    pod_ids: BTreeSet<PodId>,
+    /// Pods by scheduler, then room: looked up by borrowed names, on
+    /// every pod event and allocation (hashed: never iterated; what lists
+    /// a scheduler's pods walks `pods` and sorts).
+    by_name: BTreeMap<String, IdIndex<String, PodId>>,
     /// Pods waiting for a node, in creation order.
     pending: BTreeSet<PodId>,
     nodes: Option<Nodes>,
@@ -345,7 +352,8 @@ impl Cluster {
             timers: BinaryHeap::new(),
             seq: 0,
             next_pod: 0,
-            pods: BTreeMap::new(),
+            pods: IdIndex::new(),
+            pod_ids: BTreeSet::new(),
             by_name: BTreeMap::new(),
             pending: BTreeSet::new(),
             nodes,
@@ -449,6 +457,7 @@ impl Cluster {
             InstanceStatus::Pending,
             None,
         )));
+        self.pod_ids.insert(id);
         self.pods.insert(
             id,
             Pod {
@@ -498,10 +507,10 @@ impl Cluster {
     pub fn delete_scheduler(&mut self, now: Time, scheduler: &str) {
         self.advance(now);
         let ids: Vec<PodId> = self
-            .by_name
-            .get(scheduler)
-            .map(|rooms| rooms.values().copied().collect())
-            .unwrap_or_default();
+            .named(scheduler)
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
         for id in ids {
             self.start_deletion(id);
         }
@@ -570,11 +579,9 @@ impl Cluster {
     /// The pods of a scheduler that are not being deleted, as a watch's
     /// relist sees them: `(room, status, address)`.
     pub fn list(&self, scheduler: &str) -> Vec<InstanceEvent> {
-        self.by_name
-            .get(scheduler)
+        self.named(scheduler)
             .into_iter()
-            .flat_map(|rooms| rooms.values())
-            .filter_map(|id| self.pods.get(id))
+            .filter_map(|(_, id)| self.pods.get(&id))
             .filter(|pod| pod.phase != Phase::Deleting)
             .map(|pod| {
                 let (status, address) = match pod.phase {
@@ -608,8 +615,10 @@ impl Cluster {
     pub fn calm(&mut self, now: Time) {
         self.advance(now);
         self.config.failures = Failures::default();
-        for pod in self.pods.values_mut() {
-            pod.crash_at = None;
+        for id in &self.pod_ids {
+            if let Some(pod) = self.pods.get_mut(id) {
+                pod.crash_at = None;
+            }
         }
     }
 
@@ -620,7 +629,7 @@ impl Cluster {
 
     /// Pods of a scheduler, deleting ones included.
     pub fn pod_count(&self, scheduler: &str) -> usize {
-        self.by_name.get(scheduler).map_or(0, BTreeMap::len)
+        self.by_name.get(scheduler).map_or(0, IdIndex::len)
     }
 
     /// Whether the room's game server runs: its pod started and has neither
@@ -649,7 +658,7 @@ impl Cluster {
             nodes: self.node_count(),
             ..Counts::default()
         };
-        for pod in self.pods.values() {
+        for (_, pod) in self.all_pods() {
             match pod.phase {
                 Phase::Pending => counts.pending += 1,
                 Phase::Starting => counts.starting += 1,
@@ -668,36 +677,40 @@ impl Cluster {
 
     /// Audits every index from scratch.
     pub fn check_consistency(&self) -> Result<(), String> {
-        let names: usize = self.by_name.values().map(BTreeMap::len).sum();
+        let names: usize = self.by_name.values().map(IdIndex::len).sum();
         if names != self.pods.len() {
             return Err(format!("{names} names for {} pods", self.pods.len()));
         }
-        if self.by_name.values().any(BTreeMap::is_empty) {
+        if self.by_name.values().any(IdIndex::is_empty) {
             return Err("a scheduler without pods is still indexed".to_string());
         }
-        let named = self.by_name.iter().flat_map(|(scheduler, rooms)| {
-            rooms.iter().map(move |(room, id)| (scheduler, room, id))
-        });
-        for (scheduler, room, id) in named {
-            let pod = self.pods.get(id).ok_or(format!("name {room} has no pod"))?;
-            if pod.spec.scheduler != *scheduler || pod.spec.room != *room {
-                return Err(format!("pod {id} is indexed under {scheduler}/{room}"));
+        if self.pod_ids.len() != self.pods.len() {
+            return Err(format!(
+                "{} pod ids for {} pods",
+                self.pod_ids.len(),
+                self.pods.len()
+            ));
+        }
+        for (id, pod) in self.all_pods() {
+            let room = &pod.spec.room;
+            if self.pod_id(&pod.spec.scheduler, room) != Some(id) {
+                return Err(format!("pod {id} is not indexed under its name {room}"));
             }
-            if (pod.phase == Phase::Pending) != self.pending.contains(id) {
+            if (pod.phase == Phase::Pending) != self.pending.contains(&id) {
                 return Err(format!("pod {room}: pending index is stale"));
             }
             if pod.matches.len() > pod.spec.max_matches as usize {
                 return Err(format!("pod {room} hosts {} matches", pod.matches.len()));
             }
         }
-        let placed = self.pods.values().filter(|p| p.placed).count() as u64;
+        let placed = self.all_pods().filter(|(_, p)| p.placed).count() as u64;
         if placed != self.placed {
             return Err(format!("{placed} pods placed, {} counted", self.placed));
         }
         if let Some(nodes) = &self.nodes {
             nodes.check()?;
             let mut on_node: BTreeMap<NodeId, u32> = BTreeMap::new();
-            for pod in self.pods.values() {
+            for (_, pod) in self.all_pods() {
                 if let Some(node) = pod.node {
                     *on_node.entry(node).or_default() += 1;
                 }
@@ -721,6 +734,25 @@ impl Cluster {
 
     fn pod_id(&self, scheduler: &str, room: &str) -> Option<PodId> {
         self.by_name.get(scheduler)?.get(room).copied()
+    }
+
+    /// Every pod, in creation order.
+    fn all_pods(&self) -> impl Iterator<Item = (PodId, &Pod)> {
+        self.pod_ids
+            .iter()
+            .filter_map(|id| self.pods.get(id).map(|pod| (*id, pod)))
+    }
+
+    /// A scheduler's pods as `(room, pod)`, in room order: a walk over
+    /// every pod, for what is rare (a scheduler deleted, a relist).
+    fn named(&self, scheduler: &str) -> Vec<(&str, PodId)> {
+        let mut named: Vec<(&str, PodId)> = self
+            .all_pods()
+            .filter(|(_, pod)| pod.spec.scheduler == scheduler)
+            .map(|(id, pod)| (pod.spec.room.as_str(), id))
+            .collect();
+        named.sort_unstable();
+        named
     }
 
     fn api_error(&mut self, call: &str, room: &str) -> Result<(), RuntimeError> {
@@ -925,10 +957,9 @@ impl Cluster {
         nodes.remove(node);
         self.stats.nodes_lost += 1;
         let lost: Vec<PodId> = self
-            .pods
-            .iter()
+            .all_pods()
             .filter(|(_, p)| p.node == Some(node))
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect();
         for id in lost {
             if let Some(pod) = self.pods.get_mut(&id) {
@@ -966,8 +997,10 @@ impl Cluster {
             return;
         }
         pod.phase = Phase::Running;
-        let address = self.address(&self.pods[&id]);
-        let pod = &self.pods[&id];
+        let Some(pod) = self.pods.get(&id) else {
+            return;
+        };
+        let address = self.address(pod);
         self.outputs.push_back(Output::Instance(instance(
             &pod.spec,
             InstanceEventKind::Upsert,
@@ -1114,10 +1147,9 @@ impl Cluster {
             return;
         }
         let running: Vec<PodId> = self
-            .pods
-            .iter()
+            .all_pods()
             .filter(|(_, p)| p.phase == Phase::Running && p.booted.is_some())
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect();
         for id in running {
             if let Some(pod) = self.pods.get_mut(&id) {
@@ -1206,7 +1238,9 @@ impl Cluster {
         {
             self.ping(id);
         }
-        let address = self.address(&self.pods[&id]);
+        let Some(address) = self.pods.get(&id).map(|pod| self.address(pod)) else {
+            return;
+        };
         let Some(pod) = self.pods.get_mut(&id) else {
             return;
         };
@@ -1272,6 +1306,7 @@ impl Cluster {
         let Some(pod) = self.pods.remove(&id) else {
             return;
         };
+        self.pod_ids.remove(&id);
         if let Some(rooms) = self.by_name.get_mut(&pod.spec.scheduler) {
             rooms.remove(&pod.spec.room);
             if rooms.is_empty() {

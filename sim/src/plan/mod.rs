@@ -290,12 +290,9 @@ struct Tally {
 fn try_allocate(h: &mut Harness, scheduler: &str, duration: Millis) -> Result<bool, PlanError> {
     let refused = h.stats.allocations_refused;
     match h.allocate_for(scheduler, Some(duration)) {
-        Ok(a) if h.stats.allocations_refused > refused => Err(PlanError::Invariant {
+        Ok(room) if h.stats.allocations_refused > refused => Err(PlanError::Invariant {
             at: h.now(),
-            problem: format!(
-                "room {} was allocated but its game server cannot host a match",
-                a.room
-            ),
+            problem: format!("room {room} was allocated but its game server cannot host a match"),
         }),
         Ok(_) => Ok(true),
         Err(AllocateError::NoRoomAvailable) => Ok(false),
