@@ -493,7 +493,7 @@ impl Engine {
                             Some(room) => io.emit(Effect::SaveRoom(room)),
                             None => io.emit(Effect::ForgetRoom {
                                 scheduler: name.clone(),
-                                room: id,
+                                room: id.to_string(),
                             }),
                         }
                     }

@@ -439,7 +439,6 @@ impl SchedulerEntry {
         let id = self
             .fleet
             .first_ready()
-            .cloned()
             .ok_or(AllocateError::NoRoomAvailable)?;
         let allocation = self
             .fleet
@@ -457,7 +456,7 @@ impl SchedulerEntry {
         if let Some(key) = key {
             self.allocations.insert(
                 key,
-                id,
+                id.to_string(),
                 now + config.room_allocation_ttl,
                 config.max_allocation_keys,
             );

@@ -84,16 +84,22 @@ struct Slot {
     /// holds it (`Arc::make_mut`), so a shell that drops the effect at once
     /// (the planner, which persists nothing) never pays for the copy.
     room: Arc<Room>,
+    /// The room's id, shared by every index entry of the room: moving an
+    /// entry copies a pointer, not the id.
+    key: Key,
     /// Listed in `changed` since the last drain.
     changed: bool,
 }
 
+/// A room id as the indexes hold it (ordered as the id, `str` order).
+type Key = Arc<str>;
+
 #[derive(Clone, Debug)]
 pub struct Fleet {
     /// Rooms by id, for the lookup every input makes (see `IdIndex`).
-    rooms: IdIndex<RoomId, Slot>,
+    rooms: IdIndex<Key, Slot>,
     /// The same ids in order: what walks the rooms walks these.
-    ids: BTreeSet<RoomId>,
+    ids: BTreeSet<Key>,
     counts: FleetCounts,
     /// In-service non-validation rooms per version.
     by_version: BTreeMap<Version, u64>,
@@ -102,18 +108,18 @@ pub struct Fleet {
     /// Versions whose rooms must be replaced (a major change from the active one).
     replace: BTreeMap<Version, bool>,
     /// `(pool, rank, id)`: pool 0 = rooms to replace, 1 = current rooms.
-    removable: BTreeSet<(u8, u8, RoomId)>,
+    removable: BTreeSet<(u8, u8, Key)>,
     /// `(pool, id)` of ready rooms: pool 0 = current rooms, allocated first.
-    ready: BTreeSet<(u8, RoomId)>,
+    ready: BTreeSet<(u8, Key)>,
     /// `(deadline, id)`: when each room expires if nothing changes.
-    deadlines: BTreeSet<(Time, RoomId)>,
+    deadlines: BTreeSet<(Time, Key)>,
     timeouts: ExpiryTimeouts,
     /// Rooms inserted, updated or removed since `take_changed`: what the
     /// store must write, unordered and possibly repeated (a room removed
     /// and created again); the drain sorts it. A room still present is
     /// listed once (`Slot::changed`), so it is bounded by the rooms ever
     /// present between two drains plus the removals among them.
-    changed: Vec<RoomId>,
+    changed: Vec<Key>,
 }
 
 impl Fleet {
@@ -135,12 +141,12 @@ impl Fleet {
 
     /// Room ids changed since the last call, in order and each once; the
     /// engine persists them.
-    pub fn take_changed(&mut self) -> Vec<RoomId> {
+    pub fn take_changed(&mut self) -> Vec<Arc<str>> {
         let mut changed = std::mem::take(&mut self.changed);
         changed.sort_unstable();
         changed.dedup();
         for id in &changed {
-            if let Some(slot) = self.rooms.get_mut(id.as_str()) {
+            if let Some(slot) = self.rooms.get_mut(&**id) {
                 slot.changed = false;
             }
         }
@@ -179,7 +185,7 @@ impl Fleet {
 
     /// Every room, in id order.
     pub fn rooms(&self) -> impl Iterator<Item = &Room> {
-        self.ids.iter().map(|id| match self.rooms.get(id.as_str()) {
+        self.ids.iter().map(|id| match self.rooms.get(&**id) {
             Some(slot) => &*slot.room,
             None => unreachable!("room {id} listed but not held"),
         })
@@ -192,16 +198,18 @@ impl Fleet {
             room.id
         );
         self.replace.entry(room.version).or_insert(false);
+        let key: Key = Arc::from(room.id.as_str());
         let c = self.contribution(&room);
         self.count(&c, true);
-        self.index(&room.id, &c, true);
-        self.changed.push(room.id.clone());
-        self.ids.insert(room.id.clone());
+        self.index(&key, &c, true);
+        self.changed.push(key.clone());
+        self.ids.insert(key.clone());
         let slot = Slot {
             room: Arc::new(room),
+            key: key.clone(),
             changed: true,
         };
-        self.rooms.insert(slot.room.id.clone(), slot);
+        self.rooms.insert(key, slot);
     }
 
     pub fn remove(&mut self, id: &str) -> Option<Room> {
@@ -209,10 +217,10 @@ impl Fleet {
         let room = Arc::unwrap_or_clone(slot.room);
         let c = self.contribution(&room);
         self.count(&c, false);
-        self.index(&room.id, &c, false);
+        self.index(&slot.key, &c, false);
         self.ids.remove(id);
         if !slot.changed {
-            self.changed.push(room.id.clone());
+            self.changed.push(slot.key);
         }
         Some(room)
     }
@@ -224,7 +232,7 @@ impl Fleet {
         let slot = self.rooms.get_mut(id)?;
         if !slot.changed {
             slot.changed = true;
-            self.changed.push(id.to_string());
+            self.changed.push(slot.key.clone());
         }
         let room = Arc::make_mut(&mut slot.room);
         let before = contribution(&self.timeouts, &self.replace, room);
@@ -235,7 +243,12 @@ impl Fleet {
         if before != after {
             self.count(&before, false);
             self.count(&after, true);
-            self.reindex(id, &before, &after);
+            // Looked up again rather than holding the key's count up on
+            // every update: most change no index.
+            let key = self.rooms.get(id).map(|slot| slot.key.clone());
+            if let Some(key) = key {
+                self.reindex(&key, &before, &after);
+            }
         }
         Some(result)
     }
@@ -244,16 +257,20 @@ impl Fleet {
     /// changed, and rebuilds the version-dependent indexes: O(n log n), once
     /// per version switch.
     pub fn set_replacement(&mut self, replace: BTreeMap<Version, bool>) {
-        let rooms: Vec<Arc<Room>> = self.ids.iter().filter_map(|id| self.shared(id)).collect();
-        let before: Vec<Contribution> = rooms.iter().map(|r| self.contribution(r)).collect();
+        let rooms: Vec<(Key, Arc<Room>)> = self
+            .ids
+            .iter()
+            .filter_map(|id| self.shared(id).map(|room| (id.clone(), room)))
+            .collect();
+        let before: Vec<Contribution> = rooms.iter().map(|(_, r)| self.contribution(r)).collect();
         self.replace = replace;
-        for (room, before) in rooms.iter().zip(before) {
+        for ((key, room), before) in rooms.iter().zip(before) {
             self.replace.entry(room.version).or_insert(false);
             let after = self.contribution(room);
             if before != after {
                 self.count(&before, false);
                 self.count(&after, true);
-                self.reindex(&room.id, &before, &after);
+                self.reindex(key, &before, &after);
             }
         }
     }
@@ -295,14 +312,14 @@ impl Fleet {
             .iter()
             .take_while(|(pool, _, _)| !only_to_replace || *pool == 0)
             .take(n)
-            .map(|(_, _, id)| id.clone())
+            .map(|(_, _, id)| id.to_string())
             .collect()
     }
 
     /// The ready room an allocation takes: current-version rooms first, then
     /// the lowest id (upstream picks the lowest member of the ready set).
-    pub fn first_ready(&self) -> Option<&RoomId> {
-        self.ready.iter().next().map(|(_, id)| id)
+    pub fn first_ready(&self) -> Option<Arc<str>> {
+        self.ready.iter().next().map(|(_, id)| id.clone())
     }
 
     pub fn next_deadline(&self) -> Option<Time> {
@@ -315,7 +332,7 @@ impl Fleet {
             .iter()
             .take_while(|(t, _)| *t <= now)
             .take(limit)
-            .map(|(_, id)| id.clone())
+            .map(|(_, id)| id.to_string())
             .collect()
     }
 
@@ -360,43 +377,43 @@ impl Fleet {
     }
 
     /// Adds (`add`) or takes away a room's entries in the ordered indexes.
-    fn index(&mut self, id: &str, c: &Contribution, add: bool) {
+    fn index(&mut self, id: &Key, c: &Contribution, add: bool) {
         if let Some(deadline) = c.deadline {
-            set(&mut self.deadlines, (deadline, id.to_string()), add);
+            set(&mut self.deadlines, (deadline, id.clone()), add);
         }
         if let Some((pool, rank)) = c.removable {
-            set(&mut self.removable, (pool, rank, id.to_string()), add);
+            set(&mut self.removable, (pool, rank, id.clone()), add);
         }
         if let Some(pool) = c.ready {
-            set(&mut self.ready, (pool, id.to_string()), add);
+            set(&mut self.ready, (pool, id.clone()), add);
         }
     }
 
     /// Moves a room's ordered entries from `before` to `after`, touching
     /// only the indexes where they differ.
-    fn reindex(&mut self, id: &str, before: &Contribution, after: &Contribution) {
+    fn reindex(&mut self, id: &Key, before: &Contribution, after: &Contribution) {
         if before.deadline != after.deadline {
             if let Some(deadline) = before.deadline {
-                set(&mut self.deadlines, (deadline, id.to_string()), false);
+                set(&mut self.deadlines, (deadline, id.clone()), false);
             }
             if let Some(deadline) = after.deadline {
-                set(&mut self.deadlines, (deadline, id.to_string()), true);
+                set(&mut self.deadlines, (deadline, id.clone()), true);
             }
         }
         if before.removable != after.removable {
             if let Some((pool, rank)) = before.removable {
-                set(&mut self.removable, (pool, rank, id.to_string()), false);
+                set(&mut self.removable, (pool, rank, id.clone()), false);
             }
             if let Some((pool, rank)) = after.removable {
-                set(&mut self.removable, (pool, rank, id.to_string()), true);
+                set(&mut self.removable, (pool, rank, id.clone()), true);
             }
         }
         if before.ready != after.ready {
             if let Some(pool) = before.ready {
-                set(&mut self.ready, (pool, id.to_string()), false);
+                set(&mut self.ready, (pool, id.clone()), false);
             }
             if let Some(pool) = after.ready {
-                set(&mut self.ready, (pool, id.to_string()), true);
+                set(&mut self.ready, (pool, id.clone()), true);
             }
         }
     }
@@ -413,10 +430,16 @@ impl Fleet {
                 self.rooms.len()
             ));
         }
-        for room in self.rooms() {
-            let c = fresh.contribution(room);
+        for id in &self.ids {
+            let Some(slot) = self.rooms.get(&**id) else {
+                return Err(format!("room {id} listed but not held"));
+            };
+            if *slot.key != **id || slot.room.id != **id {
+                return Err(format!("room {id} held as {}", slot.room.id));
+            }
+            let c = fresh.contribution(&slot.room);
             fresh.count(&c, true);
-            fresh.index(&room.id, &c, true);
+            fresh.index(id, &c, true);
         }
         if fresh.counts != self.counts {
             return Err(format!("counts {:?} != {:?}", self.counts, fresh.counts));
@@ -575,7 +598,7 @@ mod tests {
         assert_eq!(fleet.counts().get(RoomStatus::Ready), 1);
         assert_eq!(fleet.counts().get(RoomStatus::Occupied), 1);
         assert_eq!(fleet.counts().running_matches, 1);
-        assert_eq!(fleet.first_ready(), Some(&"a".to_string()));
+        assert_eq!(fleet.first_ready().as_deref(), Some("a"));
         fleet.remove("b");
         assert_eq!(fleet.counts().running_matches, 0);
         assert_eq!(fleet.counts().total(), 1);
