@@ -14,15 +14,25 @@
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::fmt;
 use std::hash::Hash;
 
 /// Keys to values, by lookup only. The hasher is foldhash (hashbrown's
 /// default: a few times faster than std's SipHash on a short id), seeded
-/// at random per process so that chosen ids cannot flood one bucket;
-/// nothing observable depends on the seed, as nothing iterates the map.
-#[derive(Clone, Debug)]
+/// at random for each map so that chosen ids cannot flood one bucket;
+/// nothing observable depends on the seed, as nothing iterates the map
+/// (its `Debug` shows the length only).
+#[derive(Clone)]
 pub struct IdIndex<K, V> {
     map: HashMap<K, V, foldhash::fast::RandomState>,
+}
+
+impl<K, V> fmt::Debug for IdIndex<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdIndex")
+            .field("len", &self.map.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<K: Hash + Eq, V> Default for IdIndex<K, V> {

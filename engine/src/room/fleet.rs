@@ -243,8 +243,9 @@ impl Fleet {
         if before != after {
             self.count(&before, false);
             self.count(&after, true);
-            // Looked up again rather than holding the key's count up on
-            // every update: most change no index.
+            // Looked up again (one bucket) rather than taking the key's
+            // count up and down on every update, for the updates that
+            // move no index entry.
             let key = self.rooms.get(id).map(|slot| slot.key.clone());
             if let Some(key) = key {
                 self.reindex(&key, &before, &after);
@@ -437,6 +438,11 @@ impl Fleet {
             if *slot.key != **id || slot.room.id != **id {
                 return Err(format!("room {id} held as {}", slot.room.id));
             }
+            // A flag set without the entry would keep the room's later
+            // changes from being written.
+            if slot.changed && !self.changed.contains(id) {
+                return Err(format!("room {id} marked changed but not listed"));
+            }
             let c = fresh.contribution(&slot.room);
             fresh.count(&c, true);
             fresh.index(id, &c, true);
@@ -603,6 +609,40 @@ mod tests {
         assert_eq!(fleet.counts().running_matches, 0);
         assert_eq!(fleet.counts().total(), 1);
         fleet.check_consistency().unwrap();
+    }
+
+    #[test]
+    fn changed_rooms_are_drained_once_each_in_id_order() {
+        let v1 = Version::FIRST;
+        let ids = |changed: Vec<Arc<str>>| -> Vec<String> {
+            changed.iter().map(|id| id.to_string()).collect()
+        };
+        let mut fleet = Fleet::new(timeouts());
+        for id in ["c", "a", "b"] {
+            fleet.insert(room(id, v1, RoomStatus::Ready));
+        }
+        fleet.update("a", |r| r.status = RoomStatus::Occupied);
+        assert!(fleet.has_changes());
+        assert_eq!(ids(fleet.take_changed()), ["a", "b", "c"]);
+        assert!(!fleet.has_changes());
+        fleet.check_consistency().unwrap();
+
+        // Updated twice, removed and created again, removed for good:
+        // each listed once, and a later change is listed again.
+        fleet.update("b", |r| r.status = RoomStatus::Occupied);
+        fleet.update("b", |r| r.status = RoomStatus::Ready);
+        fleet.remove("c");
+        fleet.insert(room("c", v1, RoomStatus::Ready));
+        fleet.remove("a");
+        fleet.check_consistency().unwrap();
+        assert_eq!(ids(fleet.take_changed()), ["a", "b", "c"]);
+        fleet.check_consistency().unwrap();
+        fleet.update("c", |r| r.status = RoomStatus::Occupied);
+        assert_eq!(ids(fleet.take_changed()), ["c"]);
+        assert_eq!(
+            fleet.rooms().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["b", "c"]
+        );
     }
 
     #[test]

@@ -691,7 +691,11 @@ impl Cluster {
                 self.pods.len()
             ));
         }
-        for (id, pod) in self.all_pods() {
+        for id in &self.pod_ids {
+            let id = *id;
+            let Some(pod) = self.pods.get(&id) else {
+                return Err(format!("pod {id} listed but not held"));
+            };
             let room = &pod.spec.room;
             if self.pod_id(&pod.spec.scheduler, room) != Some(id) {
                 return Err(format!("pod {id} is not indexed under its name {room}"));

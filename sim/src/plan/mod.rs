@@ -261,6 +261,13 @@ pub fn run(
             break;
         }
     }
+    // The audit once more at the end, so that the last hours are checked.
+    if let Err(problem) = h.engine.check_invariants() {
+        return Err(PlanError::Invariant {
+            at: h.now(),
+            problem,
+        });
+    }
     // Matches still waiting at the end neither started nor were dropped.
     tally.still_waiting = waiting.iter().filter(|(at, _)| *at >= demand_start).count() as u64;
     progress(1.0);
