@@ -272,9 +272,7 @@ impl Forwarding {
     pub fn store_failures(&self) -> watch::Receiver<Option<StoreError>> {
         self.shared.failed.subscribe()
     }
-}
 
-impl Forwarding {
     /// The lane's state, starting its task on first use.
     fn lane(&self, lane: &Lane) -> Arc<LaneState> {
         let mut lanes = lock(&self.shared.lanes);

@@ -321,7 +321,7 @@ pub struct Cluster {
     pod_ids: BTreeSet<PodId>,
     /// Pods by scheduler, then room: looked up by borrowed names, on
     /// every pod event and allocation (hashed: never iterated; what lists
-    /// a scheduler's pods walks `pods` and sorts).
+    /// a scheduler's pods walks `pod_ids` and sorts, see `named`).
     by_name: BTreeMap<String, IdIndex<String, PodId>>,
     /// Pods waiting for a node, in creation order.
     pending: BTreeSet<PodId>,
