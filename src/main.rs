@@ -9,6 +9,13 @@ use maestro::bench::Protocol;
 use maestro::config::{Config, FlagValues, LogFormat};
 use maestro::service::{self, Module};
 
+/// mimalloc rather than the system allocator: the service and the planner
+/// allocate and free many small strings and effects per event, and glibc's
+/// malloc spent about a seventh of a planner run on them (see
+/// docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "maestro",

@@ -27,6 +27,10 @@ use maestro_sim::demand::synthetic::Synthetic;
 use maestro_sim::dist::Distribution;
 use maestro_sim::plan::{PlanConfig, elided_pings, run};
 
+/// The allocator the `maestro` binary runs the planner with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let peak: f64 = std::env::args()
         .skip(1)

@@ -12,12 +12,13 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use maestro_engine::room::{PingStatus, RemovalReason, RoomId};
+use maestro_engine::room::{PingStatus, RemovalReason};
 use maestro_engine::{
     AllocateError, Command, CommandError, CommandReply, Definition, Effect, EffectId, Engine,
     EngineConfig, Millis, OperationStatus, RuntimeError, Time,
 };
 use maestro_store::{MemoryStore, Write};
+use smol_str::SmolStr;
 
 use crate::cluster::{Cluster, ClusterConfig, Output, PodSpec, RoomBehaviour};
 use crate::record::Record;
@@ -140,7 +141,9 @@ impl Harness {
     /// Allocates a ready room and tells its game server, which starts a
     /// match of the cluster's configured length.
     pub fn allocate(&mut self, scheduler: &str) -> Option<String> {
-        self.allocate_for(scheduler, None).ok()
+        self.allocate_for(scheduler, None)
+            .ok()
+            .map(|room| room.to_string())
     }
 
     /// Allocates a ready room for a match lasting `duration` (the
@@ -149,14 +152,14 @@ impl Harness {
         &mut self,
         scheduler: &str,
         duration: Option<Millis>,
-    ) -> Result<RoomId, AllocateError> {
+    ) -> Result<SmolStr, AllocateError> {
         self.stats.engine_inputs += 1;
         self.stats.room_events += 1;
         let now = self.now;
         self.rec(|| Record::Allocate(now, scheduler.to_string(), None));
         let allocation = self
             .engine
-            .allocate_with(self.now, scheduler, None, |room| room.id.clone());
+            .allocate_with(self.now, scheduler, None, |id, _| SmolStr::new(id));
         self.drain();
         if let Ok(room) = &allocation {
             self.cluster.allocated(self.now, scheduler, room, duration);

@@ -7,6 +7,7 @@ use crate::effect::{Effect, EffectId};
 use crate::operation::OperationId;
 use crate::rng::EngineRng;
 use crate::room::RoomId;
+use smol_str::SmolStr;
 
 /// What a runtime effect in flight was for, so its result can be applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,10 +34,13 @@ pub(crate) struct Io {
     next_effect: u64,
     pub rng: EngineRng,
     /// Schedulers whose fleet changed since the last reconcile.
-    pub dirty: BTreeSet<String>,
+    pub dirty: Names,
     /// Schedulers this input reached (looked up to change): only their
     /// room records and wakeups are brought up to date when it settles.
-    pub touched: BTreeSet<String>,
+    pub touched: Names,
+    /// A buffer `settle` walks names in, kept to spare an allocation per
+    /// input.
+    pub scratch: Vec<SmolStr>,
     /// Watch-only schedulers (imported, not switched): no runtime effect
     /// may name one, which `emit_runtime` asserts.
     pub watch_only: BTreeSet<String>,
@@ -49,8 +53,9 @@ impl Io {
             in_flight: BTreeMap::new(),
             next_effect: 1,
             rng: EngineRng::new(seed),
-            dirty: BTreeSet::new(),
-            touched: BTreeSet::new(),
+            dirty: Names::default(),
+            touched: Names::default(),
+            scratch: Vec::new(),
             watch_only: BTreeSet::new(),
         }
     }
@@ -86,14 +91,45 @@ impl Io {
 
     /// Notes that this input may change `scheduler`.
     pub fn touch(&mut self, scheduler: &str) {
-        if !self.touched.contains(scheduler) {
-            self.touched.insert(scheduler.to_string());
-        }
+        self.touched.insert(scheduler);
     }
 
     pub fn mark_dirty(&mut self, scheduler: &str) {
-        if !self.dirty.contains(scheduler) {
-            self.dirty.insert(scheduler.to_string());
+        self.dirty.insert(scheduler);
+    }
+}
+
+/// A set of scheduler names in name order (the order `settle` reconciles
+/// them in). An input reaches one scheduler, or a few: a sorted vector of
+/// names held inline (up to 23 bytes) costs no allocation per input, where
+/// a B-tree of strings took two.
+#[derive(Debug, Default)]
+pub(crate) struct Names(Vec<SmolStr>);
+
+impl Names {
+    pub fn insert(&mut self, name: &str) {
+        if let Err(at) = self.find(name) {
+            self.0.insert(at, SmolStr::new(name));
         }
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        if let Ok(at) = self.find(name) {
+            self.0.remove(at);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Moves every name, in order, to the end of `out`; the set keeps its
+    /// buffer.
+    pub fn drain_into(&mut self, out: &mut Vec<SmolStr>) {
+        out.append(&mut self.0);
+    }
+
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|n| n.as_str().cmp(name))
     }
 }

@@ -13,6 +13,7 @@ pub mod query;
 mod restore;
 mod rooms;
 
+use smol_str::SmolStr;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -341,20 +342,20 @@ impl Engine {
         scheduler: &str,
         key: Option<&str>,
     ) -> Result<Allocation, AllocateError> {
-        self.allocate_with(now, scheduler, key, Allocation::of)
+        self.allocate_with(now, scheduler, key, |_, room| Allocation::of(room))
     }
 
     /// [`Engine::allocate`], answering with what `answer` takes from the
-    /// allocated room (as it is once allocated) instead of an
-    /// [`Allocation`]: the planner, which allocates tens of millions of
-    /// rooms, needs only the id and would otherwise copy the address and
-    /// the ports for each.
+    /// allocated room's id and record (as it is once allocated) instead of
+    /// an [`Allocation`]: the planner, which allocates tens of millions of
+    /// rooms, needs only the id, and takes it from the fleet's index (the
+    /// first argument) rather than from the record, a pointer further.
     pub fn allocate_with<R>(
         &mut self,
         now: Time,
         scheduler: &str,
         key: Option<&str>,
-        answer: impl FnOnce(&Room) -> R,
+        answer: impl FnOnce(&str, &Room) -> R,
     ) -> Result<R, AllocateError> {
         let now = self.advance(now);
         let Engine {
@@ -450,27 +451,31 @@ impl Engine {
         // An operation that ends inside a pass marks its scheduler again;
         // a few passes settle such chains, and anything left shows up in
         // `poll_timeout` as due now.
+        let mut dirty = std::mem::take(&mut self.io.scratch);
         for _ in 0..self.config.settle_passes.max(1) {
-            let dirty = std::mem::take(&mut self.io.dirty);
-            if dirty.is_empty() {
+            if self.io.dirty.is_empty() {
                 break;
             }
-            for name in dirty {
+            dirty.clear();
+            self.io.dirty.drain_into(&mut dirty);
+            for name in &dirty {
                 let Engine {
                     schedulers,
                     io,
                     config,
                     ..
                 } = self;
-                io.touch(&name);
-                let Some(entry) = schedulers.get_mut(&name) else {
+                io.touch(name);
+                let Some(entry) = schedulers.get_mut(name.as_str()) else {
                     continue;
                 };
                 entry.reconcile(io, config, now);
                 let fate = entry.drive(io, config, now);
-                self.apply_fate(&name, fate);
+                self.apply_fate(name, fate);
             }
         }
+        dirty.clear();
+        self.io.scratch = dirty;
         self.refresh_touched();
         debug_assert_eq!(self.check_wakeups(), Ok(()));
     }
@@ -485,14 +490,16 @@ impl Engine {
             wakeup_of,
             ..
         } = self;
-        for name in std::mem::take(&mut io.touched) {
-            let wakeup = match schedulers.get_mut(&name) {
+        let mut touched = std::mem::take(&mut io.scratch);
+        io.touched.drain_into(&mut touched);
+        for name in touched.iter().map(SmolStr::as_str) {
+            let wakeup = match schedulers.get_mut(name) {
                 Some(entry) => {
                     for id in entry.fleet.take_changed() {
                         match entry.fleet.shared(&id) {
                             Some(room) => io.emit(Effect::SaveRoom(room)),
                             None => io.emit(Effect::ForgetRoom {
-                                scheduler: name.clone(),
+                                scheduler: name.to_string(),
                                 room: id.to_string(),
                             }),
                         }
@@ -501,24 +508,26 @@ impl Engine {
                 }
                 None => None,
             };
-            let filed = wakeup_of.get(&name).copied();
+            let filed = wakeup_of.get(name).copied();
             if filed == wakeup {
                 // Most inputs (a ping) leave it where it was.
                 continue;
             }
             if let Some(at) = filed {
-                wakeups.remove(&(at, name.clone()));
+                wakeups.remove(&(at, name.to_string()));
             }
             match wakeup {
                 Some(at) => {
-                    wakeups.insert((at, name.clone()));
-                    wakeup_of.insert(name, at);
+                    wakeups.insert((at, name.to_string()));
+                    wakeup_of.insert(name.to_string(), at);
                 }
                 None => {
-                    wakeup_of.remove(&name);
+                    wakeup_of.remove(name);
                 }
             }
         }
+        touched.clear();
+        io.scratch = touched;
     }
 
     /// `wakeups` against every scheduler's wakeup computed afresh, and no

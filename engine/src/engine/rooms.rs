@@ -424,17 +424,17 @@ impl SchedulerEntry {
         config: &EngineConfig,
         now: Time,
         key: Option<&str>,
-        answer: impl FnOnce(&Room) -> R,
+        answer: impl FnOnce(&str, &Room) -> R,
     ) -> Result<R, AllocateError> {
         if self.deleting {
             return Err(AllocateError::SchedulerNotFound(self.name.clone()));
         }
         if let Some(key) = key
             && let Some(room) = self.allocations.get(key, now)
-            && let Some(room) = self.fleet.get(room)
-            && room.deletion.is_none()
+            && let Some(found) = self.fleet.get(room)
+            && found.deletion.is_none()
         {
-            return Ok(answer(room));
+            return Ok(answer(room, found));
         }
         let id = self
             .fleet
@@ -450,7 +450,7 @@ impl SchedulerEntry {
                 );
                 room.status = RoomStatus::Allocated;
                 room.allocated_at = Some(now);
-                answer(room)
+                answer(&id, room)
             })
             .expect("the ready index lists existing rooms");
         if let Some(key) = key {

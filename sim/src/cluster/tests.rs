@@ -4,8 +4,8 @@ const GIB: u64 = 1 << 30;
 
 fn pod(room: &str, cpu: u64) -> PodSpec {
     PodSpec {
-        scheduler: "arena".to_string(),
-        room: room.to_string(),
+        scheduler: SmolStr::new("arena"),
+        room: SmolStr::new(room),
         cpu_millis: cpu,
         memory_bytes: GIB / 4,
         ports: vec![],
