@@ -59,6 +59,7 @@ use maestro_engine::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use smallvec::SmallVec;
 use smol_str::SmolStr;
 
 use crate::dist::Distribution;
@@ -285,8 +286,10 @@ struct Pod {
     /// this server since; its pings up to the next tick are ones maestro
     /// would have had, so a stop before then is still reported.
     announcing: bool,
-    /// End times of the matches it hosts, earliest first.
-    matches: Vec<Time>,
+    /// End times of the matches it hosts, earliest first: in the pod's
+    /// record up to two (most game servers host one), so ending a match
+    /// reads no other memory.
+    matches: SmallVec<[Time; 2]>,
     played: u32,
     behaviour: Option<RoomBehaviour>,
 }
@@ -513,7 +516,7 @@ impl Cluster {
                 last_ping: None,
                 steady: false,
                 announcing: false,
-                matches: Vec::new(),
+                matches: SmallVec::new(),
                 played: 0,
                 behaviour: None,
             },
