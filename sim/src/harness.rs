@@ -249,6 +249,7 @@ impl Harness {
                     // A refused ping (for instance an impossible transition)
                     // changes nothing; the room pings again on its period.
                     let _ = self.engine.handle_ping(self.now, &ping);
+                    self.cluster.recycle(ping);
                 }
                 Output::Liveness(liveness) => {
                     self.rec(|| Record::Liveness(now, liveness.clone()));

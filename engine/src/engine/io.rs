@@ -38,8 +38,8 @@ pub(crate) struct Io {
     /// Schedulers this input reached (looked up to change): only their
     /// room records and wakeups are brought up to date when it settles.
     pub touched: Names,
-    /// A buffer `settle` walks names in, kept to spare an allocation per
-    /// input.
+    /// A buffer `settle` and then `refresh_touched` walk names in, kept to
+    /// spare an allocation per input.
     pub scratch: Vec<SmolStr>,
     /// Watch-only schedulers (imported, not switched): no runtime effect
     /// may name one, which `emit_runtime` asserts.
@@ -101,8 +101,9 @@ impl Io {
 
 /// A set of scheduler names in name order (the order `settle` reconciles
 /// them in). An input reaches one scheduler, or a few: a sorted vector of
-/// names held inline (up to 23 bytes) costs no allocation per input, where
-/// a B-tree of strings took two.
+/// names held inline costs no allocation per input for a name of up to 23
+/// bytes (a longer one is shared, one allocation), where a B-tree of
+/// strings took two. Bounded by the schedulers.
 #[derive(Debug, Default)]
 pub(crate) struct Names(Vec<SmolStr>);
 

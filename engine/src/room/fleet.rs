@@ -86,8 +86,8 @@ struct Slot {
     /// holds it (`Arc::make_mut`), so a shell that drops the effect at once
     /// (the planner, which persists nothing) never pays for the copy.
     room: Arc<Room>,
-    /// The room's id, shared by every index entry of the room: moving an
-    /// entry copies a pointer, not the id.
+    /// The room's id as every index entry of the room holds it: copied
+    /// inline (up to 23 bytes) or shared (longer), never allocated again.
     key: Key,
     /// Listed in `changed` since the last drain.
     changed: bool,

@@ -253,6 +253,10 @@ pub struct Counts {
 
 type PodId = u64;
 
+/// The most pings `Cluster::recycle` keeps (a caller hands each back
+/// before the next is made, so one or two are in use).
+const MAX_SPARE_PINGS: usize = 16;
+
 /// The farthest a crash timer is set ahead (see `Cluster::arm_crash`).
 const CRASH_STEP: Millis = Millis(3_600_000);
 
@@ -315,8 +319,8 @@ enum Timer {
 /// A timer in the heap, ordered by its key alone: the time in the high
 /// half, the sequence it was set in the low half, so equal times fire in
 /// the order they were set. One integer comparison per step of the heap
-/// (a tuple's took a branch per field; the heap's sifting is a tenth of a
-/// planner run).
+/// (a tuple's took a branch per field; the heap's sifting is about 8 % of
+/// a planner run).
 #[derive(Clone, Copy, Debug)]
 struct Due {
     key: u128,
@@ -374,6 +378,8 @@ pub struct Cluster {
     /// The node autoscaler's next look, if one is set.
     nodes_check: Option<Time>,
     outputs: VecDeque<Output>,
+    /// Pings handed back by `recycle`, for their buffers.
+    spare_pings: Vec<Ping>,
     stats: ClusterStats,
     placed: u64,
 }
@@ -404,6 +410,7 @@ impl Cluster {
             nodes,
             nodes_check: None,
             outputs: VecDeque::new(),
+            spare_pings: Vec::new(),
             stats: ClusterStats::default(),
             placed: 0,
         };
@@ -1229,13 +1236,36 @@ impl Cluster {
         }
         pod.last_ping = Some(self.now);
         self.stats.pings += 1;
-        self.outputs.push_back(Output::Ping(Ping {
-            scheduler: pod.spec.scheduler.to_string(),
-            room: pod.spec.room.to_string(),
-            status,
-            running_matches,
-            metadata_json: String::new(),
-        }));
+        // A ping handed back (`Cluster::recycle`) lends its buffers.
+        let ping = match self.spare_pings.pop() {
+            Some(mut ping) => {
+                ping.scheduler.clear();
+                ping.scheduler.push_str(&pod.spec.scheduler);
+                ping.room.clear();
+                ping.room.push_str(&pod.spec.room);
+                ping.status = status;
+                ping.running_matches = running_matches;
+                ping.metadata_json.clear();
+                ping
+            }
+            None => Ping {
+                scheduler: pod.spec.scheduler.to_string(),
+                room: pod.spec.room.to_string(),
+                status,
+                running_matches,
+                metadata_json: String::new(),
+            },
+        };
+        self.outputs.push_back(Output::Ping(ping));
+    }
+
+    /// Takes back a ping the caller is done with, whose buffers the next
+    /// pings reuse: with every ping delivered, two name copies a ping were
+    /// an eighth of the planner's time. Keeps at most `MAX_SPARE_PINGS`.
+    pub fn recycle(&mut self, ping: Ping) {
+        if self.spare_pings.len() < MAX_SPARE_PINGS {
+            self.spare_pings.push(ping);
+        }
     }
 
     fn on_match_end(&mut self, id: PodId) {

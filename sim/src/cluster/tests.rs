@@ -72,6 +72,47 @@ fn a_pod_starts_boots_and_pings_on_its_cadence() {
 }
 
 #[test]
+fn a_recycled_ping_lends_its_buffers_and_nothing_else() {
+    let mut c = Cluster::new(ClusterConfig::default(), Time(0));
+    c.create_pod(Time(0), pod("a", 100)).unwrap();
+    c.create_pod(Time(0), pod("b", 100)).unwrap();
+    c.advance(Time(1_000));
+    let mut first: Vec<Ping> = drain(&mut c)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Ping(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(first.len(), 2, "both booted and pinged");
+    // Handed back with other contents: none of them may leak.
+    for ping in &mut first {
+        ping.scheduler = "elsewhere".to_string();
+        ping.room = "someone-else".to_string();
+        ping.metadata_json = "{\"stale\":true}".to_string();
+        ping.running_matches = 9;
+    }
+    for ping in first {
+        c.recycle(ping);
+    }
+    assert!(c.allocated(Time(2_000), "arena", "b", Some(Millis(60_000))));
+    let out = drain(&mut c);
+    let [Output::Ping(ping)] = out.as_slice() else {
+        panic!("one ping expected, got {out:?}");
+    };
+    assert_eq!(
+        ping,
+        &Ping {
+            scheduler: "arena".to_string(),
+            room: "b".to_string(),
+            status: PingStatus::Occupied,
+            running_matches: 1,
+            metadata_json: String::new(),
+        }
+    );
+}
+
+#[test]
 fn pods_wait_for_room_and_the_pool_grows_after_the_delay_then_shrinks() {
     let mut c = Cluster::new(pooled(1, 3), Time(0));
     for i in 0..4 {

@@ -58,8 +58,15 @@ impl PlanConfig {
     /// ([`Pings::Reported`]: the same decisions, see
     /// `tests::leaving_out_unchanged_pings_changes_no_decision`).
     pub fn new(scheduler: Scheduler) -> PlanConfig {
-        // `run` spaces the engine's periodic fleet audit as its own.
-        let engine = EngineConfig::default();
+        // The engine's own periodic fleet audit (it decides nothing) spaced
+        // as the planner's, which includes it: at 70,000 rooms the hourly
+        // one took a twentieth of a run.
+        let defaults = EngineConfig::default();
+        let health_runs = AUDIT_PERIOD.0 / defaults.health_controller_interval.0.max(1);
+        let engine = EngineConfig {
+            fleet_audit_every: u32::try_from(health_runs).unwrap_or(u32::MAX),
+            ..defaults
+        };
         let cluster = ClusterConfig {
             pings: Pings::Reported,
             ..ClusterConfig::default()
@@ -148,16 +155,8 @@ pub fn run(
         return Err(PlanError::EmptyDemand);
     }
     let begin = Time(demand_start.0.saturating_sub(config.warmup.0));
-    // The engine's own periodic audit of the fleet (part of the one
-    // above) is spaced as the planner's at least: at 70,000 rooms the
-    // hourly one took a twentieth of a run. It decides nothing.
-    let health_runs = AUDIT_PERIOD.0 / config.engine.health_controller_interval.0.max(1);
     let engine = EngineConfig {
         seed: config.seed,
-        fleet_audit_every: config
-            .engine
-            .fleet_audit_every
-            .max(u32::try_from(health_runs).unwrap_or(u32::MAX)),
         ..config.engine.clone()
     };
     let cluster = ClusterConfig {
