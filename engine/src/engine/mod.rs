@@ -13,9 +13,10 @@ pub mod query;
 mod restore;
 mod rooms;
 
-use smol_str::SmolStr;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+use smol_str::SmolStr;
 
 use entry::{EntryFate, SchedulerEntry};
 use execute::CancelRefusal;

@@ -236,6 +236,9 @@ impl Fleet {
     /// changes nothing touches none but the deadline's).
     pub fn update<R>(&mut self, id: &str, change: impl FnOnce(&mut Room) -> R) -> Option<R> {
         let slot = self.rooms.get_mut(id)?;
+        // A copy, inline (or a shared count for a long id): the indexes
+        // need it if the change moves the room's entries.
+        let key = slot.key.clone();
         if !slot.changed {
             slot.changed = true;
             self.changed.push(slot.key.clone());
@@ -249,13 +252,7 @@ impl Fleet {
         if before != after {
             self.count(&before, false);
             self.count(&after, true);
-            // Looked up again (one bucket) rather than taking the key's
-            // count up and down on every update, for the updates that
-            // move no index entry.
-            let key = self.rooms.get(id).map(|slot| slot.key.clone());
-            if let Some(key) = key {
-                self.reindex(&key, &before, &after);
-            }
+            self.reindex(&key, &before, &after);
         }
         Some(result)
     }

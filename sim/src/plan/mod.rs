@@ -217,9 +217,7 @@ pub fn run(
         // the end: it rebuilds every index, so each sample would cost more
         // than the simulation.
         if now >= next_audit {
-            if let Err(problem) = h.engine.check_invariants() {
-                return Err(PlanError::Invariant { at: now, problem });
-            }
+            audit(&h)?;
             next_audit = now + AUDIT_PERIOD;
         }
         let measured = now >= demand_start;
@@ -270,12 +268,7 @@ pub fn run(
         }
     }
     // The audit once more at the end, so that the last hours are checked.
-    if let Err(problem) = h.engine.check_invariants() {
-        return Err(PlanError::Invariant {
-            at: h.now(),
-            problem,
-        });
-    }
+    audit(&h)?;
     // Matches still waiting at the end neither started nor were dropped.
     tally.still_waiting = waiting.iter().filter(|(at, _)| *at >= demand_start).count() as u64;
     progress(1.0);
@@ -304,6 +297,16 @@ struct Tally {
     waited: u64,
     dropped: u64,
     still_waiting: u64,
+}
+
+/// The engine's structural audit (every index rebuilt and compared).
+fn audit(h: &Harness) -> Result<(), PlanError> {
+    h.engine
+        .check_invariants()
+        .map_err(|problem| PlanError::Invariant {
+            at: h.now(),
+            problem,
+        })
 }
 
 fn try_allocate(h: &mut Harness, scheduler: &str, duration: Millis) -> Result<bool, PlanError> {
