@@ -104,6 +104,20 @@ pub struct EngineConfig {
     /// each port of a room a distinct one; past `(ports + 1) ×` this the
     /// range is swept in order instead (default 64).
     pub host_port_draws_per_port: usize,
+    /// Whether the engine emits every changed room's record for the store
+    /// (`SaveRoom`, `ForgetRoom`). On in the service. A shell that keeps no
+    /// store, the capacity planner, turns it off: listing, copying out and
+    /// dropping the records took about an eighth of a planner run, and no
+    /// decision reads them (the decision trace is the same either way, a
+    /// test pins it). Recordings made before this field existed read it
+    /// as on.
+    #[cfg_attr(feature = "serde", serde(default = "records_on"))]
+    pub room_records: bool,
+}
+
+#[cfg(feature = "serde")]
+fn records_on() -> bool {
+    true
 }
 
 /// Operations of the engine's own that one scheduler can hold open
@@ -172,6 +186,7 @@ impl Default for EngineConfig {
             operation_id_retries: 8,
             room_name_draws: 16,
             host_port_draws_per_port: 64,
+            room_records: true,
         }
     }
 }

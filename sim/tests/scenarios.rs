@@ -479,6 +479,55 @@ fn same_seed_same_run() {
 }
 
 #[test]
+fn room_records_off_changes_no_decision() {
+    // What the planner runs with: no store, so no room records. Matches,
+    // a rollout, crashes and a scale-down, with and without them.
+    fn run(room_records: bool) -> (String, u64, Vec<(String, RoomStatus)>, usize) {
+        let config = EngineConfig {
+            room_records,
+            ..EngineConfig::default()
+        };
+        let cluster = ClusterConfig {
+            failures: Failures {
+                pod_crash_per_hour: 30.0,
+                ..Failures::default()
+            },
+            ..ClusterConfig::default()
+        };
+        let mut h = Harness::new(config, cluster);
+        enqueued(h.command(Command::CreateScheduler(scheduler("arena", 6))));
+        h.run_for(Millis::from_secs(30));
+        for i in 0..30u64 {
+            let _ = h.allocate_for("arena", Some(Millis::from_secs(20 + i % 5 * 15)));
+            h.run_for(Millis::from_secs(3));
+        }
+        let mut v2 = scheduler("arena", 3);
+        v2.spec.containers[0].image = "game:2".to_string();
+        enqueued(h.command(Command::NewSchedulerVersion(v2)));
+        h.run_for(Millis::from_secs(900));
+        check(&h);
+        let rooms = h
+            .engine
+            .fleet("arena")
+            .unwrap()
+            .rooms()
+            .map(|r| (r.id.clone(), r.status))
+            .collect();
+        let stored: usize = h.store.load().unwrap().iter().map(|s| s.rooms.len()).sum();
+        (h.trace.hash(), h.trace.decisions(), rooms, stored)
+    }
+    let (hash_on, decisions_on, rooms_on, stored_on) = run(true);
+    let (hash_off, decisions_off, rooms_off, stored_off) = run(false);
+    assert!(decisions_on > 50, "{decisions_on} decisions");
+    assert_eq!(hash_on, hash_off);
+    assert_eq!(decisions_on, decisions_off);
+    assert_eq!(rooms_on, rooms_off);
+    // With records the store holds every room; without, none.
+    assert_eq!(stored_on, rooms_on.len());
+    assert_eq!(stored_off, 0);
+}
+
+#[test]
 fn storage_clean_up_keeps_the_operation_history_bounded() {
     let sim = ClusterConfig {
         ping_interval: Millis::from_secs(60),

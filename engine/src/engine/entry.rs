@@ -89,7 +89,7 @@ impl SchedulerEntry {
             versions: BTreeMap::from([(active, Arc::new(scheduler))]),
             version_created_at: BTreeMap::from([(active, now)]),
             active,
-            fleet: Fleet::new(timeouts),
+            fleet: Fleet::with_records(timeouts, config.room_records),
             resources_ready: false,
             deleting: false,
             queue: VecDeque::new(),

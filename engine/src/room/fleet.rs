@@ -124,12 +124,22 @@ pub struct Fleet {
     /// store must write, unordered and possibly repeated (a room removed
     /// and created again); the drain sorts it. A room still present is
     /// listed once (`Slot::changed`), so it is bounded by the rooms ever
-    /// present between two drains plus the removals among them.
+    /// present between two drains plus the removals among them. Empty
+    /// when `records` is off.
     changed: Vec<Key>,
+    /// Whether changes are listed in `changed` (see
+    /// `EngineConfig::room_records`).
+    records: bool,
 }
 
 impl Fleet {
     pub fn new(timeouts: ExpiryTimeouts) -> Fleet {
+        Fleet::with_records(timeouts, true)
+    }
+
+    /// A fleet that lists its changed rooms for the store (`records`), or
+    /// not: [`Fleet::take_changed`] is then always empty.
+    pub fn with_records(timeouts: ExpiryTimeouts, records: bool) -> Fleet {
         Fleet {
             rooms: IdIndex::new(),
             ids: BTreeSet::new(),
@@ -142,6 +152,7 @@ impl Fleet {
             deadlines: BTreeSet::new(),
             timeouts,
             changed: Vec::new(),
+            records,
         }
     }
 
@@ -208,12 +219,14 @@ impl Fleet {
         let c = self.contribution(&room);
         self.count(&c, true);
         self.index(&key, &c, true);
-        self.changed.push(key.clone());
+        if self.records {
+            self.changed.push(key.clone());
+        }
         self.ids.insert(key.clone());
         let slot = Slot {
             room: Arc::new(room),
             key: key.clone(),
-            changed: true,
+            changed: self.records,
         };
         self.rooms.insert(key, slot);
     }
@@ -225,7 +238,7 @@ impl Fleet {
         self.count(&c, false);
         self.index(&slot.key, &c, false);
         self.ids.remove(id);
-        if !slot.changed {
+        if self.records && !slot.changed {
             self.changed.push(slot.key);
         }
         Some(room)
@@ -239,7 +252,7 @@ impl Fleet {
         // A copy, inline (or a shared count for a long id): the indexes
         // need it if the change moves the room's entries.
         let key = slot.key.clone();
-        if !slot.changed {
+        if self.records && !slot.changed {
             slot.changed = true;
             self.changed.push(slot.key.clone());
         }
@@ -425,7 +438,7 @@ impl Fleet {
     /// Recomputes every index from the rooms and compares. Returns a
     /// description of the first difference.
     pub fn check_consistency(&self) -> Result<(), String> {
-        let mut fresh = Fleet::new(self.timeouts);
+        let mut fresh = Fleet::with_records(self.timeouts, self.records);
         fresh.replace = self.replace.clone();
         if self.ids.len() != self.rooms.len() {
             return Err(format!(
@@ -646,6 +659,31 @@ mod tests {
             fleet.rooms().map(|r| r.id.as_str()).collect::<Vec<_>>(),
             ["b", "c"]
         );
+    }
+
+    #[test]
+    fn a_fleet_without_records_lists_no_change_and_indexes_the_same() {
+        let v1 = Version::FIRST;
+        let mut with = Fleet::new(timeouts());
+        let mut without = Fleet::with_records(timeouts(), false);
+        for fleet in [&mut with, &mut without] {
+            for id in ["c", "a", "b"] {
+                fleet.insert(room(id, v1, RoomStatus::Ready));
+            }
+            fleet.update("a", |r| r.status = RoomStatus::Occupied);
+            fleet.remove("c");
+            fleet.check_consistency().unwrap();
+        }
+        assert!(with.has_changes());
+        assert!(!without.has_changes());
+        assert!(without.take_changed().is_empty());
+        assert_eq!(with.counts(), without.counts());
+        let ready = |f: &Fleet| {
+            f.rooms()
+                .map(|r| (r.id.clone(), r.status))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ready(&with), ready(&without));
     }
 
     #[test]

@@ -155,8 +155,11 @@ pub fn run(
         return Err(PlanError::EmptyDemand);
     }
     let begin = Time(demand_start.0.saturating_sub(config.warmup.0));
+    // The planner keeps no store: the engine need not hand out room
+    // records (`h.persist` below).
     let engine = EngineConfig {
         seed: config.seed,
+        room_records: false,
         ..config.engine.clone()
     };
     let cluster = ClusterConfig {
