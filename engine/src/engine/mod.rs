@@ -497,7 +497,7 @@ impl Engine {
             let wakeup = match schedulers.get_mut(name) {
                 Some(entry) => {
                     for id in entry.fleet.take_changed() {
-                        match entry.fleet.shared(&id) {
+                        match entry.fleet.record(&id) {
                             Some(room) => io.emit(Effect::SaveRoom(room)),
                             None => io.emit(Effect::ForgetRoom {
                                 scheduler: name.to_string(),
