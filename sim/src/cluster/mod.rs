@@ -45,11 +45,10 @@
 //! status change is not sent again until the next one).
 
 mod nodes;
+mod timers;
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use dary_heap::QuaternaryHeap;
 use maestro_engine::id_index::IdIndex;
 use maestro_engine::room::{Address, AddressPort, HostPort, InstanceStatus, PingStatus};
 use maestro_engine::scheduler::Scheduler;
@@ -62,6 +61,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use smallvec::SmallVec;
 use smol_str::SmolStr;
+use timers::Timers;
 
 use crate::dist::Distribution;
 use nodes::Nodes;
@@ -317,52 +317,12 @@ enum Timer {
     Nodes,
 }
 
-/// A timer in the heap, ordered by its key alone: the time in the high
-/// half, the sequence it was set in the low half, so equal times fire in
-/// the order they were set. One integer comparison per step of the heap
-/// (a tuple's took a branch per field; the heap's sifting is about 8 % of
-/// a planner run).
-#[derive(Clone, Copy, Debug)]
-struct Due {
-    key: u128,
-    timer: Timer,
-}
-
-impl Due {
-    fn at(&self) -> Time {
-        Time((self.key >> 64) as u64)
-    }
-}
-
-impl PartialEq for Due {
-    fn eq(&self, other: &Due) -> bool {
-        self.key == other.key
-    }
-}
-
-impl Eq for Due {}
-
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Due) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Due {
-    fn cmp(&self, other: &Due) -> std::cmp::Ordering {
-        self.key.cmp(&other.key)
-    }
-}
-
 pub struct Cluster {
     config: ClusterConfig,
     rng: ChaCha8Rng,
     now: Time,
-    /// Equal times fire in the order they were set (see `Due`). Four
-    /// children a node: half the depth of a binary heap, so a pop sifts
-    /// through fewer cache lines (about 4 % of a one-day Dota 2 run).
-    timers: QuaternaryHeap<Reverse<Due>>,
-    seq: u64,
+    /// Fired in time order, equal times in the order set (`timers.rs`).
+    timers: Timers<Timer>,
     next_pod: PodId,
     /// Pods by id, looked up on every timer and allocation (hashed: never
     /// iterated; what walks the pods walks `pod_ids`).
@@ -403,8 +363,7 @@ impl Cluster {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             config,
             now,
-            timers: QuaternaryHeap::new(),
-            seq: 0,
+            timers: Timers::new(),
             next_pod: 0,
             pods: IdIndex::new(),
             pod_ids: BTreeSet::new(),
@@ -454,20 +413,14 @@ impl Cluster {
 
     /// When [`Cluster::advance`] has something to do next.
     pub fn next_timeout(&self) -> Option<Time> {
-        self.timers.peek().map(|Reverse(due)| due.at())
+        self.timers.next_at()
     }
 
     /// Moves the clock to `now` (never back), firing every timer due.
     pub fn advance(&mut self, now: Time) {
-        while let Some(Reverse(due)) = self.timers.peek() {
-            if due.at() > now {
-                break;
-            }
-            let Some(Reverse(due)) = self.timers.pop() else {
-                break;
-            };
-            self.tick(due.at());
-            self.fire(due.timer);
+        while let Some((at, timer)) = self.timers.pop_due(now) {
+            self.tick(at);
+            self.fire(timer);
         }
         self.tick(now);
     }
@@ -843,12 +796,7 @@ impl Cluster {
     }
 
     fn set_timer(&mut self, at: Time, timer: Timer) {
-        self.seq += 1;
-        let at = at.max(self.now);
-        self.timers.push(Reverse(Due {
-            key: (u128::from(at.0) << 64) | u128::from(self.seq),
-            timer,
-        }));
+        self.timers.set(at.max(self.now), timer);
     }
 
     fn fire(&mut self, timer: Timer) {
@@ -1095,7 +1043,7 @@ impl Cluster {
     }
 
     /// Sets the crash timer at most an hour ahead, so a deleted pod's
-    /// crash does not sit in the timer heap for the rest of a long run.
+    /// crash does not sit among the timers for the rest of a long run.
     fn arm_crash(&mut self, id: PodId, at: Time) {
         let step = (self.now + CRASH_STEP).min(at);
         self.set_timer(step, Timer::Crash(id));
