@@ -159,7 +159,7 @@ impl Harness {
         self.rec(|| Record::Allocate(now, scheduler.to_string(), None));
         let allocation = self
             .engine
-            .allocate_with(self.now, scheduler, None, |id, _| SmolStr::new(id));
+            .allocate_with(self.now, scheduler, None, |id, _| id.clone());
         self.drain();
         if let Ok(room) = &allocation {
             self.cluster.allocated(self.now, scheduler, room, duration);

@@ -349,14 +349,16 @@ impl Engine {
     /// [`Engine::allocate`], answering with what `answer` takes from the
     /// allocated room's id and record (as it is once allocated) instead of
     /// an [`Allocation`]: the planner, which allocates tens of millions of
-    /// rooms, needs only the id, and takes it from the fleet's index (the
-    /// first argument) rather than from the record, a pointer further.
+    /// rooms, needs only the id, and takes it as the fleet's index holds it
+    /// (the first argument), a copy of 24 bytes at most for a short id
+    /// (building one from a `&str` cost about 3 % of a planner run, in
+    /// stalled copies through the stack).
     pub fn allocate_with<R>(
         &mut self,
         now: Time,
         scheduler: &str,
         key: Option<&str>,
-        answer: impl FnOnce(&str, &Room) -> R,
+        answer: impl FnOnce(&SmolStr, &Room) -> R,
     ) -> Result<R, AllocateError> {
         let now = self.advance(now);
         let Engine {

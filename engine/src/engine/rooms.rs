@@ -18,6 +18,7 @@ use crate::room::{
 use crate::scheduler::Scheduler;
 use crate::time::{Millis, Time};
 use crate::version::Version;
+use smol_str::SmolStr;
 
 /// Allocation idempotency keys: the same key within the allocation TTL gets
 /// the same room. At most `EngineConfig::max_allocation_keys` are held.
@@ -424,7 +425,7 @@ impl SchedulerEntry {
         config: &EngineConfig,
         now: Time,
         key: Option<&str>,
-        answer: impl FnOnce(&str, &Room) -> R,
+        answer: impl FnOnce(&SmolStr, &Room) -> R,
     ) -> Result<R, AllocateError> {
         if self.deleting {
             return Err(AllocateError::SchedulerNotFound(self.name.clone()));
@@ -434,7 +435,7 @@ impl SchedulerEntry {
             && let Some(found) = self.fleet.get(room)
             && found.deletion.is_none()
         {
-            return Ok(answer(room, found));
+            return Ok(answer(&SmolStr::new(room), found));
         }
         let id = self
             .fleet
