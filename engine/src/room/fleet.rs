@@ -264,11 +264,12 @@ impl Fleet {
         let before = contribution(&self.timeouts, &self.replace, room);
         let result = change(room);
         debug_assert_eq!(room.id, id, "a room's id never changes");
-        self.replace.entry(room.version).or_insert(false);
+        if room.version != before.version {
+            self.replace.entry(room.version).or_insert(false);
+        }
         let after = contribution(&self.timeouts, &self.replace, room);
         if before != after {
-            self.count(&before, false);
-            self.count(&after, true);
+            self.recount(&before, &after);
             self.reindex(&key, &before, &after);
         }
         Some(result)
@@ -294,8 +295,7 @@ impl Fleet {
             self.replace.entry(slot.room.version).or_insert(false);
             let after = contribution(&self.timeouts, &self.replace, &slot.room);
             if before != after {
-                self.count(&before, false);
-                self.count(&after, true);
+                self.recount(&before, &after);
                 self.reindex(&key, &before, &after);
             }
         }
@@ -374,20 +374,6 @@ impl Fleet {
 
     /// Adds (`add`) or takes away a room's share of the counts.
     fn count(&mut self, c: &Contribution, add: bool) {
-        fn bump(n: &mut u64, by: u64, add: bool) {
-            if add {
-                *n += by;
-            } else {
-                *n = n.checked_sub(by).expect("fleet count underflow");
-            }
-        }
-        fn count_version(map: &mut BTreeMap<Version, u64>, version: Version, add: bool) {
-            let n = map.entry(version).or_insert(0);
-            bump(n, 1, add);
-            if *n == 0 {
-                map.remove(&version);
-            }
-        }
         if c.validation {
             bump(&mut self.counts.validation_rooms, 1, add);
             return;
@@ -397,8 +383,40 @@ impl Fleet {
         if is_in_service(c.status) {
             count_version(&mut self.by_version, c.version, add);
         }
-        if matches!(c.status, RoomStatus::Pending | RoomStatus::Unready) {
+        if is_starting(c.status) {
             count_version(&mut self.starting_by_version, c.version, add);
+        }
+    }
+
+    /// `count(before, false)` then `count(after, true)`, without taking a
+    /// per-version count down and up again when the room stays in the same
+    /// class of its version (most changes: ready, allocated, occupied).
+    fn recount(&mut self, before: &Contribution, after: &Contribution) {
+        if before.validation || after.validation || before.version != after.version {
+            self.count(before, false);
+            self.count(after, true);
+            return;
+        }
+        bump(&mut self.counts.by_status[before.status.index()], 1, false);
+        bump(&mut self.counts.by_status[after.status.index()], 1, true);
+        bump(
+            &mut self.counts.running_matches,
+            before.running_matches,
+            false,
+        );
+        bump(
+            &mut self.counts.running_matches,
+            after.running_matches,
+            true,
+        );
+        let version = after.version;
+        let (was, is) = (is_in_service(before.status), is_in_service(after.status));
+        if was != is {
+            count_version(&mut self.by_version, version, is);
+        }
+        let (was, is) = (is_starting(before.status), is_starting(after.status));
+        if was != is {
+            count_version(&mut self.starting_by_version, version, is);
         }
     }
 
@@ -550,6 +568,26 @@ fn contribution(
         c.ready = Some(if to_replace { 1 } else { 0 });
     }
     c
+}
+
+fn bump(n: &mut u64, by: u64, add: bool) {
+    if add {
+        *n += by;
+    } else {
+        *n = n.checked_sub(by).expect("fleet count underflow");
+    }
+}
+
+fn count_version(map: &mut BTreeMap<Version, u64>, version: Version, add: bool) {
+    let n = map.entry(version).or_insert(0);
+    bump(n, 1, add);
+    if *n == 0 {
+        map.remove(&version);
+    }
+}
+
+fn is_starting(status: RoomStatus) -> bool {
+    matches!(status, RoomStatus::Pending | RoomStatus::Unready)
 }
 
 fn set<K: Ord>(set: &mut BTreeSet<K>, key: K, add: bool) {
