@@ -14,8 +14,8 @@
 //! Each fleet is built once per size with the simulated cluster
 //! ([`maestro_sim::Harness`]), then the engine is taken out of the harness and
 //! driven directly, as the shell would: every call is followed by draining
-//! `poll_effect` (an accepted ping emits one `Effect::SaveRoom`, the room shared
-//! with the fleet, which is drained and dropped here; an idle health check
+//! `poll_effect` (an accepted ping emits one `Effect::SaveRoom`, a copy of the
+//! room, which is drained and dropped here; an idle health check
 //! emits the writes of its operation record). Simulated time advances 1 ms
 //! per ping and one health-check interval per health check; rooms are given
 //! a ping timeout longer than any run, so that the time jumps expire none. Pings visit the rooms

@@ -109,9 +109,10 @@ pub struct EngineConfig {
     /// store, the capacity planner, turns it off: listing, copying out and
     /// dropping the records took about an eighth of a planner run, and no
     /// decision reads them (the decision trace is the same either way, a
-    /// test pins it). Recordings made before this field existed read it
+    /// test pins it). Not part of a recording's header (the header's
+    /// format predates it, and it changes no decision): a replay reads it
     /// as on.
-    #[cfg_attr(feature = "serde", serde(default = "records_on"))]
+    #[cfg_attr(feature = "serde", serde(skip, default = "records_on"))]
     pub room_records: bool,
 }
 

@@ -269,6 +269,12 @@ impl Harness {
     }
 
     fn reboot(&mut self, record: bool) {
+        // The new process restores rooms from the store, which holds them
+        // only if the engine handed them out.
+        assert!(
+            self.engine_config.room_records || !self.persist,
+            "a restart with room records off would restore no room"
+        );
         // Every process run draws a fresh seed, as the service does.
         self.restarts += 1;
         let seed = self

@@ -105,3 +105,26 @@ fn a_torn_last_frame_ends_the_recording_and_garbage_is_named() {
         Err(ReplayError::NoHeader)
     ));
 }
+
+#[test]
+fn room_records_are_not_carried_in_a_recording() {
+    // A header keeps the layout it had before the field existed, so older
+    // recordings still decode; a replay reads the field as on.
+    let header = |engine: EngineConfig| Record::Header {
+        format: FORMAT,
+        segment: 0,
+        engine,
+        started_at: Time(5),
+    };
+    let off = EngineConfig {
+        room_records: false,
+        ..EngineConfig::default()
+    };
+    let bytes = header(off).frame().unwrap();
+    assert_eq!(bytes, header(EngineConfig::default()).frame().unwrap());
+    let decoded: Vec<Record> = Frames::new(&bytes[..]).map(Result::unwrap).collect();
+    let [Record::Header { engine, .. }] = &decoded[..] else {
+        panic!("{decoded:?}")
+    };
+    assert!(engine.room_records);
+}

@@ -481,6 +481,12 @@ impl Fleet {
             if *slot.key != **id || slot.room.id != **id {
                 return Err(format!("room {id} held as {}", slot.room.id));
             }
+            // `update` probes the map only when a version changes.
+            if !self.replace.contains_key(&slot.room.version) {
+                return Err(format!(
+                    "room {id}: its version is not in the replacement map"
+                ));
+            }
             // A flag set without the entry would keep the room's later
             // changes from being written.
             if slot.changed && !self.changed.contains(id) {

@@ -63,7 +63,10 @@ fn slot(at: Time) -> u64 {
 #[derive(Clone, Debug)]
 pub(super) struct Timers<T> {
     /// Timers of slots up to `slot`, earliest first. Empty only when
-    /// `later` is too.
+    /// `later` is too. After a refill `slot` is the next timer's, which may
+    /// lie far ahead (a crash an hour out); timers set before it join the
+    /// heap, in order, until it drains: slower for that stretch, never out
+    /// of order.
     current: QuaternaryHeap<Reverse<Due<T>>>,
     slot: u64,
     /// Timers of slots after `slot`, each list in the order set.
