@@ -114,8 +114,8 @@ pub fn room_occupancy_desired(counts: &FleetCounts, max_matches: u64, ready_targ
 }
 
 /// `ceil(a × b / d)`, exact: in 64 bits when `a × b` fits (any fleet does;
-/// a 128-bit division is a library call, about 1 % of a planner run when
-/// every input reconciles), in 128 otherwise.
+/// a 128-bit division is a library call, about 1 % of a planner profile
+/// when every input reconciles), in 128 otherwise.
 fn mul_div_ceil(a: u128, b: u128, d: u128) -> u128 {
     if let (Ok(a), Ok(b), Ok(d)) = (u64::try_from(a), u64::try_from(b), u64::try_from(d))
         && let Some(product) = a.checked_mul(b)

@@ -63,9 +63,6 @@ pub struct Harness {
     pub stats: Stats,
     /// Every decision the engine took, in order.
     pub trace: DecisionTrace,
-    /// Whether store writes are applied to `store` (the planner needs no
-    /// store and skips their cost).
-    pub persist: bool,
     /// Every engine input as a recording would hold it, once
     /// [`Harness::start_recording`] is called (tests of `crate::record`).
     recording: Option<(Vec<Record>, DecisionTrace)>,
@@ -93,7 +90,6 @@ impl Harness {
             disruption_budgets: BTreeMap::new(),
             stats: Stats::default(),
             trace: DecisionTrace::default(),
-            persist: true,
             recording: None,
         }
     }
@@ -269,11 +265,9 @@ impl Harness {
     }
 
     fn reboot(&mut self, record: bool) {
-        // The new process restores rooms from the store, which holds them
-        // only if the engine handed them out.
         assert!(
-            self.engine_config.room_records || !self.persist,
-            "a restart with room records off would restore no room"
+            self.engine_config.room_records,
+            "a restart restores from the store, which a harness with room records off does not keep"
         );
         // Every process run draws a fresh seed, as the service does.
         self.restarts += 1;
@@ -354,7 +348,9 @@ impl Harness {
             if let Some((_, trace)) = &mut self.recording {
                 trace.record(self.now, &effect);
             }
-            if self.persist
+            // Without room records (the planner) the harness keeps no
+            // store: a store without rooms could restore no engine.
+            if self.engine_config.room_records
                 && let Some(write) = Write::from_effect(&effect)
             {
                 writes.push(write);

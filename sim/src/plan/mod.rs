@@ -156,7 +156,7 @@ pub fn run(
     }
     let begin = Time(demand_start.0.saturating_sub(config.warmup.0));
     // The planner keeps no store: the engine need not hand out room
-    // records (`h.persist` below).
+    // records, and the harness then applies no store write.
     let engine = EngineConfig {
         seed: config.seed,
         room_records: false,
@@ -167,7 +167,6 @@ pub fn run(
         ..config.cluster.clone()
     };
     let mut h = Harness::starting_at(engine, cluster, begin);
-    h.persist = false;
     let name = config.scheduler.name.clone();
     if let Err(e) = h.command(Command::CreateScheduler(config.scheduler.clone())) {
         return Err(PlanError::Scheduler(e.to_string()));
